@@ -1,0 +1,133 @@
+//! Request and response bodies of the REST API (`/api/v1`), shared by the
+//! server and the CLI's typed client.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{DbStatus, HaStatus, HostStatus, NodeRole, NodeStatus};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabaseRequest {
+    pub name: String,
+    /// PostgreSQL major version (default: the version the hosts run).
+    #[serde(default)]
+    pub version: Option<u32>,
+    /// Admin role name (default `pgadmin`).
+    #[serde(default)]
+    pub admin_user: Option<String>,
+    /// Database owned by the admin role (default: connect to `postgres`).
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateReplicaRequest {
+    pub name: String,
+    /// Failover candidate priority 0..=100 (0 = never promoted automatically).
+    #[serde(default)]
+    pub priority: Option<u8>,
+}
+
+/// Answer of every mutating call: the task that carries the change.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskRef {
+    pub task_id: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HostView {
+    pub name: String,
+    pub address: String,
+    pub failure_domain: String,
+    pub status: HostStatus,
+    pub last_heartbeat_ms: Option<i64>,
+    pub pg_version: Option<u32>,
+    /// `db/node` of every instance placed on the host.
+    pub instances: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationStatus {
+    Active,
+    CatchingUp,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct NodeView {
+    pub name: String,
+    pub role: NodeRole,
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub status: NodeStatus,
+    pub failure_domain: Option<String>,
+    pub fqdn: String,
+    pub priority: u8,
+    pub maintenance: bool,
+    /// Replicas only.
+    pub replication_status: Option<ReplicationStatus>,
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// HA state the keeper follows (when a monitor exists).
+    pub ha_state: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AntiAffinityView {
+    pub rule: String,
+    pub holds: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthView {
+    pub degraded: bool,
+    pub reasons: Vec<String>,
+    /// `sync`, `async_fallback` or `none` (standalone).
+    pub sync_mode: String,
+    pub failover_paused: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseView {
+    pub name: String,
+    pub status: DbStatus,
+    pub ha_status: HaStatus,
+    pub health: HealthView,
+    pub fqdn: String,
+    pub primary_fqdn: String,
+    pub primary: Option<String>,
+    pub version: u32,
+    pub port: u16,
+    pub admin_user: String,
+    pub database_name: String,
+    /// Only with `?show_password=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_password: Option<String>,
+    pub created_at_ms: i64,
+    pub generation: u64,
+    pub anti_affinity: AntiAffinityView,
+    pub nodes: Vec<NodeView>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UriView {
+    pub uri: String,
+}

@@ -1,0 +1,12 @@
+//! Types shared by the control plane, the host agents and the CLI, plus the
+//! pure decision functions (name validation, placement) that have no I/O.
+
+pub mod api;
+pub mod model;
+pub mod names;
+pub mod placement;
+pub mod protocol;
+pub mod secrets;
+pub mod time;
+
+pub use model::*;

@@ -1,0 +1,161 @@
+//! The agent ↔ control-plane protocol. The agent sends a heartbeat with what
+//! it observes; the answer carries the intent for that host (instance specs
+//! and monitor specs). The agent reconciles toward the intent; the control
+//! plane never pushes commands. Every spec carries the database generation so
+//! a stale answer can be recognised.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::model::{Desired, NodeRole};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostRegistration {
+    pub name: String,
+    pub address: String,
+    pub failure_domain: String,
+    pub agent_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatRequest {
+    pub host: HostRegistration,
+    /// PostgreSQL version the agent can run.
+    pub pg_version: u32,
+    pub instances: Vec<InstanceObserved>,
+    #[serde(default)]
+    pub monitors: Vec<MonitorObserved>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub instances: Vec<InstanceSpec>,
+    #[serde(default)]
+    pub monitors: Vec<MonitorSpec>,
+    /// Interval the control plane wants between heartbeats.
+    pub heartbeat_interval_ms: u64,
+}
+
+/// Where a replica streams from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Upstream {
+    pub node: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// Where the keeper of a data node reports to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MonitorEndpoint {
+    pub address: String,
+    pub port: u16,
+}
+
+/// Intent for one PostgreSQL server on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceSpec {
+    pub db: String,
+    pub node: String,
+    /// Role at creation. Once a monitor exists it assigns roles; the keeper
+    /// follows the monitor and the control plane follows the keeper.
+    pub role: NodeRole,
+    pub address: String,
+    pub port: u16,
+    pub version: u32,
+    pub desired: Desired,
+    pub admin_user: String,
+    pub admin_password: String,
+    pub replication_password: String,
+    pub database_name: String,
+    pub upstream: Option<Upstream>,
+    pub monitor: Option<MonitorEndpoint>,
+    /// Names of the other data nodes (for pg_hba and synchronous_standby_names).
+    #[serde(default)]
+    pub peers: Vec<PeerSpec>,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerSpec {
+    pub node: String,
+    pub address: String,
+    pub port: u16,
+    pub agent_port: u16,
+    pub priority: u8,
+    pub maintenance: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstancePhase {
+    /// initdb / pg_basebackup / first start under way.
+    Creating,
+    Running,
+    Stopped,
+    /// Creation or start failed; see `error`.
+    Failed,
+    /// Data removed (answer to `Desired::Deleted`).
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct StandbyObserved {
+    pub application_name: String,
+    pub state: String,
+    pub sync_state: String,
+    pub flush_lsn: u64,
+    pub replay_lsn: u64,
+    pub replay_lag_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct InstanceObserved {
+    pub db: String,
+    pub node: String,
+    pub phase: InstancePhase,
+    pub error: Option<String>,
+    /// True when PostgreSQL answers and is not in recovery.
+    pub is_primary: Option<bool>,
+    pub lsn: Option<u64>,
+    pub timeline: Option<u32>,
+    /// On a standby: whether its WAL receiver streams.
+    pub wal_receiver_streaming: Option<bool>,
+    /// On a standby: bytes received but not yet replayed, and seconds since
+    /// the last replayed transaction (when known).
+    pub lag_bytes: Option<u64>,
+    pub lag_seconds: Option<f64>,
+    /// On a primary: standbys it streams to.
+    #[serde(default)]
+    pub standbys: Vec<StandbyObserved>,
+    #[serde(default)]
+    pub sync_standby_names: Option<String>,
+    /// Assignment the keeper follows (HA state name), when a monitor exists.
+    #[serde(default)]
+    pub ha_state: Option<String>,
+    pub generation: u64,
+}
+
+/// Intent for a monitor on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MonitorSpec {
+    pub db: String,
+    pub node: String,
+    pub desired: Desired,
+    /// Data nodes the monitor watches; the first primary is the initial primary.
+    pub nodes: Vec<PeerSpec>,
+    pub initial_primary: String,
+    pub replication_password: String,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct MonitorObserved {
+    pub db: String,
+    pub node: String,
+    pub running: bool,
+    /// Name of the node the monitor considers primary.
+    pub primary: Option<String>,
+    /// Full HA state (assigned/reported per node, health) as JSON.
+    #[schema(value_type = Object)]
+    pub state: serde_json::Value,
+}

@@ -1,0 +1,50 @@
+//! The REST API under `/api/v1`. Handlers validate input, record intent in
+//! the store and queue tasks; they never wait for agents.
+
+pub mod agents;
+pub mod databases;
+pub mod hosts;
+pub mod tasks;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::state::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/databases", get(databases::list).post(databases::create))
+        .route("/databases/{db}", get(databases::show).delete(databases::delete))
+        .route("/databases/{db}/uri", get(databases::uri))
+        .route("/databases/{db}/events", get(databases::events))
+        .route("/databases/{db}/replicas", post(databases::create_replica))
+        .route("/hosts", get(hosts::list))
+        .route("/tasks", get(tasks::list))
+        .route("/tasks/{id}", get(tasks::show))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::require_admin));
+    let agent = Router::new()
+        .route("/agents/heartbeat", post(agents::heartbeat))
+        .route("/agents/primary-changed", post(agents::primary_changed))
+        .route_layer(from_fn_with_state(state.clone(), crate::auth::require_agent));
+    let open = Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi_json));
+    Router::new()
+        .nest("/api/v1", admin.merge(agent).merge(open))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[utoipa::path(get, path = "/api/v1/health", responses((status = 200, description = "the control plane is up")))]
+pub async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+pub async fn openapi_json() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}

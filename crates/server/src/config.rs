@@ -1,0 +1,38 @@
+//! Settings of the control plane, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub api_addr: SocketAddr,
+    pub dns_addr: SocketAddr,
+    pub zone: String,
+    /// `sqlite:PATH`
+    pub store_url: String,
+    /// Where `admin.token` and `join.token` are written.
+    pub data_dir: PathBuf,
+    pub dns_ttl_secs: u32,
+    /// Interval agents are asked to heartbeat at.
+    pub heartbeat_interval_ms: u64,
+    /// A host with no heartbeat for this long is `lost`.
+    pub host_timeout_ms: u64,
+    /// Longest a task waits for an agent to carry out a step.
+    pub step_timeout_ms: u64,
+}
+
+impl ServerConfig {
+    pub fn local(data_dir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            api_addr: "127.0.0.1:7070".parse().expect("static address"),
+            dns_addr: "127.0.0.1:8053".parse().expect("static address"),
+            zone: "pgfleet.internal".into(),
+            store_url: format!("sqlite:{}", data_dir.join("pgfleet.db").display()),
+            data_dir,
+            dns_ttl_secs: 1,
+            heartbeat_interval_ms: 200,
+            host_timeout_ms: 2000,
+            step_timeout_ms: 120_000,
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The control plane: REST API, durable task engine, authoritative DNS and
+//! the view of the fleet (stored intent merged with what agents report).
+//!
+//! Loops it runs: the HTTP server, the DNS server, the task engine
+//! (`tasks::engine`), and the observation reaper that marks hosts lost.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dns_sync;
+pub mod error;
+pub mod observed;
+pub mod openapi;
+pub mod specs;
+pub mod state;
+pub mod tasks;
+pub mod views;
+
+pub use config::ServerConfig;
+pub use state::AppState;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+/// A started control plane.
+pub struct RunningServer {
+    pub api_addr: std::net::SocketAddr,
+    pub dns_addr: std::net::SocketAddr,
+    pub state: AppState,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Waits for every loop to finish (after `cancel`).
+    pub async fn join(self) {
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Opens the store, binds the API and DNS sockets and spawns every loop.
+pub async fn start(config: ServerConfig, cancel: CancellationToken) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let store = pgfleet_store::open(&config.store_url)
+        .await
+        .with_context(|| format!("opening store {}", config.store_url))?;
+    let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
+    let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
+    let state = AppState::new(config.clone(), store, zone.clone(), tokens);
+    dns_sync::publish(&state).await?;
+
+    let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
+        .await
+        .with_context(|| format!("binding DNS on {}", config.dns_addr))?;
+    let dns_addr = dns_server.local_addr();
+    let listener = tokio::net::TcpListener::bind(config.api_addr)
+        .await
+        .with_context(|| format!("binding API on {}", config.api_addr))?;
+    let api_addr = listener.local_addr()?;
+
+    let mut handles = Vec::new();
+    let dns_cancel = cancel.clone();
+    handles.push(tokio::spawn(async move { dns_server.run(dns_cancel).await }));
+    handles.push(tokio::spawn(tasks::engine::run(state.clone(), cancel.clone())));
+
+    let router = api::router(state.clone());
+    let api_cancel = cancel.clone();
+    handles.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { api_cancel.cancelled().await });
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "api server stopped");
+        }
+    }));
+    tracing::info!(api = %api_addr, dns = %dns_addr, zone = %config.zone, "control plane started");
+    Ok(RunningServer {
+        api_addr,
+        dns_addr,
+        state,
+        handles,
+    })
+}
+
+/// Runs until `cancel` fires.
+pub async fn run(config: ServerConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let running = start(config, cancel).await?;
+    running.join().await;
+    Ok(())
+}
+
+#[doc(hidden)]
+pub fn _assert_send(state: Arc<AppState>) -> Arc<AppState> {
+    state
+}

@@ -1,0 +1,56 @@
+//! What agents last reported, kept in memory (observation, not intent).
+//! After a control-plane restart every host is `unknown` until it beats.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use pgfleet_core::protocol::{HeartbeatRequest, InstanceObserved, MonitorObserved};
+use pgfleet_core::HostStatus;
+
+#[derive(Debug, Clone)]
+pub struct HostObservation {
+    pub last_seen: Instant,
+    pub last_seen_ms: i64,
+    pub pg_version: u32,
+    pub instances: HashMap<String, InstanceObserved>,
+    pub monitors: HashMap<String, MonitorObserved>,
+}
+
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub hosts: HashMap<String, HostObservation>,
+}
+
+impl Observed {
+    pub fn record(&mut self, beat: &HeartbeatRequest, now_ms: i64) {
+        let mut instances = HashMap::new();
+        for instance in &beat.instances {
+            instances.insert(instance.node.clone(), instance.clone());
+        }
+        let mut monitors = HashMap::new();
+        for monitor in &beat.monitors {
+            monitors.insert(monitor.db.clone(), monitor.clone());
+        }
+        self.hosts.insert(
+            beat.host.name.clone(),
+            HostObservation { last_seen: Instant::now(), last_seen_ms: now_ms, pg_version: beat.pg_version, instances, monitors },
+        );
+    }
+
+    pub fn host_status(&self, host: &str, timeout: Duration) -> HostStatus {
+        match self.hosts.get(host) {
+            None => HostStatus::Unknown,
+            Some(obs) if obs.last_seen.elapsed() <= timeout => HostStatus::Connected,
+            Some(_) => HostStatus::Lost,
+        }
+    }
+
+    /// The instance report of `node` on `host`, if the host is connected.
+    pub fn instance(&self, host: &str, node: &str) -> Option<&InstanceObserved> {
+        self.hosts.get(host).and_then(|h| h.instances.get(node))
+    }
+
+    pub fn monitor(&self, host: &str, db: &str) -> Option<&MonitorObserved> {
+        self.hosts.get(host).and_then(|h| h.monitors.get(db))
+    }
+}

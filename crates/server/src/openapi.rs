@@ -1,0 +1,50 @@
+//! The OpenAPI document, generated from the handlers. `openapi/pgfleet.json`
+//! in the repository is this document; a test fails when they drift.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::api;
+
+struct TokenAuth;
+
+impl Modify for TokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("token", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "pgfleet", description = "Data services manager for PostgreSQL"),
+    paths(
+        api::health,
+        api::databases::create,
+        api::databases::list,
+        api::databases::show,
+        api::databases::uri,
+        api::databases::delete,
+        api::databases::create_replica,
+        api::databases::events,
+        api::hosts::list,
+        api::tasks::list,
+        api::tasks::show,
+        api::agents::heartbeat,
+        api::agents::primary_changed,
+    ),
+    modifiers(&TokenAuth)
+)]
+struct ApiDoc;
+
+/// The document as JSON.
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).expect("openapi serializes")
+}
+
+/// Pretty JSON, as checked into the repository.
+pub fn document_pretty() -> String {
+    let mut text = serde_json::to_string_pretty(&document()).expect("openapi serializes");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,86 @@
+//! Shared state of the control plane's loops and handlers.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgfleet_core::{Database, HostStatus};
+use pgfleet_store::Store;
+use tokio::sync::Notify;
+
+use crate::auth::Tokens;
+use crate::config::ServerConfig;
+use crate::observed::Observed;
+
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub zone: pgfleet_dns::ZoneHandle,
+    pub tokens: Tokens,
+    pub observed: Mutex<Observed>,
+    /// Wakes the task engine when a task is queued.
+    pub task_wakeup: Notify,
+    /// Wakes tasks waiting for an agent observation.
+    pub observation_changed: Notify,
+    /// Serialises read-modify-write cycles of database records.
+    pub db_lock: tokio::sync::Mutex<()>,
+    pub running_tasks: Mutex<HashSet<i64>>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>, zone: pgfleet_dns::ZoneHandle, tokens: Tokens) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                zone,
+                tokens,
+                observed: Mutex::new(Observed::default()),
+                task_wakeup: Notify::new(),
+                observation_changed: Notify::new(),
+                db_lock: tokio::sync::Mutex::new(()),
+                running_tasks: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    pub fn host_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.host_timeout_ms)
+    }
+
+    pub fn host_status(&self, host: &str) -> HostStatus {
+        self.observed.lock().expect("observed lock").host_status(host, self.host_timeout())
+    }
+
+    /// Applies `change` to the stored database under the database lock, bumps
+    /// its generation, stores it, and republishes DNS. Returns the new record.
+    pub async fn update_database<F>(&self, name: &str, change: F) -> Result<Option<Database>, pgfleet_store::StoreError>
+    where
+        F: FnOnce(&mut Database),
+    {
+        let guard = self.db_lock.lock().await;
+        let Some(mut db) = self.store.get_database(name).await? else {
+            return Ok(None);
+        };
+        change(&mut db);
+        db.generation += 1;
+        self.store.put_database(&db).await?;
+        drop(guard);
+        if let Err(error) = crate::dns_sync::publish(self).await {
+            tracing::error!(%error, "dns publish failed");
+        }
+        Ok(Some(db))
+    }
+}

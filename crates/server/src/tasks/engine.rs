@@ -1,0 +1,99 @@
+//! The task engine loop: runs every queued or interrupted task, one tokio task
+//! each, and fails a task cleanly when a step errors. Also reaps nodes whose
+//! deletion the agents confirmed.
+
+use std::time::Duration;
+
+use pgfleet_core::time::now_ms;
+use pgfleet_core::{StepState, Task, TaskKind, TaskState};
+use tokio_util::sync::CancellationToken;
+
+use super::{TaskError, TaskRun};
+use crate::state::AppState;
+
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    loop {
+        let woken = state.task_wakeup.notified();
+        match state.store.unfinished_tasks().await {
+            Ok(tasks) => {
+                for task in tasks {
+                    start(&state, task);
+                }
+            }
+            Err(error) => tracing::error!(%error, "cannot list tasks"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = woken => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn start(state: &AppState, task: Task) {
+    {
+        let mut running = state.running_tasks.lock().expect("running lock");
+        if !running.insert(task.id) {
+            return;
+        }
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let id = task.id;
+        execute(state.clone(), task).await;
+        state.running_tasks.lock().expect("running lock").remove(&id);
+    });
+}
+
+async fn execute(state: AppState, mut task: Task) {
+    if task.state == TaskState::Queued {
+        task.state = TaskState::Running;
+        task.started_at_ms = Some(now_ms());
+    } else {
+        tracing::info!(task_id = task.id, step = task.current_step, "resuming task after restart");
+    }
+    let mut run = TaskRun { state: state.clone(), task };
+    if let Err(error) = run.save().await {
+        tracing::error!(task_id = run.task.id, %error, "cannot start task");
+        return;
+    }
+    let result = match run.task.kind {
+        TaskKind::CreateDatabase => super::create_database::run(&mut run).await,
+        TaskKind::DeleteDatabase => super::delete_database::run(&mut run).await,
+        TaskKind::CreateReplica => super::create_replica::run(&mut run).await,
+        TaskKind::PromoteReplica => super::promote::run(&mut run).await,
+        TaskKind::DeleteReplica => Err(TaskError::Refused("replica deletion is not available in this version".into())),
+    };
+    match result {
+        Ok(()) => {
+            run.task.state = TaskState::Succeeded;
+            run.task.progress = 100;
+            run.task.message = Some("done".into());
+            tracing::info!(task_id = run.task.id, kind = ?run.task.kind, target = %run.task.target, "task succeeded");
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::warn!(task_id = run.task.id, kind = ?run.task.kind, target = %run.task.target, error = %message, "task failed");
+            let index = run.task.current_step;
+            if let Some(step) = run.task.steps.get_mut(index) {
+                step.state = StepState::Failed;
+            }
+            run.task.state = TaskState::Failed;
+            run.task.error = Some(message.clone());
+            run.task.message = Some(message.clone());
+            let cleanup = match run.task.kind {
+                TaskKind::CreateDatabase => super::create_database::on_failure(&run, &message).await,
+                TaskKind::CreateReplica => super::create_replica::on_failure(&run, &message).await,
+                TaskKind::DeleteDatabase => super::delete_database::on_failure(&run, &message).await,
+                _ => Ok(()),
+            };
+            if let Err(error) = cleanup {
+                tracing::error!(task_id = run.task.id, %error, "cleanup after failure failed");
+            }
+        }
+    }
+    run.task.finished_at_ms = Some(now_ms());
+    if let Err(error) = run.save().await {
+        tracing::error!(task_id = run.task.id, %error, "cannot store task result");
+    }
+}

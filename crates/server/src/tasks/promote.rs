@@ -1,0 +1,93 @@
+//! `PromoteReplica`: the control plane's record of a primary change. The
+//! monitor pushes the change right after promotion; metadata and DNS follow
+//! at once and the change is kept as an event for the failover history.
+
+use pgfleet_core::time::now_ms;
+use pgfleet_core::{NodeRole, StepState, Task, TaskKind, TaskState, TaskStep};
+
+use super::{TaskError, TaskRun};
+use crate::api::agents::PrimaryChanged;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Applies a primary change pushed by the monitor (or found by the reconcile
+/// poll). Returns the id of the task that records it, or `None` when the
+/// change was stale or already applied.
+pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) -> Result<Option<i64>, ApiError> {
+    let started_ms = now_ms();
+    let Some(db) = state.store.get_database(&change.db).await? else {
+        return Err(ApiError::not_found("database", &change.db));
+    };
+    if change.generation <= db.ha_generation {
+        return Ok(None);
+    }
+    if db.node(&change.new_primary).is_none_or(|n| n.role == NodeRole::Monitor) {
+        return Err(ApiError::bad_request(format!("node {:?} is not a data node of {:?}", change.new_primary, change.db)));
+    }
+    let old_primary = db.primary().map(|p| p.name.clone());
+    let new_primary = change.new_primary.clone();
+    let generation = change.generation;
+    let updated = state
+        .update_database(&change.db, |db| {
+            if generation <= db.ha_generation {
+                return;
+            }
+            db.ha_generation = generation;
+            for node in db.nodes.iter_mut() {
+                if node.role == NodeRole::Monitor {
+                    continue;
+                }
+                node.role = if node.name == new_primary { NodeRole::Primary } else { NodeRole::Replica };
+            }
+        })
+        .await?;
+    let Some(updated) = updated else {
+        return Ok(None);
+    };
+    if updated.ha_generation != generation {
+        return Ok(None);
+    }
+    let dns_switched_ms = now_ms();
+    let event = serde_json::json!({
+        "at_ms": started_ms,
+        "kind": change.reason,
+        "old_primary": old_primary,
+        "new_primary": change.new_primary,
+        "reason": change.reason,
+        "generation": change.generation,
+        "detected_at_ms": change.detected_at_ms,
+        "promoted_at_ms": change.promoted_at_ms,
+        "dns_switched_at_ms": dns_switched_ms,
+        "old_primary_lsn": change.old_lsn,
+        "new_primary_lsn": change.new_lsn,
+    });
+    state.store.insert_event(&change.db, &event).await?;
+    let steps = super::step_names(TaskKind::PromoteReplica)
+        .iter()
+        .map(|name| TaskStep { name: name.to_string(), state: StepState::Done })
+        .collect();
+    let task = Task {
+        id: 0,
+        kind: TaskKind::PromoteReplica,
+        target: change.db.clone(),
+        state: TaskState::Succeeded,
+        steps,
+        current_step: 2,
+        progress: 100,
+        params: serde_json::json!({"old_primary": old_primary, "new_primary": change.new_primary, "reason": change.reason, "generation": change.generation}),
+        created_at_ms: started_ms,
+        started_at_ms: Some(started_ms),
+        finished_at_ms: Some(now_ms()),
+        error: None,
+        message: Some(format!("{} is the primary ({})", change.new_primary, change.reason)),
+    };
+    let stored = state.store.insert_task(&task).await?;
+    tracing::info!(db = %change.db, new_primary = %change.new_primary, old_primary = ?old_primary, generation, task_id = stored.id, "primary changed");
+    Ok(Some(stored.id))
+}
+
+/// Queued `PromoteReplica` tasks are only created already finished (above);
+/// one found unfinished after a crash is closed as failed.
+pub async fn run(_run: &mut TaskRun) -> Result<(), TaskError> {
+    Err(TaskError::Refused("interrupted before it recorded the change; the reconcile poll re-applies it".into()))
+}

@@ -1,0 +1,139 @@
+//! API views: stored intent merged with the latest observations.
+
+use pgfleet_core::api::{AntiAffinityView, DatabaseView, HealthView, NodeView, ReplicationStatus};
+use pgfleet_core::protocol::InstancePhase;
+use pgfleet_core::{Database, DbStatus, Desired, Host, HostStatus, NodeRole, NodeStatus};
+
+use crate::observed::Observed;
+
+pub struct ViewContext<'a> {
+    pub observed: &'a Observed,
+    pub hosts: &'a [Host],
+    pub host_timeout: std::time::Duration,
+    pub zone: &'a str,
+}
+
+fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> NodeView {
+    let host_status = ctx.observed.host_status(&node.host, ctx.host_timeout);
+    let failure_domain = ctx.hosts.iter().find(|h| h.name == node.host).map(|h| h.failure_domain.clone());
+    let mut view = NodeView {
+        name: node.name.clone(),
+        role: node.role,
+        host: node.host.clone(),
+        address: node.address.clone(),
+        port: node.port,
+        status: NodeStatus::Offline,
+        failure_domain,
+        fqdn: format!("{}.{}.{}", node.name, db.name, ctx.zone),
+        priority: node.priority,
+        maintenance: node.maintenance,
+        replication_status: None,
+        lag_bytes: None,
+        lag_seconds: None,
+        ha_state: None,
+        error: None,
+    };
+    if host_status != HostStatus::Connected {
+        if node.role == NodeRole::Replica {
+            view.replication_status = Some(ReplicationStatus::Stopped);
+        }
+        return view;
+    }
+    if node.role == NodeRole::Monitor {
+        let running = ctx.observed.monitor(&node.host, &db.name).is_some_and(|m| m.running);
+        view.status = match (running, node.ready) {
+            (true, _) => NodeStatus::Online,
+            (false, false) => NodeStatus::Modifying,
+            (false, true) => NodeStatus::Offline,
+        };
+        return view;
+    }
+    let Some(instance) = ctx.observed.instance(&node.host, &node.name) else {
+        view.status = if node.ready { NodeStatus::Offline } else { NodeStatus::Modifying };
+        return view;
+    };
+    view.error = instance.error.clone();
+    view.ha_state = instance.ha_state.clone();
+    view.status = match instance.phase {
+        InstancePhase::Running => NodeStatus::Online,
+        InstancePhase::Creating => NodeStatus::Modifying,
+        InstancePhase::Failed => NodeStatus::Failed,
+        InstancePhase::Stopped | InstancePhase::Deleted => NodeStatus::Offline,
+    };
+    if node.desired == Desired::Deleted || db.status == DbStatus::Modifying && view.status == NodeStatus::Online && !node.ready {
+        view.status = NodeStatus::Modifying;
+    }
+    if node.role == NodeRole::Replica {
+        view.lag_bytes = instance.lag_bytes;
+        view.lag_seconds = instance.lag_seconds;
+        view.replication_status = Some(match (instance.phase, instance.wal_receiver_streaming) {
+            (InstancePhase::Running, Some(true)) if instance.lag_bytes.unwrap_or(0) < 16 * 1024 * 1024 => ReplicationStatus::Active,
+            (InstancePhase::Running, Some(true)) | (InstancePhase::Creating, _) => ReplicationStatus::CatchingUp,
+            _ => ReplicationStatus::Stopped,
+        });
+    }
+    view
+}
+
+pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> DatabaseView {
+    let nodes: Vec<NodeView> = db.nodes.iter().map(|n| node_view(db, n, ctx)).collect();
+    let mut reasons = Vec::new();
+    for node in &nodes {
+        if node.status == NodeStatus::Offline || node.status == NodeStatus::Failed {
+            reasons.push(format!("node {} is {:?}", node.name, node.status).to_lowercase());
+        }
+        if node.replication_status.as_ref().is_some_and(|r| matches!(r, ReplicationStatus::Stopped)) {
+            reasons.push(format!("replica {} is not replicating", node.name));
+        }
+    }
+    let anti_affinity_holds = db.anti_affinity_holds();
+    if !anti_affinity_holds {
+        reasons.push("anti-affinity violated: two nodes share a host".into());
+    }
+    let primary = db.primary();
+    let mut sync_mode = "none".to_string();
+    let mut failover_paused = false;
+    if let Some(monitor_node) = db.monitor() {
+        let monitor_obs = ctx.observed.monitor(&monitor_node.host, &db.name);
+        let monitor_up = ctx.observed.host_status(&monitor_node.host, ctx.host_timeout) == HostStatus::Connected
+            && monitor_obs.is_some_and(|m| m.running);
+        if !monitor_up && monitor_node.ready {
+            failover_paused = true;
+            reasons.push("monitor is unreachable: automatic failover is paused".into());
+        }
+        if let Some(p) = primary {
+            if let Some(inst) = ctx.observed.instance(&p.host, &p.name) {
+                match inst.sync_standby_names.as_deref() {
+                    Some(names) if !names.is_empty() => sync_mode = "sync".into(),
+                    Some(_) if db.replicas().count() > 0 => {
+                        sync_mode = "async_fallback".into();
+                        reasons.push("primary runs asynchronously: no healthy synchronous replica".into());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    DatabaseView {
+        name: db.name.clone(),
+        status: db.status,
+        ha_status: db.ha_status(),
+        health: HealthView { degraded: !reasons.is_empty(), reasons, sync_mode, failover_paused },
+        fqdn: format!("{}.{}", db.name, ctx.zone),
+        primary_fqdn: format!("primary.{}.{}", db.name, ctx.zone),
+        primary: primary.map(|p| p.name.clone()),
+        version: db.version,
+        port: db.port,
+        admin_user: db.admin_user.clone(),
+        database_name: db.database_name.clone(),
+        admin_password: show_password.then(|| db.admin_password.clone()),
+        created_at_ms: db.created_at_ms,
+        generation: db.generation,
+        anti_affinity: AntiAffinityView {
+            rule: "every node of the database on its own host; different failure domains preferred".into(),
+            holds: anti_affinity_holds,
+        },
+        nodes,
+        error: db.error.clone(),
+    }
+}

@@ -1,0 +1,77 @@
+//! The metadata store: hosts, databases, tasks, events and settings.
+//!
+//! `Store` is the trait the control plane uses; `SqliteStore` is the embedded
+//! default. Records are kept as JSON documents keyed by name or id, so that a
+//! PostgreSQL implementation of the same trait needs only the same five tables.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use pgfleet_core::{Database, Host, Task};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata store failed")]
+    Backend(#[source] sqlx::Error),
+    #[error("stored record is corrupt")]
+    Corrupt(#[source] serde_json::Error),
+    #[error("{kind} {name:?} already exists")]
+    Duplicate { kind: &'static str, name: String },
+    #[error("unsupported store url {0:?}: use sqlite:PATH")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Backend(error)
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(error: serde_json::Error) -> Self {
+        StoreError::Corrupt(error)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A failover or switchover, kept for the history (`db events`).
+pub type EventDoc = serde_json::Value;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn put_host(&self, host: &Host) -> Result<()>;
+    async fn list_hosts(&self) -> Result<Vec<Host>>;
+
+    /// Inserts a new database; `Duplicate` if the name is taken.
+    async fn insert_database(&self, db: &Database) -> Result<()>;
+    async fn put_database(&self, db: &Database) -> Result<()>;
+    async fn get_database(&self, name: &str) -> Result<Option<Database>>;
+    async fn list_databases(&self) -> Result<Vec<Database>>;
+    async fn delete_database(&self, name: &str) -> Result<()>;
+
+    /// Stores a new task and returns it with its id.
+    async fn insert_task(&self, task: &Task) -> Result<Task>;
+    async fn put_task(&self, task: &Task) -> Result<()>;
+    async fn get_task(&self, id: i64) -> Result<Option<Task>>;
+    /// Newest first, at most `limit`.
+    async fn list_tasks(&self, limit: i64) -> Result<Vec<Task>>;
+    async fn unfinished_tasks(&self) -> Result<Vec<Task>>;
+
+    async fn insert_event(&self, db: &str, event: &EventDoc) -> Result<i64>;
+    async fn list_events(&self, db: &str) -> Result<Vec<EventDoc>>;
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>>;
+    async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Opens a store from a URL such as `sqlite:/var/lib/pgfleet/pgfleet.db`.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        let store = SqliteStore::open(std::path::Path::new(path)).await?;
+        return Ok(std::sync::Arc::new(store));
+    }
+    Err(StoreError::UnsupportedUrl(url.to_string()))
+}
