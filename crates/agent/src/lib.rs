@@ -1,0 +1,30 @@
+//! The host agent: registers the host, heartbeats its observations to the
+//! control plane, and reconciles the PostgreSQL servers (and monitors) the
+//! control plane intends for this host.
+//!
+//! Loops: the heartbeat loop (`heartbeat`), one reconcile actor per instance
+//! (`instance`), one per monitor (`monitor`), and the agent's HTTP endpoint
+//! (`http`) where keepers report to monitors.
+
+pub mod config;
+pub mod heartbeat;
+pub mod http;
+pub mod instance;
+pub mod keeper;
+pub mod monitor;
+pub mod pg;
+pub mod runtime;
+
+pub use config::AgentConfig;
+
+use tokio_util::sync::CancellationToken;
+
+/// Runs the agent until `cancel` fires, then stops every PostgreSQL server.
+pub async fn run(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    let runtime = runtime::AgentRuntime::new(config)?;
+    let http = http::start(runtime.clone(), cancel.clone()).await?;
+    heartbeat::run(runtime.clone(), cancel.clone()).await;
+    runtime.shutdown().await;
+    let _ = http.await;
+    Ok(())
+}

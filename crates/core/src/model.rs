@@ -113,6 +113,9 @@ pub struct Database {
     pub admin_user: String,
     pub admin_password: String,
     pub replication_password: String,
+    /// Password of the `pgfleet` superuser the agents and monitor use.
+    #[serde(default)]
+    pub superuser_password: String,
     /// Database the URI connects to (`postgres` unless `--database` was given).
     pub database_name: String,
     pub created_at_ms: i64,

@@ -66,6 +66,7 @@ pub struct InstanceSpec {
     pub admin_user: String,
     pub admin_password: String,
     pub replication_password: String,
+    pub superuser_password: String,
     pub database_name: String,
     pub upstream: Option<Upstream>,
     pub monitor: Option<MonitorEndpoint>,
@@ -144,7 +145,7 @@ pub struct MonitorSpec {
     /// Data nodes the monitor watches; the first primary is the initial primary.
     pub nodes: Vec<PeerSpec>,
     pub initial_primary: String,
-    pub replication_password: String,
+    pub superuser_password: String,
     pub generation: u64,
 }
 

@@ -42,7 +42,7 @@ pub fn host_intent(databases: &[Database], hosts: &[Host], host: &str) -> (Vec<I
                     desired: node.desired,
                     nodes: data_peers(db, hosts),
                     initial_primary: primary.map(|p| p.name.clone()).unwrap_or_default(),
-                    replication_password: db.replication_password.clone(),
+                    superuser_password: db.superuser_password.clone(),
                     generation: db.generation,
                 });
                 continue;
@@ -62,6 +62,7 @@ pub fn host_intent(databases: &[Database], hosts: &[Host], host: &str) -> (Vec<I
                 admin_user: db.admin_user.clone(),
                 admin_password: db.admin_password.clone(),
                 replication_password: db.replication_password.clone(),
+                superuser_password: db.superuser_password.clone(),
                 database_name: db.database_name.clone(),
                 upstream,
                 monitor: monitor.clone(),

@@ -236,6 +236,7 @@ mod tests {
             admin_user: "pgadmin".into(),
             admin_password: "secret".into(),
             replication_password: "repl".into(),
+            superuser_password: "su".into(),
             database_name: "postgres".into(),
             created_at_ms: 1,
             generation: 1,

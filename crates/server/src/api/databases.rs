@@ -76,6 +76,7 @@ pub async fn create(State(state): State<AppState>, Json(request): Json<CreateDat
             admin_user,
             admin_password: pgfleet_core::secrets::generate_password(),
             replication_password: pgfleet_core::secrets::generate_password(),
+            superuser_password: pgfleet_core::secrets::generate_password(),
             database_name,
             created_at_ms: now_ms(),
             generation: 1,

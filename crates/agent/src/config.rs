@@ -1,0 +1,20 @@
+//! Agent settings, validated at start.
+
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub name: String,
+    pub address: String,
+    pub failure_domain: String,
+    pub data_dir: PathBuf,
+    pub server_url: String,
+    pub join_token: String,
+    pub pg_bin: Option<PathBuf>,
+    /// Port of the agent's HTTP endpoint on `address`.
+    pub agent_port: u16,
+    /// How often keepers report to their monitor.
+    pub keeper_interval_ms: u64,
+    /// A node silent for this long is failed (monitor side).
+    pub failure_timeout_ms: u64,
+}

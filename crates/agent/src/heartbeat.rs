@@ -1,0 +1,58 @@
+//! The heartbeat loop: observation out, intent in. A failed beat is retried
+//! at the next interval; the agent keeps running its servers meanwhile.
+
+use std::time::Duration;
+
+use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse, HostRegistration};
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::AgentRuntime;
+
+pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
+    let url = format!("{}/api/v1/agents/heartbeat", runtime.config.server_url.trim_end_matches('/'));
+    let mut interval = Duration::from_millis(200);
+    let mut failures = 0u32;
+    loop {
+        let beat = HeartbeatRequest {
+            host: HostRegistration {
+                name: runtime.config.name.clone(),
+                address: runtime.config.address.clone(),
+                failure_domain: runtime.config.failure_domain.clone(),
+                agent_port: runtime.config.agent_port,
+            },
+            pg_version: runtime.bin.version,
+            instances: runtime.observed_instances(),
+            monitors: runtime.observed_monitors(),
+        };
+        let result = runtime.http.post(&url).bearer_auth(&runtime.config.join_token).json(&beat).send().await;
+        match result {
+            Ok(response) if response.status().is_success() => match response.json::<HeartbeatResponse>().await {
+                Ok(intent) => {
+                    if failures > 0 {
+                        tracing::info!(host = %runtime.config.name, "control plane reachable again");
+                    }
+                    failures = 0;
+                    interval = Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
+                    runtime.apply_intent(intent.instances, intent.monitors);
+                }
+                Err(error) => tracing::warn!(%error, "bad heartbeat answer"),
+            },
+            Ok(response) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(status = %response.status(), "control plane refused the heartbeat");
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(%error, "control plane unreachable");
+                }
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The agent's HTTP endpoint on `<address>:<agent port>`: keepers of other
+//! hosts report to the monitors this agent runs.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio_util::sync::CancellationToken;
+
+use crate::keeper::{Assignment, KeeperReport};
+use crate::runtime::AgentRuntime;
+
+fn authorized(runtime: &AgentRuntime, headers: &HeaderMap) -> bool {
+    let expected = format!("Bearer {}", runtime.config.join_token);
+    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+}
+
+async fn report(State(runtime): State<AgentRuntime>, Path(db): Path<String>, headers: HeaderMap, Json(report): Json<KeeperReport>) -> Result<Json<Assignment>, StatusCode> {
+    if !authorized(&runtime, &headers) {
+        return Err(StatusCode::UNAUTHORIZED);
+    }
+    let monitor = {
+        let monitors = runtime.monitors.lock().expect("monitors lock");
+        monitors.get(&db).map(|h| h.monitor.clone())
+    };
+    let Some(monitor) = monitor else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    match monitor.keeper_report(report).await {
+        Some(assignment) => Ok(Json(assignment)),
+        None => Err(StatusCode::SERVICE_UNAVAILABLE),
+    }
+}
+
+async fn state(State(runtime): State<AgentRuntime>, Path(db): Path<String>) -> Result<Json<serde_json::Value>, StatusCode> {
+    let monitors = runtime.monitors.lock().expect("monitors lock");
+    let monitor = monitors.get(&db).ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(monitor.monitor.observed().map(|o| o.state).unwrap_or_default()))
+}
+
+pub async fn start(runtime: AgentRuntime, cancel: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let address = format!("{}:{}", runtime.config.address, runtime.config.agent_port);
+    let listener = tokio::net::TcpListener::bind(&address)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the agent endpoint on {address}: {e}"))?;
+    let router = Router::new()
+        .route("/monitor/{db}/report", post(report))
+        .route("/monitor/{db}/state", get(state))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(runtime);
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+    }))
+}

@@ -1,0 +1,128 @@
+//! The keeper: for each data node of an HA database it reports the node's
+//! state to the monitor and receives the assignment to apply. The last
+//! accepted assignment is persisted (with its generation) so a restarted
+//! agent never applies an older one.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::AgentRuntime;
+
+/// What a keeper tells the monitor (`POST /monitor/{db}/report`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeeperReport {
+    pub node: String,
+    /// The assignment state the node has reached.
+    pub reported: String,
+    pub generation_seen: u64,
+    pub lsn: u64,
+    pub timeline: u32,
+    pub pg_running: bool,
+    pub is_in_recovery: bool,
+    pub wal_receiver_streaming: bool,
+    pub streaming_standbys: Vec<String>,
+}
+
+/// Whom a standby follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryRef {
+    pub node: String,
+    pub address: String,
+    pub port: u16,
+}
+
+/// What the monitor wants the node to be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub state: String,
+    pub generation: u64,
+    pub primary: Option<PrimaryRef>,
+    pub sync_standbys: Vec<String>,
+    pub sync_quorum: u32,
+}
+
+/// How the node must run, derived from an assignment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Writable; `synchronous_standby_names` as given.
+    Primary { sync_standby_names: String },
+    /// Read-only primary for a switchover: no new writes.
+    Draining,
+    /// Streams from the given upstream.
+    Standby { upstream: PrimaryRef },
+    /// A standby that stopped replicating (failover: report the final LSN).
+    Detached,
+    /// PostgreSQL stopped (fenced or dropped).
+    Stopped,
+}
+
+pub fn sync_names(names: &[String], quorum: u32) -> String {
+    if names.is_empty() || quorum == 0 {
+        return String::new();
+    }
+    let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
+    format!("ANY {} ({})", quorum.min(names.len() as u32), quoted.join(", "))
+}
+
+impl Assignment {
+    pub fn mode(&self) -> Mode {
+        match self.state.as_str() {
+            "single" | "wait_primary" | "primary" | "promote" | "prepare_promotion" | "promoting" => {
+                Mode::Primary { sync_standby_names: sync_names(&self.sync_standbys, self.sync_quorum) }
+            }
+            "draining" => Mode::Draining,
+            "report_lsn" => Mode::Detached,
+            "demoted" | "dropped" => Mode::Stopped,
+            _ => match &self.primary {
+                Some(upstream) => Mode::Standby { upstream: upstream.clone() },
+                None => Mode::Detached,
+            },
+        }
+    }
+}
+
+pub fn load(root: &Path) -> Option<Assignment> {
+    let text = std::fs::read_to_string(root.join("assignment.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+pub fn persist(root: &Path, assignment: &Assignment) {
+    let path = root.join("assignment.json");
+    let tmp = root.join("assignment.json.tmp");
+    if let Ok(text) = serde_json::to_string(assignment) {
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+}
+
+/// Sends the report; `None` when the monitor cannot be reached.
+pub async fn report(runtime: &AgentRuntime, monitor: &pgfleet_core::protocol::MonitorEndpoint, db: &str, report: &KeeperReport) -> Option<Assignment> {
+    let url = format!("http://{}:{}/monitor/{}/report", monitor.address, monitor.port, db);
+    let response = runtime
+        .http
+        .post(&url)
+        .bearer_auth(&runtime.config.join_token)
+        .timeout(std::time::Duration::from_millis(800))
+        .json(report)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    response.json::<Assignment>().await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_names_use_quorum_syntax() {
+        assert_eq!(sync_names(&[], 1), "");
+        assert_eq!(sync_names(&["a".into(), "b".into()], 1), "ANY 1 (\"a\", \"b\")");
+        assert_eq!(sync_names(&["a".into()], 2), "ANY 1 (\"a\")");
+    }
+}

@@ -1,0 +1,55 @@
+//! Finding the PostgreSQL binaries: `--pg-bin`, else `pg_config --bindir`,
+//! else the newest `/usr/lib/postgresql/*/bin`.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct PgBin {
+    pub dir: PathBuf,
+    pub version: u32,
+}
+
+impl PgBin {
+    pub fn find(explicit: Option<&Path>) -> anyhow::Result<PgBin> {
+        let dir = match explicit {
+            Some(dir) => dir.to_path_buf(),
+            None => Self::from_pg_config().or_else(Self::newest_installed).ok_or_else(|| {
+                anyhow::anyhow!("no PostgreSQL server binaries found: install postgresql (Debian: apt-get install postgresql) or pass --pg-bin")
+            })?,
+        };
+        if !dir.join("postgres").exists() || !dir.join("initdb").exists() {
+            anyhow::bail!("{} has no postgres/initdb binaries: pass --pg-bin with a PostgreSQL server bin directory", dir.display());
+        }
+        let output = std::process::Command::new(dir.join("postgres")).arg("--version").output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let version = text
+            .split_whitespace()
+            .find_map(|word| word.split('.').next().and_then(|major| major.parse::<u32>().ok()))
+            .ok_or_else(|| anyhow::anyhow!("cannot read the PostgreSQL version from {text:?}"))?;
+        Ok(PgBin { dir, version })
+    }
+
+    fn from_pg_config() -> Option<PathBuf> {
+        let output = std::process::Command::new("pg_config").arg("--bindir").output().ok()?;
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        dir.join("postgres").exists().then_some(dir)
+    }
+
+    fn newest_installed() -> Option<PathBuf> {
+        let mut best: Option<(u32, PathBuf)> = None;
+        for entry in std::fs::read_dir("/usr/lib/postgresql").ok()?.flatten() {
+            let Ok(version) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let bin = entry.path().join("bin");
+            if bin.join("postgres").exists() && best.as_ref().is_none_or(|(v, _)| version > *v) {
+                best = Some((version, bin));
+            }
+        }
+        best.map(|(_, dir)| dir)
+    }
+
+    pub fn tool(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}

@@ -1,0 +1,125 @@
+//! PostgreSQL configuration the agent owns: `pgfleet.conf` (included from
+//! postgresql.conf and rewritten before every start), `pg_hba.conf`, and the
+//! standby signal. `postgresql.auto.conf` is left to the user.
+
+use std::path::{Path, PathBuf};
+
+/// Everything that goes into `pgfleet.conf`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub address: String,
+    pub port: u16,
+    pub socket_dir: PathBuf,
+    pub node: String,
+    /// `Some` on a standby: where it streams from.
+    pub primary_conninfo: Option<String>,
+    pub primary_slot_name: Option<String>,
+    pub synchronous_standby_names: String,
+}
+
+/// Slot names allow only `[a-z0-9_]`.
+pub fn slot_name(node: &str) -> String {
+    node.replace('-', "_")
+}
+
+pub fn render(settings: &ServerSettings) -> String {
+    let mut text = String::from("# Written by the pgfleet agent before every start; do not edit.\n");
+    let mut put = |key: &str, value: String| {
+        text.push_str(&format!("{key} = '{}'\n", value.replace('\'', "''")));
+    };
+    put("listen_addresses", settings.address.clone());
+    put("port", settings.port.to_string());
+    put("unix_socket_directories", settings.socket_dir.display().to_string());
+    put("cluster_name", settings.node.clone());
+    put("wal_level", "replica".into());
+    put("max_wal_senders", "16".into());
+    put("max_replication_slots", "16".into());
+    put("max_slot_wal_keep_size", "2GB".into());
+    put("wal_keep_size", "128MB".into());
+    put("hot_standby", "on".into());
+    put("hot_standby_feedback", "on".into());
+    put("wal_log_hints", "on".into());
+    put("password_encryption", "scram-sha-256".into());
+    put("shared_buffers", "32MB".into());
+    put("max_connections", "60".into());
+    put("wal_sender_timeout", "5s".into());
+    put("wal_receiver_timeout", "5s".into());
+    put("wal_receiver_status_interval", "1s".into());
+    put("wal_retrieve_retry_interval", "500ms".into());
+    put("recovery_target_timeline", "latest".into());
+    put("synchronous_standby_names", settings.synchronous_standby_names.clone());
+    put("log_line_prefix", "%m [%p] %q%u@%d ".into());
+    if let Some(conninfo) = &settings.primary_conninfo {
+        put("primary_conninfo", conninfo.clone());
+    }
+    if let Some(slot) = &settings.primary_slot_name {
+        put("primary_slot_name", slot.clone());
+    }
+    text
+}
+
+pub const HBA: &str = "# Written by the pgfleet agent.\n\
+local   all          all                          scram-sha-256\n\
+host    all          all          0.0.0.0/0       scram-sha-256\n\
+host    replication  pgfleet_replication 0.0.0.0/0 scram-sha-256\n\
+host    replication  pgfleet      0.0.0.0/0       scram-sha-256\n";
+
+fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    user.own(path)
+}
+
+/// Writes pgfleet.conf and pg_hba.conf, makes sure postgresql.conf includes
+/// pgfleet.conf, and sets or clears standby.signal.
+pub fn write_all(data_dir: &Path, settings: &ServerSettings, user: &super::user::PgUser) -> anyhow::Result<()> {
+    let main = data_dir.join("postgresql.conf");
+    let current = std::fs::read_to_string(&main).unwrap_or_default();
+    if !current.contains("include_if_exists = 'pgfleet.conf'") {
+        write_owned(&main, &format!("{current}\ninclude_if_exists = 'pgfleet.conf'\n"), user)?;
+    }
+    write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
+    write_owned(&data_dir.join("pg_hba.conf"), HBA, user)?;
+    let signal = data_dir.join("standby.signal");
+    if settings.primary_conninfo.is_some() {
+        write_owned(&signal, "", user)?;
+    } else if signal.exists() {
+        std::fs::remove_file(&signal)?;
+    }
+    Ok(())
+}
+
+/// The password file walreceivers use (`passfile=pgpass` in primary_conninfo,
+/// relative to the data directory).
+pub fn write_pgpass(data_dir: &Path, replication_password: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
+    write_owned(&data_dir.join("pgpass"), &format!("*:*:*:pgfleet_replication:{replication_password}\n"), user)
+}
+
+/// Rewrites only pgfleet.conf (for a reload).
+pub fn write_settings(data_dir: &Path, settings: &ServerSettings, user: &super::user::PgUser) -> anyhow::Result<()> {
+    write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standby_settings_name_the_upstream_and_slot() {
+        let settings = ServerSettings {
+            address: "127.0.0.3".into(),
+            port: 5432,
+            socket_dir: "/tmp/s".into(),
+            node: "pg-replica-1".into(),
+            primary_conninfo: Some("host=127.0.0.2 port=5432".into()),
+            primary_slot_name: Some(slot_name("pg-replica-1")),
+            synchronous_standby_names: String::new(),
+        };
+        let text = render(&settings);
+        assert!(text.contains("listen_addresses = '127.0.0.3'"));
+        assert!(text.contains("primary_slot_name = 'pg_replica_1'"));
+        assert!(text.contains("wal_level = 'replica'"));
+        assert!(text.contains("wal_log_hints = 'on'"));
+    }
+}

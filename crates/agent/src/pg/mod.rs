@@ -1,0 +1,8 @@
+//! Running PostgreSQL: binaries, the OS user, data directories, config files,
+//! processes and the SQL the agent needs.
+
+pub mod bin;
+pub mod conf;
+pub mod process;
+pub mod sql;
+pub mod user;

@@ -1,0 +1,182 @@
+//! PostgreSQL processes: initdb, pg_basebackup, pg_rewind, start (a child of
+//! the agent, in its own process group), stop, and finding a server that is
+//! already running from its `postmaster.pid`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::bin::PgBin;
+use super::user::PgUser;
+
+/// Files of one instance: `<host dir>/pg/<node>/{data,postgres.log}`.
+#[derive(Debug, Clone)]
+pub struct InstancePaths {
+    pub root: PathBuf,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub socket_dir: PathBuf,
+}
+
+impl InstancePaths {
+    pub fn new(host_dir: &Path, node: &str, address: &str, port: u16) -> InstancePaths {
+        let root = host_dir.join("pg").join(node);
+        InstancePaths {
+            data: root.join("data"),
+            log: root.join("postgres.log"),
+            // Short and unique per address:port (socket paths are limited to 107 bytes).
+            socket_dir: PathBuf::from(format!("/tmp/pgfleet-s-{address}-{port}")),
+            root,
+        }
+    }
+
+    /// Written once creation finished; its absence means half-made.
+    pub fn ready_marker(&self) -> PathBuf {
+        self.root.join("ready")
+    }
+}
+
+async fn run_tool(mut command: tokio::process::Command, what: &str) -> anyhow::Result<()> {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("{what}: cannot start: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        anyhow::bail!("{what} failed ({}): {last}", output.status);
+    }
+    Ok(())
+}
+
+/// Creates the instance root and socket directory, owned by the PG user.
+pub fn prepare_dirs(paths: &InstancePaths, user: &PgUser) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(&paths.root)?;
+    std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(0o700))?;
+    user.own(&paths.root)?;
+    std::fs::create_dir_all(&paths.socket_dir)?;
+    std::fs::set_permissions(&paths.socket_dir, std::fs::Permissions::from_mode(0o700))?;
+    user.own(&paths.socket_dir)?;
+    Ok(())
+}
+
+pub async fn initdb(bin: &PgBin, user: &PgUser, paths: &InstancePaths, superuser_password: &str) -> anyhow::Result<()> {
+    prepare_dirs(paths, user)?;
+    let pwfile = paths.root.join("initdb.pw");
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&pwfile)?;
+        file.write_all(superuser_password.as_bytes())?;
+    }
+    user.own(&pwfile)?;
+    let mut command = user.command(&bin.tool("initdb"));
+    command
+        .arg("-D")
+        .arg(&paths.data)
+        .args(["-U", "pgfleet", "-A", "scram-sha-256", "-k", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"])
+        .arg(format!("--pwfile={}", pwfile.display()));
+    let result = run_tool(command, "initdb").await;
+    let _ = std::fs::remove_file(&pwfile);
+    result?;
+    sync_filesystem(&paths.data);
+    Ok(())
+}
+
+/// initdb ran with --no-sync; one syncfs makes its files durable at once.
+fn sync_filesystem(path: &Path) {
+    if let Ok(dir) = std::fs::File::open(path) {
+        let _ = nix::unistd::syncfs(&dir);
+    }
+}
+
+/// Clones `data` from the upstream with a fast checkpoint into its slot.
+pub async fn basebackup(bin: &PgBin, user: &PgUser, paths: &InstancePaths, conninfo: &str, slot: &str, password: &str) -> anyhow::Result<()> {
+    prepare_dirs(paths, user)?;
+    if paths.data.exists() {
+        std::fs::remove_dir_all(&paths.data)?;
+    }
+    let mut command = user.command(&bin.tool("pg_basebackup"));
+    command
+        .arg("-D")
+        .arg(&paths.data)
+        .args(["-d", conninfo, "-X", "stream", "--checkpoint=fast", "--no-sync", "-S", slot])
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5");
+    run_tool(command, "pg_basebackup").await?;
+    sync_filesystem(&paths.data);
+    Ok(())
+}
+
+/// Rewinds `data` (stopped) onto the new primary's timeline.
+pub async fn rewind(bin: &PgBin, user: &PgUser, paths: &InstancePaths, source_conninfo: &str, password: &str) -> anyhow::Result<()> {
+    let mut command = user.command(&bin.tool("pg_rewind"));
+    command
+        .arg("-D")
+        .arg(&paths.data)
+        .arg(format!("--source-server={source_conninfo}"))
+        .arg("--no-sync")
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "5");
+    run_tool(command, "pg_rewind").await?;
+    sync_filesystem(&paths.data);
+    Ok(())
+}
+
+/// The postmaster pid from `postmaster.pid`, if that process is alive.
+pub fn running_pid(paths: &InstancePaths) -> Option<i32> {
+    let text = std::fs::read_to_string(paths.data.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    match kill(Pid::from_raw(pid), None) {
+        Ok(()) => Some(pid),
+        Err(nix::errno::Errno::EPERM) => Some(pid),
+        Err(_) => None,
+    }
+}
+
+/// Starts `postgres -D data` as a child of the agent in its own process group.
+pub fn start(bin: &PgBin, user: &PgUser, paths: &InstancePaths) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&paths.log)?;
+    user.own(&paths.log)?;
+    let mut command = user.command(&bin.tool("postgres"));
+    command
+        .arg("-D")
+        .arg(&paths.data)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let child = command.spawn().map_err(|e| anyhow::anyhow!("starting postgres: {e}"))?;
+    Ok(child)
+}
+
+/// Fast shutdown (SIGINT); escalates to SIGQUIT then SIGKILL of the group.
+pub async fn stop(paths: &InstancePaths, timeout: Duration) {
+    let Some(pid) = running_pid(paths) else {
+        return;
+    };
+    let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+    if wait_gone(pid, timeout).await {
+        return;
+    }
+    let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+    if wait_gone(pid, Duration::from_secs(3)).await {
+        return;
+    }
+    let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+    wait_gone(pid, Duration::from_secs(3)).await;
+}
+
+async fn wait_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if kill(Pid::from_raw(pid), None).is_err() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}

@@ -1,0 +1,142 @@
+//! The agent's shared state: settings, PostgreSQL binaries and user, and the
+//! actors it runs (one per instance, one per monitor).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use pgfleet_core::protocol::{InstanceObserved, InstanceSpec, MonitorObserved, MonitorSpec};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::pg::bin::PgBin;
+use crate::pg::user::PgUser;
+
+pub struct InstanceHandle {
+    pub spec: watch::Sender<InstanceSpec>,
+    pub observed: Arc<Mutex<InstanceObserved>>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub struct MonitorHandle {
+    pub spec: watch::Sender<MonitorSpec>,
+    pub monitor: Arc<crate::monitor::MonitorShared>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Inner {
+    pub config: AgentConfig,
+    pub bin: PgBin,
+    pub user: PgUser,
+    pub host_dir: PathBuf,
+    pub http: reqwest::Client,
+    pub instances: Mutex<HashMap<String, InstanceHandle>>,
+    pub monitors: Mutex<HashMap<String, MonitorHandle>>,
+    /// Cancelled at shutdown: actors stop their servers and exit.
+    pub stopping: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct AgentRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for AgentRuntime {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AgentRuntime {
+    pub fn new(config: AgentConfig) -> anyhow::Result<AgentRuntime> {
+        let bin = PgBin::find(config.pg_bin.as_deref())?;
+        let user = PgUser::detect()?;
+        let host_dir = config.data_dir.clone();
+        std::fs::create_dir_all(host_dir.join("pg"))?;
+        std::fs::create_dir_all(host_dir.join("monitors"))?;
+        let host_dir = host_dir.canonicalize()?;
+        user.check_reachable(&host_dir.join("pg"))?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .connect_timeout(std::time::Duration::from_millis(500))
+            .build()?;
+        Ok(AgentRuntime {
+            inner: Arc::new(Inner {
+                config,
+                bin,
+                user,
+                host_dir,
+                http,
+                instances: Mutex::new(HashMap::new()),
+                monitors: Mutex::new(HashMap::new()),
+                stopping: CancellationToken::new(),
+            }),
+        })
+    }
+
+    /// Hands new specs to the actors, starting actors for new instances.
+    pub fn apply_intent(&self, instances: Vec<InstanceSpec>, monitors: Vec<MonitorSpec>) {
+        {
+            let mut running = self.instances.lock().expect("instances lock");
+            for spec in instances {
+                match running.get(&spec.node) {
+                    Some(handle) => {
+                        handle.spec.send_if_modified(|current| {
+                            if *current != spec {
+                                *current = spec.clone();
+                                true
+                            } else {
+                                false
+                            }
+                        });
+                    }
+                    None => {
+                        let handle = crate::instance::spawn(self.clone(), spec.clone());
+                        running.insert(spec.node.clone(), handle);
+                    }
+                }
+            }
+        }
+        let mut running = self.monitors.lock().expect("monitors lock");
+        for spec in monitors {
+            match running.get(&spec.db) {
+                Some(handle) => {
+                    handle.spec.send_if_modified(|current| {
+                        if *current != spec {
+                            *current = spec.clone();
+                            true
+                        } else {
+                            false
+                        }
+                    });
+                }
+                None => {
+                    let handle = crate::monitor::spawn(self.clone(), spec.clone());
+                    running.insert(spec.db.clone(), handle);
+                }
+            }
+        }
+    }
+
+    pub fn observed_instances(&self) -> Vec<InstanceObserved> {
+        let running = self.instances.lock().expect("instances lock");
+        running.values().map(|h| h.observed.lock().expect("observed lock").clone()).collect()
+    }
+
+    pub fn observed_monitors(&self) -> Vec<MonitorObserved> {
+        let running = self.monitors.lock().expect("monitors lock");
+        running.values().filter_map(|h| h.monitor.observed()).collect()
+    }
+
+    /// Stops every actor (and so every PostgreSQL server), cleanly.
+    pub async fn shutdown(&self) {
+        self.stopping.cancel();
+        let instance_tasks: Vec<_> = self.instances.lock().expect("instances lock").drain().map(|(_, h)| h.task).collect();
+        let monitor_tasks: Vec<_> = self.monitors.lock().expect("monitors lock").drain().map(|(_, h)| h.task).collect();
+        for task in instance_tasks.into_iter().chain(monitor_tasks) {
+            let _ = task.await;
+        }
+    }
+}

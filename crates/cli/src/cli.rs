@@ -1,0 +1,192 @@
+//! Command-line definition and dispatch.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "pgfleet", version, about = "Data services manager for PostgreSQL")]
+pub struct Cli {
+    /// Control plane URL (for `server` and `up`: the address to listen on).
+    #[arg(long, global = true, env = "PGFLEET_API", default_value = "http://127.0.0.1:7070")]
+    pub api: String,
+    /// API token (default: read DATA_DIR/admin.token).
+    #[arg(long, global = true, env = "PGFLEET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Local fleet data directory (token file, host pid files).
+    #[arg(long = "fleet-dir", global = true, env = "PGFLEET_DATA_DIR", default_value = "./pgfleet-data")]
+    pub fleet_dir: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the control plane.
+    Server(ServerArgs),
+    /// Run a host agent.
+    Agent(AgentArgs),
+    /// Run a whole fleet on this machine (control plane + N hosts).
+    Up(crate::up::UpArgs),
+    /// Databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Read replicas (high availability).
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
+    /// Hosts, and the local fleet's fault-injection kit.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    pub dns: SocketAddr,
+    #[arg(long, default_value = "pgfleet.internal")]
+    pub zone: String,
+    /// Metadata store URL (default sqlite:DATA_DIR/pgfleet.db).
+    #[arg(long)]
+    pub store: Option<String>,
+    #[arg(long, default_value = "./pgfleet-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    pub host_timeout_ms: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AgentArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub address: String,
+    #[arg(long, default_value = "fd-1")]
+    pub failure_domain: String,
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long)]
+    pub server: String,
+    #[arg(long, env = "PGFLEET_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: String,
+    #[arg(long)]
+    pub pg_bin: Option<PathBuf>,
+    #[arg(long, default_value_t = 7071)]
+    pub agent_port: u16,
+    #[arg(long, default_value_t = 200)]
+    pub keeper_interval_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    pub failure_timeout_ms: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Create a standalone database.
+    Create {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        #[arg(long)]
+        admin_user: Option<String>,
+        #[arg(long)]
+        database: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        show_password: bool,
+    },
+    /// Print the connection URI (with password).
+    Uri {
+        name: String,
+        /// Use the primary's address instead of its DNS name.
+        #[arg(long)]
+        resolved: bool,
+    },
+    Delete {
+        name: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Failover and switchover history.
+    Events {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplicaCommand {
+    /// Add a read replica (the first one also deploys the monitor).
+    Create {
+        db: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        priority: Option<u8>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stopped host of the local fleet.
+    Start { host: String },
+    /// SIGKILL the host's agent and PostgreSQL servers (power loss).
+    Kill { host: String },
+    /// SIGSTOP the host's processes.
+    Freeze { host: String },
+    /// SIGCONT the host's processes.
+    Thaw { host: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TaskCommand {
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `http://127.0.0.1:7070` or `127.0.0.1:7070` → a socket address to bind.
+pub fn bind_address(api: &str) -> anyhow::Result<SocketAddr> {
+    let trimmed = api.trim_start_matches("http://").trim_end_matches('/');
+    trimmed.parse().map_err(|_| anyhow::anyhow!("--api {api:?}: expected ADDRESS:PORT such as 127.0.0.1:7070"))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(crate::commands::dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! What each CLI command does.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest};
+use pgfleet_core::TaskState;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, DbCommand, HostCommand, ReplicaCommand, TaskCommand};
+use crate::client::Client;
+use crate::{fleet, output};
+
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGFLEET_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+const SERVICE_LOGS: &str = "info,hickory_server=warn,sqlx=warn,tokio_postgres=warn";
+
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let token = match &cli.token {
+        Some(token) => token.clone(),
+        None => {
+            let path = cli.fleet_dir.join("admin.token");
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("no API token: set PGFLEET_TOKEN or run from the directory holding {}", path.display()))?
+                .trim()
+                .to_string()
+        }
+    };
+    Ok(Client::new(&cli.api, &token))
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Waits for a task with a progress bar; fails with the task's error.
+async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
+    let bar = output::progress_bar();
+    let task = client
+        .wait_task(task_id, Duration::from_secs(600), |task| {
+            bar.set_position(task.progress as u64);
+            if let Some(message) = &task.message {
+                bar.set_message(message.clone());
+            }
+        })
+        .await?;
+    bar.finish_and_clear();
+    if task.state == TaskState::Failed {
+        anyhow::bail!("task {} failed: {}", task.id, task.error.unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Server(args) => {
+            init_logs(SERVICE_LOGS);
+            let mut config = pgfleet_server::ServerConfig::local(args.data_dir.clone());
+            config.api_addr = crate::cli::bind_address(&cli.api)?;
+            config.dns_addr = args.dns;
+            config.zone = args.zone.clone();
+            config.host_timeout_ms = args.host_timeout_ms;
+            if let Some(store) = &args.store {
+                config.store_url = store.clone();
+            }
+            let cancel = CancellationToken::new();
+            let server = pgfleet_server::start(config, cancel.clone()).await?;
+            crate::up::wait_for_stop_signal().await;
+            cancel.cancel();
+            server.join().await;
+        }
+        Command::Agent(args) => {
+            init_logs(SERVICE_LOGS);
+            let config = pgfleet_agent::AgentConfig {
+                name: args.name.clone(),
+                address: args.address.clone(),
+                failure_domain: args.failure_domain.clone(),
+                data_dir: args.data_dir.clone(),
+                server_url: args.server.clone(),
+                join_token: args.join_token.clone(),
+                pg_bin: args.pg_bin.clone(),
+                agent_port: args.agent_port,
+                keeper_interval_ms: args.keeper_interval_ms,
+                failure_timeout_ms: args.failure_timeout_ms,
+            };
+            let cancel = CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                crate::up::wait_for_stop_signal().await;
+                stop.cancel();
+            });
+            pgfleet_agent::run(config, cancel).await?;
+        }
+        Command::Up(args) => {
+            init_logs("warn,hickory_server=warn");
+            crate::up::run(args.clone(), crate::cli::bind_address(&cli.api)?).await?;
+        }
+        Command::Openapi => print!("{}", pgfleet_server::openapi::document_pretty()),
+        Command::Db(command) => db(&cli, command).await?,
+        Command::Replica(command) => replica(&cli, command).await?,
+        Command::Host(command) => host(&cli, command).await?,
+        Command::Task(command) => task(&cli, command).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
+    let client = client(cli)?;
+    match command {
+        DbCommand::Create { name, version, admin_user, database, no_wait } => {
+            let request = CreateDatabaseRequest { name: name.clone(), version: *version, admin_user: admin_user.clone(), database: database.clone() };
+            let task = client.create_database(&request).await?;
+            if *no_wait {
+                println!("{}", task.task_id);
+                return Ok(());
+            }
+            wait(&client, task.task_id).await?;
+            let view = client.database(name, false).await?;
+            let uri = client.uri(name, false).await?;
+            println!("database {} is {}", view.name, output::lower(&view.status));
+            println!("  fqdn:         {}", view.fqdn);
+            println!("  primary fqdn: {}", view.primary_fqdn);
+            println!("  uri:          {}", uri.uri);
+        }
+        DbCommand::List { json } => {
+            let dbs = client.list_databases().await?;
+            if *json {
+                print_json(&dbs)?;
+            } else {
+                print!("{}", output::databases(&dbs));
+            }
+        }
+        DbCommand::Show { name, json, show_password } => {
+            let view = client.database(name, *show_password).await?;
+            if *json {
+                print_json(&view)?;
+            } else {
+                print!("{}", output::database(&view));
+            }
+        }
+        DbCommand::Uri { name, resolved } => println!("{}", client.uri(name, *resolved).await?.uri),
+        DbCommand::Delete { name, no_wait } => {
+            let task = client.delete_database(name).await?;
+            if *no_wait {
+                println!("{}", task.task_id);
+                return Ok(());
+            }
+            wait(&client, task.task_id).await?;
+            println!("database {name} deleted");
+        }
+        DbCommand::Events { name, json } => {
+            let events = client.events(name).await?;
+            if *json {
+                print_json(&events)?;
+            } else {
+                for event in events {
+                    println!("{event}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
+    let client = client(cli)?;
+    match command {
+        ReplicaCommand::Create { db, name, priority, no_wait } => {
+            let task = client.create_replica(db, &CreateReplicaRequest { name: name.clone(), priority: *priority }).await?;
+            if *no_wait {
+                println!("{}", task.task_id);
+                return Ok(());
+            }
+            wait(&client, task.task_id).await?;
+            let view = client.database(db, false).await?;
+            println!("replica {name} of {db} is streaming; HA status {}", output::lower(&view.ha_status));
+        }
+    }
+    Ok(())
+}
+
+async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
+    let data_dir = &cli.fleet_dir;
+    match command {
+        HostCommand::List { json } => {
+            let hosts = client(cli)?.hosts().await?;
+            if *json {
+                print_json(&hosts)?;
+            } else {
+                print!("{}", output::hosts(&hosts));
+            }
+        }
+        HostCommand::Start { host } => {
+            let token = std::fs::read_to_string(data_dir.join("join.token")).context("no join.token in the fleet dir")?;
+            let pid = fleet::start_agent(data_dir, host, token.trim())?;
+            println!("host {host} started (agent pid {pid})");
+        }
+        HostCommand::Kill { host } => {
+            let killed = fleet::kill_host(data_dir, host)?;
+            println!("host {host} killed ({killed} process groups)");
+        }
+        HostCommand::Freeze { host } => {
+            let count = fleet::signal_host(data_dir, host, nix::sys::signal::Signal::SIGSTOP);
+            println!("host {host} frozen ({count} process groups)");
+        }
+        HostCommand::Thaw { host } => {
+            let count = fleet::signal_host(data_dir, host, nix::sys::signal::Signal::SIGCONT);
+            println!("host {host} thawed ({count} process groups)");
+        }
+    }
+    Ok(())
+}
+
+async fn task(cli: &Cli, command: &TaskCommand) -> anyhow::Result<()> {
+    let client = client(cli)?;
+    match command {
+        TaskCommand::List { json } => {
+            let tasks = client.tasks().await?;
+            if *json {
+                print_json(&tasks)?;
+            } else {
+                print!("{}", output::tasks(&tasks));
+            }
+        }
+        TaskCommand::Show { id, json } => {
+            let task = client.task(*id).await?;
+            if *json {
+                print_json(&task)?;
+            } else {
+                print!("{}", output::task(&task));
+            }
+        }
+    }
+    Ok(())
+}

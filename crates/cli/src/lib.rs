@@ -1,0 +1,10 @@
+//! The `pgfleet` binary: CLI commands, `pgfleet up`, and the server and agent
+//! entry points. Also a library so tests and benchmarks reuse the client and
+//! the local-fleet kit.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod fleet;
+pub mod output;
+pub mod up;

@@ -1,0 +1,109 @@
+//! `pgfleet up`: the control plane in this process plus N host agents, each
+//! its own OS process on its own loopback address. Ctrl-C or SIGTERM stops
+//! every agent (and so every PostgreSQL server) cleanly, then the server.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::fleet::{self, AgentLaunch};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    #[arg(long, default_value = "./pgfleet-data")]
+    pub data_dir: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    pub hosts: u32,
+    #[arg(long, default_value = "127.0.0.1:8053")]
+    pub dns: SocketAddr,
+    #[arg(long, default_value = "pgfleet.internal")]
+    pub zone: String,
+    /// Address of host-1; host-N gets the N-1th next address.
+    #[arg(long, default_value = "127.0.0.2")]
+    pub first_host_address: Ipv4Addr,
+    #[arg(long, default_value_t = 7071)]
+    pub agent_port: u16,
+    /// A node silent for this long is failed over (monitor) / fences itself (keeper).
+    #[arg(long, default_value_t = 2000)]
+    pub failure_timeout_ms: u64,
+    /// A host without heartbeat for this long is `lost`.
+    #[arg(long, default_value_t = 2000)]
+    pub host_timeout_ms: u64,
+}
+
+pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let cancel = CancellationToken::new();
+    let mut config = pgfleet_server::ServerConfig::local(data_dir.clone());
+    config.api_addr = api;
+    config.dns_addr = args.dns;
+    config.zone = args.zone.clone();
+    config.host_timeout_ms = args.host_timeout_ms;
+    let server = pgfleet_server::start(config, cancel.clone()).await?;
+    let server_url = format!("http://{}", server.api_addr);
+    let join_token = server.state.tokens.join.clone();
+
+    let first = u32::from(args.first_host_address);
+    let mut hosts = Vec::new();
+    for index in 1..=args.hosts {
+        let name = format!("host-{index}");
+        let launch = AgentLaunch {
+            name: name.clone(),
+            address: Ipv4Addr::from(first + index - 1).to_string(),
+            failure_domain: format!("fd-{index}"),
+            server_url: server_url.clone(),
+            agent_port: args.agent_port,
+            failure_timeout_ms: args.failure_timeout_ms,
+        };
+        fleet::write_launch(&data_dir, &launch)?;
+        if fleet::agent_pid(&data_dir, &name).is_none() {
+            fleet::start_agent(&data_dir, &name, &join_token)?;
+        }
+        hosts.push(launch);
+    }
+    println!("pgfleet is up");
+    println!("  API:        {server_url}  (token in {})", data_dir.join("admin.token").display());
+    println!("  DNS:        {} (zone {})", server.dns_addr, args.zone);
+    for host in &hosts {
+        println!("  {}:     {} ({})", host.name, host.address, host.failure_domain);
+    }
+    println!("Use it from another terminal:  pgfleet db create pg-dev-db-1  (add --api {server_url} if not the default)");
+    println!("Ctrl-C stops everything.");
+
+    let reaper = tokio::spawn(async {
+        loop {
+            fleet::reap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    wait_for_stop_signal().await;
+    println!("stopping: agents and their PostgreSQL servers first");
+    let mut stops = Vec::new();
+    for host in &hosts {
+        let dir = data_dir.clone();
+        let name = host.name.clone();
+        stops.push(tokio::spawn(async move { fleet::stop_agent(&dir, &name, Duration::from_secs(30)).await }));
+    }
+    for stop in stops {
+        let _ = stop.await;
+    }
+    reaper.abort();
+    cancel.cancel();
+    server.join().await;
+    println!("stopped");
+    Ok(())
+}
+
+pub async fn wait_for_stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
