@@ -203,6 +203,7 @@ impl Actor {
             let client = self.start(spec).await?;
             sql::ensure_role(&client, &spec.admin_user, &spec.admin_password, "CREATEDB CREATEROLE").await?;
             sql::ensure_role(&client, "pgfleet_replication", &spec.replication_password, "REPLICATION").await?;
+            client.batch_execute(&format!("GRANT ALL ON SCHEMA public TO \"{}\"", spec.admin_user)).await?;
             if spec.database_name != "postgres" {
                 sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
             }

@@ -84,6 +84,13 @@ pub struct SyncConfig {
     pub quorum: u32,
 }
 
+/// A sync setting assigned at `generation`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncEntry {
+    pub generation: u64,
+    pub config: SyncConfig,
+}
+
 /// Everything a keeper needs to converge. The driver hands the node's current one
 /// back on every keeper report ([`ClusterState::assignment`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +140,10 @@ pub struct NodeRecord {
     pub streaming_standbys: Vec<StreamingStandby>,
     /// Sync setting of the last assignment this node (as primary) confirmed applying.
     pub applied_sync: SyncConfig,
+    /// Sync settings that may be in force on this node as primary: the one it last
+    /// confirmed and every one assigned since (with their generations). A failover
+    /// must satisfy the quorum rule for each of them.
+    pub sync_history: Vec<SyncEntry>,
     /// Highest LSN known acknowledged by the sync quorum (from the primary's
     /// `streaming_standbys` flush LSNs). Reset when the node becomes primary.
     pub sync_ack_lsn: Option<u64>,
@@ -169,6 +180,7 @@ impl NodeRecord {
             wal_receiver_streaming: false,
             streaming_standbys: vec![],
             applied_sync: SyncConfig::default(),
+            sync_history: vec![],
             sync_ack_lsn: None,
         }
     }

@@ -7,7 +7,7 @@
 use crate::config::Config;
 use crate::event::{Action, Event, HaError, KeeperReport};
 use crate::reconcile;
-use crate::states::{ClusterState, NodeRecord, NodeState, Phase, SyncConfig};
+use crate::states::{ClusterState, NodeRecord, NodeState, SyncConfig, SyncEntry};
 
 /// Applies one event. Pure: same inputs, same outputs. On `Err` nothing changed.
 ///
@@ -107,7 +107,10 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
         .get_mut(&r.node)
         .ok_or_else(|| HaError::UnknownNode(r.node.clone()))?;
     if rec.is_dropped() {
-        if r.reported == NodeState::Dropped && r.generation_seen >= rec.assignment.generation {
+        if r.reported == NodeState::Dropped
+            && r.generation_seen >= rec.assignment.generation
+            && !referenced(st, &r.node)
+        {
             st.nodes.remove(&r.node);
         }
         return Ok(());
@@ -131,16 +134,21 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
     rec.is_in_recovery = r.is_in_recovery;
     rec.wal_receiver_streaming = r.wal_receiver_streaming;
     rec.streaming_standbys = r.streaming_standbys.clone();
-    if !is_primary || r.is_in_recovery || !r.pg_running {
+    if !is_primary {
         return Ok(());
     }
-    // Facts only the primary can tell: who streams, what the quorum acknowledged.
-    if rec.reached() && rec.assignment.state.is_primary_role() {
-        rec.applied_sync = SyncConfig {
-            standbys: rec.assignment.sync_standbys.clone(),
-            quorum: rec.assignment.sync_quorum,
-        };
+    if let Some(idx) = rec
+        .sync_history
+        .iter()
+        .rposition(|e| e.generation <= r.generation_seen)
+    {
+        rec.applied_sync = rec.sync_history[idx].config.clone();
+        rec.sync_history.drain(..idx);
     }
+    if r.is_in_recovery || !r.pg_running {
+        return Ok(());
+    }
+    // Facts only a running primary can tell: who streams, what the quorum acknowledged.
     let applied = rec.applied_sync.clone();
     let mut flushes: Vec<u64> = r
         .streaming_standbys
@@ -163,6 +171,16 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
         }
     }
     Ok(())
+}
+
+/// Whether some assignment or possibly-in-force sync setting still names `node`.
+fn referenced(st: &ClusterState, node: &str) -> bool {
+    st.nodes.values().any(|n| {
+        n.assignment.primary.as_deref() == Some(node)
+            || n.assignment.sync_standbys.iter().any(|s| s == node)
+            || n.assignment.standbys.iter().any(|s| s == node)
+            || n.sync_history.iter().any(|e| e.config.standbys.iter().any(|s| s == node))
+    })
 }
 
 fn add_node(
@@ -194,15 +212,8 @@ fn remove_node(st: &mut ClusterState, node: &str, actions: &mut Vec<Action>) -> 
     if st.primary.as_deref() == Some(node) {
         return Err(HaError::IsPrimary(node.to_string()));
     }
-    if let Some(tr) = &st.transition {
-        let busy = match &tr.phase {
-            Phase::FastForward { candidate, upstream, .. } => node == candidate || node == upstream,
-            Phase::Promoting { candidate } => node == candidate,
-            Phase::Draining | Phase::CollectLsn => tr.target.as_deref() == Some(node),
-        };
-        if busy {
-            return Err(HaError::TransitionInProgress);
-        }
+    if st.transition.is_some() {
+        return Err(HaError::TransitionInProgress);
     }
     st.nodes.get_mut(node).expect("checked").maintenance = false;
     assign(st, node, NodeState::Dropped, None, actions);
@@ -253,6 +264,16 @@ pub(crate) fn assign_full(
     rec.assignment.sync_quorum = sync.quorum;
     rec.assignment.standbys = standbys;
     rec.assigned_ms = now;
+    if state.is_primary_role() {
+        // Keep every sync setting the node may apply until it confirms a newer one.
+        rec.sync_history.push(SyncEntry {
+            generation: next,
+            config: SyncConfig {
+                standbys: rec.assignment.sync_standbys.clone(),
+                quorum: rec.assignment.sync_quorum,
+            },
+        });
+    }
     st.generation = next;
     actions.push(Action::Assign(rec.assignment.clone()));
     true
