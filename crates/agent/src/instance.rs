@@ -277,7 +277,12 @@ impl Actor {
             pg_running: observed.phase == InstancePhase::Running,
             is_in_recovery: observed.is_primary == Some(false),
             wal_receiver_streaming: observed.wal_receiver_streaming.unwrap_or(false),
-            streaming_standbys: observed.standbys.iter().filter(|s| s.state == "streaming").map(|s| s.application_name.clone()).collect(),
+            streaming_standbys: observed
+                .standbys
+                .iter()
+                .filter(|s| s.state == "streaming")
+                .map(|s| pgfleet_ha::StreamingStandby { name: s.application_name.clone(), flush_lsn: s.flush_lsn })
+                .collect(),
         };
         if let Some(assignment) = keeper::report(&self.runtime, &monitor, &spec.db, &report).await {
             self.last_monitor_contact = Instant::now();
@@ -406,7 +411,28 @@ impl Actor {
                 process::basebackup(&rt.bin, &rt.user, &self.paths, &conninfo, &slot_name(&spec.node), &spec.replication_password).await?;
             }
         }
+        self.copy_timeline_history(spec, upstream).await?;
         std::fs::write(self.paths.root.join("role"), "standby")?;
+        Ok(())
+    }
+
+    /// Copies the upstream's timeline history files into pg_wal, so that with
+    /// `recovery_target_timeline = latest` the standby follows the new
+    /// timeline even when pg_rewind found nothing to rewind.
+    async fn copy_timeline_history(&self, spec: &InstanceSpec, upstream: &PrimaryRef) -> anyhow::Result<()> {
+        let client = sql::connect_tcp(&upstream.address, upstream.port, "pgfleet", &spec.superuser_password, Duration::from_secs(3)).await?;
+        let rows = client
+            .query("SELECT name, pg_read_binary_file('pg_wal/' || name) FROM pg_ls_waldir() WHERE name LIKE '%.history'", &[])
+            .await?;
+        for row in rows {
+            let name: String = row.get(0);
+            let bytes: Vec<u8> = row.get(1);
+            let path = self.paths.data.join("pg_wal").join(&name);
+            if !path.exists() {
+                std::fs::write(&path, bytes)?;
+                self.runtime.user.own(&path)?;
+            }
+        }
         Ok(())
     }
 

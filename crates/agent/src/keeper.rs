@@ -21,7 +21,7 @@ pub struct KeeperReport {
     pub pg_running: bool,
     pub is_in_recovery: bool,
     pub wal_receiver_streaming: bool,
-    pub streaming_standbys: Vec<String>,
+    pub streaming_standbys: Vec<pgfleet_ha::StreamingStandby>,
 }
 
 /// Whom a standby follows.

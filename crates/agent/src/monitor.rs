@@ -1,18 +1,124 @@
-//! The monitor of one HA database, run by the agent of the host it was
-//! placed on. (Driver of the pure state machine in `pgfleet-ha`.)
+//! The monitor of one HA database, run by the agent of the host it was placed
+//! on. A driver around the pure state machine of `pgfleet-ha`: it feeds it
+//! keeper reports, its own PostgreSQL health checks and clock ticks, persists
+//! the state to `monitors/<db>.json` after every step (so a restarted monitor
+//! resumes), answers keepers with their assignments, and pushes primary
+//! changes to the control plane.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pgfleet_core::protocol::{MonitorObserved, MonitorSpec};
+use pgfleet_core::Desired;
+use pgfleet_ha::{Action, ClusterState, Config, Event, NodeState};
 use tokio::sync::watch;
 
-use crate::keeper::{Assignment, KeeperReport};
+use crate::keeper::{Assignment, KeeperReport, PrimaryRef};
 use crate::runtime::{AgentRuntime, MonitorHandle};
 
 pub struct MonitorShared {
     pub db: String,
     pub node: String,
-    pub observed: Mutex<Option<MonitorObserved>>,
+    runtime: AgentRuntime,
+    core: tokio::sync::Mutex<Core>,
+    observed: Mutex<Option<MonitorObserved>>,
+}
+
+struct Core {
+    state: ClusterState,
+    config: Config,
+    spec: MonitorSpec,
+    path: std::path::PathBuf,
+}
+
+fn now_ms() -> u64 {
+    pgfleet_core::time::now_ms().max(0) as u64
+}
+
+fn state_name(state: NodeState) -> String {
+    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn parse_state(name: &str, in_recovery: bool) -> NodeState {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(if in_recovery { NodeState::WaitStandby } else { NodeState::Single })
+}
+
+impl Core {
+    fn apply(&mut self, event: Event) -> Vec<Action> {
+        match pgfleet_ha::step(&self.state, &event, &self.config) {
+            Ok((next, actions)) => {
+                self.state = next;
+                self.persist();
+                actions
+            }
+            Err(error) => {
+                tracing::debug!(%error, "monitor refused event");
+                Vec::new()
+            }
+        }
+    }
+
+    fn persist(&self) {
+        let tmp = self.path.with_extension("json.tmp");
+        if let Ok(text) = serde_json::to_vec(&self.state) {
+            if std::fs::write(&tmp, text).is_ok() {
+                let _ = std::fs::rename(&tmp, &self.path);
+            }
+        }
+    }
+
+    /// Adds nodes the spec has and the state lacks (the initial primary first), drops removed ones.
+    fn sync_nodes(&mut self) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let now = now_ms();
+        let mut wanted: Vec<(String, u8)> = self.spec.nodes.iter().map(|p| (p.node.clone(), p.priority)).collect();
+        wanted.sort_by_key(|(name, _)| *name != self.spec.initial_primary);
+        for (name, priority) in &wanted {
+            if !self.state.nodes.contains_key(name) {
+                actions.extend(self.apply(Event::AddNode { node: name.clone(), priority: *priority, now_ms: now }));
+            }
+        }
+        let existing: Vec<String> = self.state.nodes.iter().filter(|(_, n)| !n.is_dropped()).map(|(k, _)| k.clone()).collect();
+        for name in existing {
+            if !wanted.iter().any(|(w, _)| *w == name) {
+                actions.extend(self.apply(Event::RemoveNode { node: name.clone(), now_ms: now }));
+            }
+        }
+        for peer in self.spec.nodes.clone() {
+            let maintenance = self.state.nodes.get(&peer.node).is_some_and(|n| n.maintenance);
+            if maintenance != peer.maintenance {
+                actions.extend(self.apply(Event::SetMaintenance { node: peer.node.clone(), on: peer.maintenance, now_ms: now }));
+            }
+        }
+        actions
+    }
+
+    fn keeper_assignment(&self, node: &str) -> Option<Assignment> {
+        let assignment = self.state.assignment(node)?;
+        let primary = assignment.primary.as_ref().and_then(|name| {
+            self.spec.nodes.iter().find(|p| &p.node == name).map(|p| PrimaryRef { node: p.node.clone(), address: p.address.clone(), port: p.port })
+        });
+        Some(Assignment {
+            state: state_name(assignment.state),
+            generation: assignment.generation,
+            primary,
+            sync_standbys: assignment.sync_standbys.clone(),
+            sync_quorum: assignment.sync_quorum,
+        })
+    }
+
+    fn observation(&self) -> MonitorObserved {
+        let health = pgfleet_ha::health(&self.state, now_ms(), &self.config);
+        let primary_generation = self.state.primary.as_ref().and_then(|p| self.state.assignment(p)).map(|a| a.generation).unwrap_or(0);
+        MonitorObserved {
+            db: self.spec.db.clone(),
+            node: self.spec.node.clone(),
+            running: true,
+            primary: self.state.primary.clone(),
+            primary_generation,
+            state: serde_json::json!({"health": health, "generation": self.state.generation, "transition": self.state.transition}),
+        }
+    }
 }
 
 impl MonitorShared {
@@ -20,15 +126,144 @@ impl MonitorShared {
         self.observed.lock().expect("monitor lock").clone()
     }
 
-    pub async fn keeper_report(&self, _report: KeeperReport) -> Option<Assignment> {
-        None
+    /// Handles a keeper report and answers with the node's assignment.
+    pub async fn keeper_report(&self, report: KeeperReport) -> Option<Assignment> {
+        let mut core = self.core.lock().await;
+        if !core.state.nodes.contains_key(&report.node) {
+            return None;
+        }
+        let event = Event::KeeperReport(pgfleet_ha::KeeperReport {
+            node: report.node.clone(),
+            reported: parse_state(&report.reported, report.is_in_recovery),
+            generation_seen: report.generation_seen,
+            lsn: report.lsn,
+            timeline: report.timeline,
+            pg_running: report.pg_running,
+            is_in_recovery: report.is_in_recovery,
+            wal_receiver_streaming: report.wal_receiver_streaming,
+            streaming_standbys: report.streaming_standbys,
+            now_ms: now_ms(),
+        });
+        let actions = core.apply(event);
+        let answer = core.keeper_assignment(&report.node);
+        *self.observed.lock().expect("monitor lock") = Some(core.observation());
+        drop(core);
+        self.execute(actions);
+        answer
+    }
+
+    fn execute(&self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Assign(assignment) => {
+                    tracing::info!(db = %self.db, node = %assignment.node, state = %state_name(assignment.state), generation = assignment.generation, "assigned");
+                }
+                Action::PrimaryChanged { old, new, reason, generation, old_lsn, new_lsn } => {
+                    tracing::warn!(db = %self.db, ?old, %new, ?reason, generation, "primary changed");
+                    let body = serde_json::json!({
+                        "db": self.db, "old_primary": old, "new_primary": new,
+                        "generation": generation, "reason": serde_json::to_value(reason).unwrap_or_default(),
+                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": now_ms(),
+                    });
+                    let runtime = self.runtime.clone();
+                    tokio::spawn(push_primary_change(runtime, body));
+                }
+                Action::Fence { node } => tracing::warn!(db = %self.db, %node, "fencing old primary (its keeper stops it when it reports)"),
+                Action::TransitionAborted { kind, reason } => tracing::warn!(db = %self.db, ?kind, %reason, "transition aborted"),
+            }
+        }
+    }
+}
+
+/// Tells the control plane at once; retried for a while. The heartbeat carries
+/// the same fact, so a push lost for good is still applied (reconcile poll).
+async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
+    let url = format!("{}/api/v1/agents/primary-changed", runtime.config.server_url.trim_end_matches('/'));
+    for _ in 0..20 {
+        let result = runtime.http.post(&url).bearer_auth(&runtime.config.join_token).json(&body).send().await;
+        if matches!(&result, Ok(r) if r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
 pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
-    let (tx, _rx) = watch::channel(spec.clone());
-    let monitor = Arc::new(MonitorShared { db: spec.db.clone(), node: spec.node.clone(), observed: Mutex::new(None) });
-    let _ = runtime;
-    let task = tokio::spawn(async {});
+    let (tx, rx) = watch::channel(spec.clone());
+    let path = runtime.host_dir.join("monitors").join(format!("{}.json", spec.db));
+    let config = Config { failure_timeout_ms: runtime.config.failure_timeout_ms, report_interval_ms: runtime.config.keeper_interval_ms, ..Config::default() };
+    let state = match std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok()) {
+        Some(saved) => {
+            tracing::info!(db = %spec.db, generation = saved.generation, "monitor resumes from its saved state");
+            pgfleet_ha::after_restart(&saved, now_ms())
+        }
+        None => ClusterState::new(),
+    };
+    let core = Core { state, config, spec: spec.clone(), path };
+    let monitor = Arc::new(MonitorShared {
+        db: spec.db.clone(),
+        node: spec.node.clone(),
+        runtime: runtime.clone(),
+        observed: Mutex::new(Some(core.observation())),
+        core: tokio::sync::Mutex::new(core),
+    });
+    let task = tokio::spawn(run(runtime, monitor.clone(), rx));
     MonitorHandle { spec: tx, monitor, task }
+}
+
+async fn run(runtime: AgentRuntime, monitor: Arc<MonitorShared>, mut rx: watch::Receiver<MonitorSpec>) {
+    let interval = Duration::from_millis(runtime.config.keeper_interval_ms);
+    loop {
+        let spec = rx.borrow_and_update().clone();
+        if spec.desired == Desired::Deleted {
+            let core = monitor.core.lock().await;
+            let _ = std::fs::remove_file(&core.path);
+            *monitor.observed.lock().expect("monitor lock") = None;
+            tracing::info!(db = %spec.db, "monitor removed");
+            return;
+        }
+        let actions = {
+            let mut core = monitor.core.lock().await;
+            core.spec = spec.clone();
+            let mut actions = core.sync_nodes();
+            actions.extend(core.apply(Event::Tick { now_ms: now_ms() }));
+            *monitor.observed.lock().expect("monitor lock") = Some(core.observation());
+            actions
+        };
+        monitor.execute(actions);
+        // PostgreSQL-level health checks of every data node, in parallel.
+        let mut checks = Vec::new();
+        for peer in spec.nodes.clone() {
+            let password = spec.superuser_password.clone();
+            checks.push(tokio::spawn(async move {
+                let ok = match crate::pg::sql::connect_tcp(&peer.address, peer.port, "pgfleet", &password, Duration::from_millis(500)).await {
+                    Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+                    Err(_) => false,
+                };
+                (peer.node, ok)
+            }));
+        }
+        let mut results = Vec::new();
+        for check in checks {
+            if let Ok(result) = check.await {
+                results.push(result);
+            }
+        }
+        let actions = {
+            let mut core = monitor.core.lock().await;
+            let mut actions = Vec::new();
+            for (node, ok) in results {
+                if core.state.nodes.contains_key(&node) {
+                    actions.extend(core.apply(Event::HealthCheck { node, ok, now_ms: now_ms() }));
+                }
+            }
+            actions
+        };
+        monitor.execute(actions);
+        tokio::select! {
+            _ = runtime.stopping.cancelled() => return,
+            changed = rx.changed() => { if changed.is_err() { return; } }
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
 }

@@ -156,6 +156,9 @@ pub struct MonitorObserved {
     pub running: bool,
     /// Name of the node the monitor considers primary.
     pub primary: Option<String>,
+    /// Monitor generation at which that node became primary.
+    #[serde(default)]
+    pub primary_generation: u64,
     /// Full HA state (assigned/reported per node, health) as JSON.
     #[schema(value_type = Object)]
     pub state: serde_json::Value,

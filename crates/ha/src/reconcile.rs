@@ -5,7 +5,8 @@
 //! - `wait_standby -> catchingup` once the primary confirmed an assignment that lists
 //!   the standby; `catchingup -> secondary` once it streams, on the primary's
 //!   timeline, within `catchup_lag_bytes`; `secondary -> catchingup` when it stops
-//!   being sync-healthy (or must follow another primary).
+//!   being sync-healthy while the primary is reachable, or itself goes silent (or
+//!   must follow another primary).
 //! - Durability (rule 1): primary = `primary` with `ANY 1 (all healthy secondaries)`;
 //!   `wait_primary` (async) only while no secondary is healthy; `single` when it has
 //!   no standby at all. The primary is only re-configured while it is reachable
@@ -77,7 +78,15 @@ fn stable(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
                 WaitStandby => (WaitStandby, follow),
                 Catchingup if same_primary && caught_up(rec, &prec, now, cfg) => (Secondary, follow),
                 Catchingup => (Catchingup, follow),
-                Secondary if same_primary && rec.sync_healthy(now, cfg) => (Secondary, follow),
+                // A live standby that stopped streaming because the *primary* is
+                // unreachable stays a secondary (it is the failover candidate).
+                Secondary
+                    if same_primary
+                        && (rec.sync_healthy(now, cfg)
+                            || (rec.pg_alive(now, cfg) && !prec.pg_alive(now, cfg))) =>
+                {
+                    (Secondary, follow)
+                }
                 Secondary => (Catchingup, follow),
                 Demoted if rec.reached() => (Catchingup, follow),
                 // Anything writable on a non-primary node is a leftover: fence it.

@@ -41,6 +41,7 @@ pub async fn heartbeat(State(state): State<AppState>, Json(beat): Json<Heartbeat
         tracing::info!(host = %beat.host.name, "host connected");
     }
     state.observation_changed.notify_waiters();
+    reconcile_primaries(&state, &beat).await;
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
     let (instances, monitors) = crate::specs::host_intent(&databases, &hosts, &beat.host.name);
@@ -68,4 +69,35 @@ pub async fn primary_changed(State(state): State<AppState>, Json(change): Json<P
     let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
     let _ = TaskKind::PromoteReplica;
     Ok(Json(serde_json::json!({"applied": applied.is_some(), "task_id": applied})))
+}
+
+/// The reconcile poll: a monitor's heartbeat says which node it made primary;
+/// if the stored metadata disagrees (a push was lost), apply it now.
+async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
+    for monitor in &beat.monitors {
+        let Some(primary) = &monitor.primary else {
+            continue;
+        };
+        let Ok(Some(db)) = state.store.get_database(&monitor.db).await else {
+            continue;
+        };
+        let is_monitor_host = db.monitor().is_some_and(|m| m.host == beat.host.name);
+        if !is_monitor_host || monitor.primary_generation <= db.ha_generation {
+            continue;
+        }
+        let change = PrimaryChanged {
+            db: monitor.db.clone(),
+            old_primary: db.primary().map(|p| p.name.clone()),
+            new_primary: primary.clone(),
+            generation: monitor.primary_generation,
+            reason: "failover".into(),
+            old_lsn: None,
+            new_lsn: None,
+            detected_at_ms: None,
+            promoted_at_ms: None,
+        };
+        if let Err(error) = crate::tasks::promote::record_primary_change(state, &change).await {
+            tracing::warn!(db = %monitor.db, error = ?error.message, "cannot apply the monitor's primary");
+        }
+    }
 }

@@ -22,6 +22,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
             }
             Err(error) => tracing::error!(%error, "cannot list tasks"),
         }
+        reap_deleted_nodes(&state).await;
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = woken => {}
@@ -95,5 +96,42 @@ async fn execute(state: AppState, mut task: Task) {
     run.task.finished_at_ms = Some(now_ms());
     if let Err(error) = run.save().await {
         tracing::error!(task_id = run.task.id, %error, "cannot store task result");
+    }
+}
+
+/// Removes nodes marked deleted (outside a database deletion) once their agent
+/// confirmed the data is gone.
+async fn reap_deleted_nodes(state: &AppState) {
+    let Ok(databases) = state.store.list_databases().await else {
+        return;
+    };
+    for db in databases {
+        if db.status == pgfleet_core::DbStatus::Deleting {
+            continue;
+        }
+        let mut gone = Vec::new();
+        {
+            let observed = state.observed.lock().expect("observed lock");
+            for node in db.nodes.iter().filter(|n| n.desired == pgfleet_core::Desired::Deleted) {
+                if observed.host_status(&node.host, state.host_timeout()) != pgfleet_core::HostStatus::Connected {
+                    continue;
+                }
+                let confirmed = match node.role {
+                    pgfleet_core::NodeRole::Monitor => observed.monitor(&node.host, &db.name).is_none(),
+                    _ => observed
+                        .instance(&node.host, &node.name)
+                        .is_none_or(|i| i.phase == pgfleet_core::protocol::InstancePhase::Deleted),
+                };
+                if confirmed {
+                    gone.push(node.name.clone());
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let result = state.update_database(&db.name, |db| db.nodes.retain(|n| !gone.contains(&n.name))).await;
+            if let Err(error) = result {
+                tracing::error!(%error, "cannot reap deleted nodes");
+            }
+        }
     }
 }

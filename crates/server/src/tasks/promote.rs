@@ -27,24 +27,29 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
     let old_primary = db.primary().map(|p| p.name.clone());
     let new_primary = change.new_primary.clone();
     let generation = change.generation;
-    let updated = state
+    let mut applied = false;
+    let mut moved = false;
+    state
         .update_database(&change.db, |db| {
             if generation <= db.ha_generation {
                 return;
             }
+            applied = true;
             db.ha_generation = generation;
             for node in db.nodes.iter_mut() {
                 if node.role == NodeRole::Monitor {
                     continue;
                 }
-                node.role = if node.name == new_primary { NodeRole::Primary } else { NodeRole::Replica };
+                let role = if node.name == new_primary { NodeRole::Primary } else { NodeRole::Replica };
+                if node.role != role {
+                    moved = true;
+                    node.role = role;
+                }
             }
         })
         .await?;
-    let Some(updated) = updated else {
-        return Ok(None);
-    };
-    if updated.ha_generation != generation {
+    if !applied || !moved {
+        // Stale, or the same primary under a newer generation (sync-set change).
         return Ok(None);
     }
     let dns_switched_ms = now_ms();

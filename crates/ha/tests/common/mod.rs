@@ -1,0 +1,386 @@
+//! Test harness: a simulated fleet of keepers driving `pgfleet_ha::step`, plus the
+//! invariant checker run after every step (shared by scenarios and proptests).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use pgfleet_ha::{
+    after_restart, step, Action, Assignment, ClusterState, Config, Event, HaError, KeeperReport,
+    LsnPos, NodeState, StreamingStandby, TransitionKind,
+};
+
+/// One simulated node: PostgreSQL + keeper.
+#[derive(Debug, Clone)]
+pub struct Keeper {
+    /// Host and PostgreSQL up.
+    pub alive: bool,
+    /// Monitor <-> node network works (reports and health checks get through).
+    pub visible: bool,
+    /// Replication network works (standby side).
+    pub link: bool,
+    /// The keeper applies the assignment it receives when reporting.
+    pub apply: bool,
+    pub applied: Option<Assignment>,
+    pub lsn: u64,
+    pub timeline: u32,
+    promoted_gen: Option<u64>,
+}
+
+impl Default for Keeper {
+    fn default() -> Self {
+        Keeper {
+            alive: true,
+            visible: true,
+            link: true,
+            apply: true,
+            applied: None,
+            lsn: 0,
+            timeline: 1,
+            promoted_gen: None,
+        }
+    }
+}
+
+/// Invariant oracle: final positions reported during the current failover.
+#[derive(Debug, Default, Clone)]
+pub struct Checker {
+    reports: BTreeMap<String, LsnPos>,
+}
+
+impl Checker {
+    /// Checks every product invariant for one successful step.
+    pub fn check(
+        &mut self,
+        prev: &ClusterState,
+        event: &Event,
+        next: &ClusterState,
+        actions: &[Action],
+    ) -> Result<(), String> {
+        if prev.transition.is_none() {
+            self.reports.clear();
+        }
+        if let Event::KeeperReport(r) = event {
+            if let Some(n) = prev.node(&r.node) {
+                let a = &n.assignment;
+                let counts = matches!(a.state, NodeState::ReportLsn | NodeState::FastForward)
+                    && r.reported == a.state
+                    && r.generation_seen >= a.generation
+                    && r.generation_seen >= n.generation_seen;
+                if counts && prev.transition.is_some() {
+                    let pos = LsnPos { timeline: r.timeline, lsn: r.lsn };
+                    let e = self.reports.entry(r.node.clone()).or_insert(pos);
+                    *e = (*e).max(pos);
+                }
+            }
+        }
+        if next.generation < prev.generation {
+            return Err("generation decreased".into());
+        }
+        let mut last = prev.generation;
+        for a in actions {
+            if let Action::Assign(a) = a {
+                if a.generation <= last || a.generation > next.generation {
+                    return Err(format!("bad generation order at {a:?}"));
+                }
+                last = a.generation;
+            }
+        }
+        let writable: Vec<&str> = next
+            .nodes
+            .values()
+            .filter(|n| n.assignment.state.is_writable())
+            .map(|n| n.name.as_str())
+            .collect();
+        if writable.len() > 1 {
+            return Err(format!("several writable assignments: {writable:?}"));
+        }
+        for n in next.nodes.values() {
+            if n.assignment.generation > next.generation {
+                return Err(format!("{} has a future generation", n.name));
+            }
+            let newly_promoted = n.assignment.state == NodeState::Promote
+                && prev.node(&n.name).is_none_or(|p| p.assignment.state != NodeState::Promote);
+            if newly_promoted {
+                self.check_promote(prev, next, &n.name)?;
+            }
+        }
+        if let Some(p) = next.primary.as_deref().and_then(|p| next.node(p)) {
+            let a = &p.assignment;
+            for s in &a.sync_standbys {
+                match next.node(s) {
+                    Some(r) if !r.maintenance && !r.is_dropped() && r.name != p.name => {}
+                    _ => return Err(format!("sync standby {s} is not an eligible node")),
+                }
+            }
+            if a.sync_quorum as usize > a.sync_standbys.len()
+                || (a.sync_quorum == 0) != a.sync_standbys.is_empty()
+            {
+                return Err(format!("bad quorum {a:?}"));
+            }
+        }
+        let json = serde_json::to_string(next).map_err(|e| e.to_string())?;
+        let back: ClusterState = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        if &back != next {
+            return Err("JSON round trip changed the state".into());
+        }
+        Ok(())
+    }
+
+    fn check_promote(&self, prev: &ClusterState, next: &ClusterState, x: &str) -> Result<(), String> {
+        let others_writable = prev
+            .nodes
+            .values()
+            .any(|n| n.name != x && n.assignment.state.is_writable());
+        if others_writable {
+            return Err(format!("{x} promoted while another node was writable"));
+        }
+        let tr = next.transition.as_ref().ok_or("promote outside a transition")?;
+        match tr.kind {
+            TransitionKind::Failover => {
+                let old = next.node(&tr.old_primary).map(|n| n.assignment.state);
+                if old.is_some_and(|s| s != NodeState::Demoted) {
+                    return Err(format!("{x} promoted before old primary was demoted"));
+                }
+                let mine = self.reports.get(x).copied().unwrap_or(next.node(x).unwrap().pos());
+                for (y, pos) in &self.reports {
+                    if y != x && pos.timeline == mine.timeline && pos.lsn > mine.lsn {
+                        return Err(format!("{x} promoted at {mine:?} behind {y} at {pos:?}"));
+                    }
+                }
+            }
+            TransitionKind::Switchover => {
+                let old = next.node(&tr.old_primary).unwrap();
+                if old.assignment.state != NodeState::Draining || !old.reached() {
+                    return Err("switchover promote before the old primary drained".into());
+                }
+                if next.node(x).unwrap().lsn < old.lsn {
+                    return Err("switchover target behind the drained primary".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A monitor plus simulated keepers.
+pub struct Sim {
+    pub state: ClusterState,
+    pub cfg: Config,
+    pub now: u64,
+    pub keepers: BTreeMap<String, Keeper>,
+    /// Every action produced so far, in order.
+    pub log: Vec<Action>,
+    /// Every event applied successfully, in order.
+    pub history: Vec<Event>,
+    pub checker: Checker,
+}
+
+impl Default for Sim {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sim {
+    pub fn new() -> Self {
+        Sim {
+            state: ClusterState::new(),
+            cfg: Config::default(),
+            now: 1_000,
+            keepers: BTreeMap::new(),
+            log: vec![],
+            history: vec![],
+            checker: Checker::default(),
+        }
+    }
+
+    /// Builds a healthy cluster: first node primary, the others secondaries.
+    pub fn cluster(nodes: &[(&str, u8)]) -> Self {
+        let mut sim = Sim::new();
+        for (n, p) in nodes {
+            sim.add(n, *p);
+            sim.run(1_000);
+        }
+        sim.run(1_000);
+        sim
+    }
+
+    /// Applies one event through `step`, checks the invariants, records actions.
+    pub fn apply(&mut self, ev: Event) -> Result<Vec<Action>, HaError> {
+        let (next, actions) = step(&self.state, &ev, &self.cfg)?;
+        if let Err(e) = self.checker.check(&self.state, &ev, &next, &actions) {
+            panic!("invariant violated after {ev:?}: {e}\nactions: {actions:?}");
+        }
+        self.state = next;
+        self.log.extend(actions.iter().cloned());
+        self.history.push(ev);
+        Ok(actions)
+    }
+
+    /// Applies a list of events (stopping at the first refusal).
+    pub fn events(&mut self, evs: Vec<Event>) -> Result<(), HaError> {
+        for ev in evs {
+            self.apply(ev)?;
+        }
+        Ok(())
+    }
+
+    pub fn add(&mut self, node: &str, priority: u8) {
+        self.keepers.entry(node.to_string()).or_default();
+        let now = self.now;
+        self.apply(Event::AddNode { node: node.into(), priority, now_ms: now }).unwrap();
+    }
+
+    pub fn tick(&mut self) {
+        let now = self.now;
+        self.apply(Event::Tick { now_ms: now }).unwrap();
+    }
+
+    /// Advances time by `ms` in report intervals; every reachable keeper reports.
+    pub fn run(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += self.cfg.report_interval_ms;
+            let names: Vec<String> = self.keepers.keys().cloned().collect();
+            for n in names {
+                self.report(&n);
+            }
+            self.tick();
+        }
+    }
+
+    pub fn k(&mut self, node: &str) -> &mut Keeper {
+        self.keepers.get_mut(node).expect("no such keeper")
+    }
+
+    /// The keeper's current report (applying its assignment first), if deliverable.
+    pub fn keeper_report(&mut self, node: &str) -> Option<KeeperReport> {
+        let assignment = self.state.assignment(node).cloned();
+        let k = self.keepers.get_mut(node)?;
+        if !k.alive || !k.visible {
+            return None;
+        }
+        if k.apply {
+            k.applied = assignment.or(k.applied.take());
+        }
+        let a = k.applied.clone()?;
+        if a.state == NodeState::Promote && k.promoted_gen != Some(a.generation) {
+            k.timeline += 1;
+            k.promoted_gen = Some(a.generation);
+        }
+        let upstream = self.upstream(node);
+        if let Some(u) = &upstream {
+            let (lsn, tl) = (self.keepers[u].lsn, self.keepers[u].timeline);
+            let k = self.keepers.get_mut(node).unwrap();
+            k.lsn = lsn;
+            k.timeline = tl;
+        }
+        let k = &self.keepers[node];
+        let primary_like = a.state.is_primary_role() || a.state == NodeState::Promote;
+        let stopped = matches!(a.state, NodeState::Demoted | NodeState::Dropped);
+        let streaming_standbys = if primary_like {
+            self.keepers
+                .iter()
+                .filter(|(n, _)| self.upstream(n).as_deref() == Some(node))
+                .map(|(n, s)| StreamingStandby { name: n.clone(), flush_lsn: s.lsn })
+                .collect()
+        } else {
+            vec![]
+        };
+        Some(KeeperReport {
+            node: node.into(),
+            reported: a.state,
+            generation_seen: a.generation,
+            lsn: k.lsn,
+            timeline: k.timeline,
+            pg_running: !stopped,
+            is_in_recovery: !primary_like && !stopped,
+            wal_receiver_streaming: upstream.is_some(),
+            streaming_standbys,
+            now_ms: self.now,
+        })
+    }
+
+    /// Whom `node` currently streams from in the simulation.
+    pub fn upstream(&self, node: &str) -> Option<String> {
+        let k = self.keepers.get(node)?;
+        let a = k.applied.as_ref()?;
+        let streams = matches!(
+            a.state,
+            NodeState::Catchingup | NodeState::Secondary | NodeState::Maintenance | NodeState::FastForward
+        );
+        let u = a.primary.clone()?;
+        let up = self.keepers.get(&u)?;
+        let up_running = up.alive
+            && up.applied.as_ref().is_some_and(|ua| {
+                !matches!(ua.state, NodeState::Demoted | NodeState::Dropped)
+            });
+        (streams && k.alive && k.link && up_running).then_some(u)
+    }
+
+    /// Sends the keeper's report if it is deliverable.
+    pub fn report(&mut self, node: &str) -> Option<Vec<Action>> {
+        let r = self.keeper_report(node)?;
+        self.apply(Event::KeeperReport(r)).ok()
+    }
+
+    /// Writes `bytes` of WAL on whichever simulated node thinks it is writable.
+    pub fn write(&mut self, bytes: u64) {
+        for k in self.keepers.values_mut() {
+            if k.alive && k.applied.as_ref().is_some_and(|a| a.state.is_writable()) {
+                k.lsn += bytes;
+            }
+        }
+    }
+
+    pub fn assigned(&self, node: &str) -> NodeState {
+        self.state.assignment(node).expect("no such node").state
+    }
+
+    pub fn expect(&self, want: &[(&str, NodeState)]) {
+        for (n, s) in want {
+            assert_eq!(self.assigned(n), *s, "assignment of {n}; state: {:#?}", self.state.nodes[*n]);
+        }
+    }
+
+    /// `(sync_standbys, sync_quorum)` of the current primary's assignment.
+    pub fn sync(&self) -> (Vec<String>, u32) {
+        let p = self.state.primary.clone().expect("no primary");
+        let a = self.state.assignment(&p).unwrap();
+        (a.sync_standbys.clone(), a.sync_quorum)
+    }
+
+    /// The sequence of states assigned to `node` so far.
+    pub fn assignments_of(&self, node: &str) -> Vec<NodeState> {
+        let mut v: Vec<NodeState> = vec![];
+        for a in &self.log {
+            if let Action::Assign(a) = a {
+                if a.node == node && v.last() != Some(&a.state) {
+                    v.push(a.state);
+                }
+            }
+        }
+        v
+    }
+
+    pub fn primary_changes(&self) -> Vec<Action> {
+        self.log
+            .iter()
+            .filter(|a| matches!(a, Action::PrimaryChanged { .. }))
+            .cloned()
+            .collect()
+    }
+
+    /// Simulates a monitor restart: JSON round trip, downtime, `after_restart`.
+    pub fn restart_monitor(&mut self, downtime_ms: u64) {
+        let json = serde_json::to_string_pretty(&self.state).unwrap();
+        self.now += downtime_ms;
+        let loaded: ClusterState = serde_json::from_str(&json).unwrap();
+        self.state = after_restart(&loaded, self.now);
+        self.checker = Checker::default();
+    }
+}
+
+pub fn names(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}

@@ -1,0 +1,191 @@
+//! Property tests: random fleets (crashes, partitions, lagging links, keepers that
+//! do not apply, garbage / duplicated / reordered reports, operator commands).
+//! `Sim::apply` checks the invariants after every step (see `common::Checker`):
+//! single writer + demote-before-promote, generation monotonic, no promotion
+//! behind another reporter, sync set only names eligible nodes, JSON round trip.
+
+mod common;
+
+use common::Sim;
+use pgfleet_ha::{health, Event, KeeperReport, NodeState};
+use proptest::prelude::*;
+
+const NODES: [&str; 4] = ["n0", "n1", "n2", "n3"];
+const STATES: [NodeState; 13] = [
+    NodeState::Single,
+    NodeState::WaitPrimary,
+    NodeState::Primary,
+    NodeState::Draining,
+    NodeState::Demoted,
+    NodeState::WaitStandby,
+    NodeState::Catchingup,
+    NodeState::Secondary,
+    NodeState::ReportLsn,
+    NodeState::FastForward,
+    NodeState::Promote,
+    NodeState::Maintenance,
+    NodeState::Dropped,
+];
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Every reachable keeper reports, then a tick after `dt` ms.
+    Round(u16),
+    Report(usize),
+    Tick(u16),
+    Health(usize, bool),
+    Write(u16),
+    Crash(usize),
+    Revive(usize),
+    Hide(usize),
+    Show(usize),
+    Link(usize, bool),
+    Apply(usize, bool),
+    Garbage { node: usize, state: usize, back: u8, lsn: u16, flags: u8 },
+    Duplicate,
+    Replay(u8),
+    Add(usize, u8),
+    Remove(usize),
+    Switchover(usize),
+    Maintenance(usize, bool),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let n = 0..NODES.len();
+    prop_oneof![
+        12 => (100u16..700).prop_map(Op::Round),
+        6 => n.clone().prop_map(Op::Report),
+        3 => (0u16..3000).prop_map(Op::Tick),
+        2 => (n.clone(), any::<bool>()).prop_map(|(n, ok)| Op::Health(n, ok)),
+        3 => (1u16..5000).prop_map(Op::Write),
+        2 => n.clone().prop_map(Op::Crash),
+        3 => n.clone().prop_map(Op::Revive),
+        1 => n.clone().prop_map(Op::Hide),
+        2 => n.clone().prop_map(Op::Show),
+        2 => (n.clone(), any::<bool>()).prop_map(|(n, b)| Op::Link(n, b)),
+        1 => (n.clone(), any::<bool>()).prop_map(|(n, b)| Op::Apply(n, b)),
+        2 => (n.clone(), 0..STATES.len(), any::<u8>(), any::<u16>(), any::<u8>()).prop_map(
+            |(node, state, back, lsn, flags)| Op::Garbage { node, state, back, lsn, flags }
+        ),
+        2 => Just(Op::Duplicate),
+        2 => any::<u8>().prop_map(Op::Replay),
+        2 => (n.clone(), prop_oneof![Just(0u8), 1u8..=100]).prop_map(|(n, p)| Op::Add(n, p)),
+        1 => n.clone().prop_map(Op::Remove),
+        1 => n.clone().prop_map(Op::Switchover),
+        1 => (n, any::<bool>()).prop_map(|(n, b)| Op::Maintenance(n, b)),
+    ]
+}
+
+fn run(ops: &[Op]) {
+    let mut sim = Sim::new();
+    sim.add("n0", 50);
+    for op in ops {
+        let now = sim.now;
+        match op.clone() {
+            Op::Round(dt) => {
+                sim.now += u64::from(dt);
+                for n in NODES {
+                    if sim.state.node(n).is_some() {
+                        sim.report(n);
+                    }
+                }
+                sim.tick();
+            }
+            Op::Report(i) => {
+                sim.report(NODES[i]);
+            }
+            Op::Tick(dt) => {
+                sim.now += u64::from(dt);
+                sim.tick();
+            }
+            Op::Health(i, ok) => {
+                let _ = sim.apply(Event::HealthCheck { node: NODES[i].into(), ok, now_ms: now });
+            }
+            Op::Write(b) => sim.write(u64::from(b)),
+            Op::Crash(i) => set(&mut sim, i, |k| k.alive = false),
+            Op::Revive(i) => set(&mut sim, i, |k| k.alive = true),
+            Op::Hide(i) => set(&mut sim, i, |k| k.visible = false),
+            Op::Show(i) => set(&mut sim, i, |k| k.visible = true),
+            Op::Link(i, b) => set(&mut sim, i, |k| k.link = b),
+            Op::Apply(i, b) => set(&mut sim, i, |k| k.apply = b),
+            Op::Garbage { node, state, back, lsn, flags } => {
+                let r = KeeperReport {
+                    node: NODES[node].into(),
+                    reported: STATES[state],
+                    generation_seen: sim.state.generation.saturating_sub(u64::from(back % 4)),
+                    lsn: u64::from(lsn),
+                    timeline: 1 + u32::from(flags & 1),
+                    pg_running: flags & 2 != 0,
+                    is_in_recovery: flags & 4 != 0,
+                    wal_receiver_streaming: flags & 8 != 0,
+                    streaming_standbys: vec![],
+                    now_ms: now,
+                };
+                let _ = sim.apply(Event::KeeperReport(r));
+            }
+            Op::Duplicate => {
+                if let Some(ev) = sim.history.last().cloned() {
+                    let _ = sim.apply(ev);
+                }
+            }
+            Op::Replay(back) => {
+                let reports: Vec<Event> = sim
+                    .history
+                    .iter()
+                    .filter(|e| matches!(e, Event::KeeperReport(_)))
+                    .cloned()
+                    .collect();
+                if !reports.is_empty() {
+                    let ev = reports[reports.len() - 1 - usize::from(back) % reports.len()].clone();
+                    let _ = sim.apply(ev);
+                }
+            }
+            Op::Add(i, p) => {
+                sim.keepers.entry(NODES[i].into()).or_default();
+                let _ = sim.apply(Event::AddNode { node: NODES[i].into(), priority: p, now_ms: now });
+            }
+            Op::Remove(i) => {
+                let _ = sim.apply(Event::RemoveNode { node: NODES[i].into(), now_ms: now });
+            }
+            Op::Switchover(i) => {
+                let _ = sim.apply(Event::Switchover { target: NODES[i].into(), now_ms: now });
+            }
+            Op::Maintenance(i, on) => {
+                let _ = sim.apply(Event::SetMaintenance { node: NODES[i].into(), on, now_ms: now });
+            }
+        }
+        let h = health(&sim.state, sim.now, &sim.cfg);
+        assert!(h.writable_nodes.len() <= 1, "{h:?}");
+    }
+}
+
+fn set(sim: &mut Sim, i: usize, f: impl FnOnce(&mut common::Keeper)) {
+    if let Some(k) = sim.keepers.get_mut(NODES[i]) {
+        f(k);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_for_random_histories(ops in prop::collection::vec(op(), 1..200)) {
+        run(&ops);
+    }
+}
+
+/// A long deterministic mix to make sure failovers actually happen in the model.
+#[test]
+fn random_model_reaches_failovers() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 10)]);
+    let mut failovers = 0;
+    for round in 0..40u64 {
+        let p = sim.state.primary.clone().unwrap();
+        sim.k(&p).alive = false;
+        sim.run(5_000 + round * 37);
+        sim.k(&p).alive = true;
+        sim.run(3_000);
+        failovers = sim.primary_changes().len();
+    }
+    assert!(failovers >= 30, "only {failovers} failovers");
+}

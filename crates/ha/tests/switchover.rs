@@ -1,0 +1,143 @@
+//! Planned switchover: happy path, refusals and aborts.
+
+mod common;
+
+use common::{names, Sim};
+use pgfleet_ha::{health, Action, Event, HaError, NodeState::*, PromotionReason, TransitionKind};
+
+fn switchover(sim: &mut Sim, target: &str) -> Result<Vec<Action>, HaError> {
+    let now = sim.now;
+    sim.apply(Event::Switchover { target: target.into(), now_ms: now })
+}
+
+#[test]
+fn switchover_happy_path() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.write(7_000);
+    sim.run(400);
+    switchover(&mut sim, "n1").unwrap();
+    sim.expect(&[("n0", Draining), ("n1", Secondary)]);
+    // The draining primary keeps replicating synchronously.
+    assert_eq!(sim.state.assignment("n0").unwrap().sync_standbys, names(&["n1", "n2"]));
+    assert!(health(&sim.state, sim.now, &sim.cfg).failover_in_progress);
+
+    // Writes are refused by the keeper now; n0 reports draining at 7000.
+    sim.report("n0");
+    assert!(sim.state.transition.is_some(), "target has not reported 7000 yet? it has");
+    sim.run(1_000);
+    sim.expect(&[("n0", Secondary), ("n1", Primary), ("n2", Secondary)]);
+    assert_eq!(sim.assignments_of("n0"), vec![Single, WaitPrimary, Primary, Draining, Catchingup, Secondary]);
+    assert_eq!(sim.assignments_of("n1").last(), Some(&Primary));
+    assert!(sim.assignments_of("n1").contains(&Promote));
+    assert_eq!(sim.sync(), (names(&["n0", "n2"]), 1));
+    match sim.primary_changes().as_slice() {
+        [Action::PrimaryChanged { old, new, reason, old_lsn, new_lsn, .. }] => {
+            assert_eq!(old.as_deref(), Some("n0"));
+            assert_eq!(new, "n1");
+            assert_eq!(*reason, PromotionReason::Switchover);
+            assert_eq!(*old_lsn, Some(7_000));
+            assert!(*new_lsn >= 7_000);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!sim.log.iter().any(|a| matches!(a, Action::Fence { .. })));
+}
+
+#[test]
+fn switchover_waits_for_target_to_reach_drain_lsn() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
+    sim.k("n1").link = false; // n1 stops receiving (but is still "healthy" for a moment)
+    sim.write(500);
+    sim.report("n0");
+    sim.report("n1");
+    switchover(&mut sim, "n1").unwrap();
+    sim.report("n0"); // drained at lsn L
+    sim.report("n1"); // still behind L
+    assert!(sim.assigned("n1") != Promote);
+    sim.k("n1").link = true;
+    sim.report("n1");
+    sim.expect(&[("n1", Promote)]);
+    sim.run(600);
+    assert_eq!(sim.state.primary.as_deref(), Some("n1"));
+}
+
+#[test]
+fn switchover_refusals() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
+    assert!(matches!(switchover(&mut sim, "zz"), Err(HaError::UnknownNode(_))));
+    assert!(matches!(switchover(&mut sim, "n0"), Err(HaError::TargetNotEligible { .. })));
+
+    sim.add("n2", 50); // not caught up yet
+    assert!(matches!(switchover(&mut sim, "n2"), Err(HaError::TargetNotEligible { .. })));
+
+    sim.run(1_000);
+    sim.k("n2").alive = false;
+    sim.run(1_200); // still a secondary, but not heard from for a while
+    sim.k("n2").alive = true;
+    sim.k("n2").visible = false;
+    sim.run(1_000);
+    assert!(matches!(switchover(&mut sim, "n2"), Err(HaError::TargetNotEligible { .. })));
+    sim.k("n2").visible = true;
+    sim.run(1_000);
+
+    switchover(&mut sim, "n1").unwrap();
+    assert_eq!(switchover(&mut sim, "n2"), Err(HaError::TransitionInProgress));
+    let now = sim.now;
+    assert_eq!(
+        sim.apply(Event::RemoveNode { node: "n2".into(), now_ms: now }),
+        Err(HaError::TransitionInProgress)
+    );
+    assert_eq!(
+        sim.apply(Event::RemoveNode { node: "n0".into(), now_ms: now }),
+        Err(HaError::IsPrimary("n0".into()))
+    );
+}
+
+#[test]
+fn switchover_refused_when_primary_unhealthy() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
+    sim.k("n0").visible = false;
+    sim.run(2_400);
+    assert!(matches!(switchover(&mut sim, "n1"), Err(HaError::PrimaryUnhealthy(_))));
+}
+
+#[test]
+fn switchover_aborts_when_target_dies_before_promotion() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.k("n1").alive = false;
+    switchover(&mut sim, "n1").unwrap();
+    sim.run(3_000);
+    assert!(sim.state.transition.is_none());
+    assert!(sim.log.iter().any(|a| matches!(
+        a,
+        Action::TransitionAborted { kind: TransitionKind::Switchover, .. }
+    )));
+    sim.expect(&[("n0", Primary), ("n1", Catchingup), ("n2", Secondary)]);
+    assert!(sim.primary_changes().is_empty());
+}
+
+#[test]
+fn switchover_times_out_if_primary_never_drains() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
+    sim.k("n0").apply = false; // keeper ignores the draining order
+    switchover(&mut sim, "n1").unwrap();
+    sim.run(sim.cfg.switchover_timeout_ms + 400);
+    assert!(sim.state.transition.is_none());
+    sim.k("n0").apply = true;
+    sim.run(400);
+    sim.expect(&[("n0", Primary), ("n1", Secondary)]);
+}
+
+#[test]
+fn primary_crash_during_switchover_becomes_failover() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.k("n0").alive = false;
+    switchover(&mut sim, "n1").unwrap();
+    sim.run(5_000);
+    assert!(sim.log.iter().any(|a| matches!(a, Action::Fence { node } if node == "n0")));
+    match sim.primary_changes().as_slice() {
+        [Action::PrimaryChanged { reason, .. }] => assert_eq!(*reason, PromotionReason::Failover),
+        other => panic!("{other:?}"),
+    }
+    sim.expect(&[("n0", Demoted)]);
+}
