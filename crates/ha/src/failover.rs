@@ -12,7 +12,9 @@
 //!
 //! Switchover: old primary `draining`; once it reported `draining` at LSN L and the
 //! target reported LSN >= L, the target gets `promote`; then the old primary follows
-//! it (`catchingup`).
+//! it (`catchingup`). Before `promote`, a dead target / timeout aborts (old primary
+//! writable again); during `promote`, an unreachable target is `demoted` and the
+//! switchover rolled back to the drained old primary.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -146,6 +148,13 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
             let c = &st.nodes[&candidate];
             if c.reached() && c.pg_running && !c.is_in_recovery {
                 Next::Finish(candidate)
+            } else if tr.kind == TransitionKind::Switchover && !c.keeper_alive(st.now_ms, cfg) {
+                // The old primary is intact (drained, read-only): roll back to it.
+                // The target gets `demoted` first; if it did promote while cut off,
+                // its keeper fences itself (no monitor, no standby) and later rewinds.
+                Next::AbortPromotion(candidate.clone(), format!(
+                    "switchover target {candidate} became unreachable before confirming its promotion"
+                ))
             } else {
                 if !c.keeper_alive(st.now_ms, cfg) {
                     tr.blocked = Some(format!(
@@ -165,6 +174,11 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
             if tr.kind == TransitionKind::Switchover && primary_failed(st, cfg) {
                 start_failover(st, cfg, actions);
             }
+        }
+        Next::AbortPromotion(candidate, reason) => {
+            assign(st, &candidate, NodeState::Demoted, None, actions);
+            st.transition = None;
+            actions.push(Action::TransitionAborted { kind: tr.kind, reason });
         }
         Next::FastForward(candidate, upstream, target) => {
             assign(st, &candidate, NodeState::FastForward, Some(upstream.clone()), actions);
@@ -191,6 +205,7 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
 enum Next {
     Wait,
     Abort(String),
+    AbortPromotion(String, String),
     FastForward(String, String, LsnPos),
     Promote(String),
     Finish(String),

@@ -35,6 +35,8 @@ enum Op {
     Tick(u16),
     Health(usize, bool),
     Write(u16),
+    /// A keeper's LSN moves ahead on its own (it received more WAL than others).
+    Bump(usize, u16),
     Crash(usize),
     Revive(usize),
     Hide(usize),
@@ -58,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u16..3000).prop_map(Op::Tick),
         2 => (n.clone(), any::<bool>()).prop_map(|(n, ok)| Op::Health(n, ok)),
         3 => (1u16..5000).prop_map(Op::Write),
+        2 => (n.clone(), 1u16..3000).prop_map(|(n, b)| Op::Bump(n, b)),
         2 => n.clone().prop_map(Op::Crash),
         3 => n.clone().prop_map(Op::Revive),
         1 => n.clone().prop_map(Op::Hide),
@@ -76,7 +79,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn run(ops: &[Op]) {
+fn run(ops: &[Op]) -> Sim {
     let mut sim = Sim::new();
     sim.add("n0", 50);
     for op in ops {
@@ -102,6 +105,7 @@ fn run(ops: &[Op]) {
                 let _ = sim.apply(Event::HealthCheck { node: NODES[i].into(), ok, now_ms: now });
             }
             Op::Write(b) => sim.write(u64::from(b)),
+            Op::Bump(i, b) => set(&mut sim, i, |k| k.lsn += u64::from(b)),
             Op::Crash(i) => set(&mut sim, i, |k| k.alive = false),
             Op::Revive(i) => set(&mut sim, i, |k| k.alive = true),
             Op::Hide(i) => set(&mut sim, i, |k| k.visible = false),
@@ -157,6 +161,7 @@ fn run(ops: &[Op]) {
         let h = health(&sim.state, sim.now, &sim.cfg);
         assert!(h.writable_nodes.len() <= 1, "{h:?}");
     }
+    sim
 }
 
 fn set(sim: &mut Sim, i: usize, f: impl FnOnce(&mut common::Keeper)) {
@@ -172,6 +177,30 @@ proptest! {
     fn invariants_hold_for_random_histories(ops in prop::collection::vec(op(), 1..200)) {
         run(&ops);
     }
+}
+
+/// The random histories must actually exercise the interesting paths.
+#[test]
+fn random_histories_cover_failover_paths() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let strategy = prop::collection::vec(op(), 150..200);
+    let (mut changed, mut promote, mut ff, mut blocked, mut aborted) = (0, 0, 0, 0, 0);
+    for _ in 0..300 {
+        let ops = strategy.new_tree(&mut runner).unwrap().current();
+        let sim = run(&ops);
+        let has = |f: &dyn Fn(&pgfleet_ha::Action) -> bool| sim.log.iter().any(f);
+        use pgfleet_ha::Action::*;
+        changed += has(&|a| matches!(a, PrimaryChanged { .. })) as u32;
+        promote += has(&|a| matches!(a, Assign(a) if a.state == NodeState::Promote)) as u32;
+        ff += has(&|a| matches!(a, Assign(a) if a.state == NodeState::FastForward)) as u32;
+        aborted += has(&|a| matches!(a, TransitionAborted { .. })) as u32;
+        blocked += sim.state.transition.as_ref().is_some_and(|t| t.blocked.is_some()) as u32;
+    }
+    println!("changed {changed} promote {promote} ff {ff} aborted {aborted} blocked {blocked}");
+    assert!(changed >= 30 && promote >= 30, "changed {changed} promote {promote}");
 }
 
 /// A long deterministic mix to make sure failovers actually happen in the model.

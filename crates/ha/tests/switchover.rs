@@ -23,7 +23,7 @@ fn switchover_happy_path() {
 
     // Writes are refused by the keeper now; n0 reports draining at 7000.
     sim.report("n0");
-    assert!(sim.state.transition.is_some(), "target has not reported 7000 yet? it has");
+    sim.expect(&[("n1", Promote)]); // n1 had already reported 7000
     sim.run(1_000);
     sim.expect(&[("n0", Secondary), ("n1", Primary), ("n2", Secondary)]);
     assert_eq!(sim.assignments_of("n0"), vec![Single, WaitPrimary, Primary, Draining, Catchingup, Secondary]);
@@ -102,18 +102,40 @@ fn switchover_refused_when_primary_unhealthy() {
 }
 
 #[test]
-fn switchover_aborts_when_target_dies_before_promotion() {
+fn switchover_aborts_when_target_dies_before_draining_completes() {
     let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.k("n1").alive = false;
+    sim.k("n0").visible = false; // n0 does not report `draining` for now
     switchover(&mut sim, "n1").unwrap();
-    sim.run(3_000);
+    sim.k("n1").alive = false;
+    sim.run(2_200);
+    sim.k("n0").visible = true;
+    sim.run(1_000);
     assert!(sim.state.transition.is_none());
     assert!(sim.log.iter().any(|a| matches!(
         a,
         Action::TransitionAborted { kind: TransitionKind::Switchover, .. }
     )));
+    assert!(!sim.log.iter().any(|a| matches!(a, Action::Assign(a) if a.state == Promote)));
     sim.expect(&[("n0", Primary), ("n1", Catchingup), ("n2", Secondary)]);
     assert!(sim.primary_changes().is_empty());
+}
+
+#[test]
+fn switchover_rolls_back_when_target_dies_during_promotion() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.k("n1").alive = false; // dies right after its last report
+    switchover(&mut sim, "n1").unwrap();
+    sim.run(200);
+    sim.expect(&[("n1", Promote), ("n0", Draining)]);
+    sim.run(2_400);
+    assert!(sim.state.transition.is_none());
+    sim.expect(&[("n0", Primary), ("n1", Demoted), ("n2", Secondary)]);
+    assert!(sim.primary_changes().is_empty());
+    // n1 comes back: it confirms `demoted`, then rejoins behind n0.
+    sim.k("n1").alive = true;
+    sim.run(1_000);
+    sim.expect(&[("n0", Primary), ("n1", Secondary)]);
+    assert_eq!(sim.sync(), (names(&["n1", "n2"]), 1));
 }
 
 #[test]

@@ -131,11 +131,7 @@ pub async fn rewind(bin: &PgBin, user: &PgUser, paths: &InstancePaths, source_co
 pub fn running_pid(paths: &InstancePaths) -> Option<i32> {
     let text = std::fs::read_to_string(paths.data.join("postmaster.pid")).ok()?;
     let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-    match kill(Pid::from_raw(pid), None) {
-        Ok(()) => Some(pid),
-        Err(nix::errno::Errno::EPERM) => Some(pid),
-        Err(_) => None,
-    }
+    (!gone(pid)).then_some(pid)
 }
 
 /// Starts `postgres -D data` as a child of the agent in its own process group.
@@ -170,10 +166,19 @@ pub async fn stop(paths: &InstancePaths, timeout: Duration) {
     wait_gone(pid, Duration::from_secs(3)).await;
 }
 
+/// Exited (an unreaped child of the agent counts as exited).
+fn gone(pid: i32) -> bool {
+    if kill(Pid::from_raw(pid), None).is_err() {
+        return true;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) == Some("Z")
+}
+
 async fn wait_gone(pid: i32, timeout: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if kill(Pid::from_raw(pid), None).is_err() {
+        if gone(pid) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
