@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::AgentRuntime;
 
 pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
-    let url = format!("{}/api/v1/agents/heartbeat", runtime.config.server_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/v1/agents/heartbeat",
+        runtime.config.server_url.trim_end_matches('/')
+    );
     let mut interval = Duration::from_millis(200);
     let mut failures = 0u32;
     loop {
@@ -24,19 +27,28 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
             instances: runtime.observed_instances(),
             monitors: runtime.observed_monitors(),
         };
-        let result = runtime.http.post(&url).bearer_auth(&runtime.config.join_token).json(&beat).send().await;
+        let result = runtime
+            .http
+            .post(&url)
+            .bearer_auth(&runtime.config.join_token)
+            .json(&beat)
+            .send()
+            .await;
         match result {
-            Ok(response) if response.status().is_success() => match response.json::<HeartbeatResponse>().await {
-                Ok(intent) => {
-                    if failures > 0 {
-                        tracing::info!(host = %runtime.config.name, "control plane reachable again");
+            Ok(response) if response.status().is_success() => {
+                match response.json::<HeartbeatResponse>().await {
+                    Ok(intent) => {
+                        if failures > 0 {
+                            tracing::info!(host = %runtime.config.name, "control plane reachable again");
+                        }
+                        failures = 0;
+                        interval =
+                            Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
+                        runtime.apply_intent(intent.instances, intent.monitors);
                     }
-                    failures = 0;
-                    interval = Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
-                    runtime.apply_intent(intent.instances, intent.monitors);
+                    Err(error) => tracing::warn!(%error, "bad heartbeat answer"),
                 }
-                Err(error) => tracing::warn!(%error, "bad heartbeat answer"),
-            },
+            }
             Ok(response) => {
                 failures += 1;
                 if failures == 1 {

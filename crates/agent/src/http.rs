@@ -12,10 +12,18 @@ use crate::runtime::AgentRuntime;
 
 fn authorized(runtime: &AgentRuntime, headers: &HeaderMap) -> bool {
     let expected = format!("Bearer {}", runtime.config.join_token);
-    headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(expected.as_str())
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        == Some(expected.as_str())
 }
 
-async fn report(State(runtime): State<AgentRuntime>, Path(db): Path<String>, headers: HeaderMap, Json(report): Json<KeeperReport>) -> Result<Json<Assignment>, StatusCode> {
+async fn report(
+    State(runtime): State<AgentRuntime>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    Json(report): Json<KeeperReport>,
+) -> Result<Json<Assignment>, StatusCode> {
     if !authorized(&runtime, &headers) {
         return Err(StatusCode::UNAUTHORIZED);
     }
@@ -32,13 +40,25 @@ async fn report(State(runtime): State<AgentRuntime>, Path(db): Path<String>, hea
     }
 }
 
-async fn state(State(runtime): State<AgentRuntime>, Path(db): Path<String>) -> Result<Json<serde_json::Value>, StatusCode> {
+async fn state(
+    State(runtime): State<AgentRuntime>,
+    Path(db): Path<String>,
+) -> Result<Json<serde_json::Value>, StatusCode> {
     let monitors = runtime.monitors.lock().expect("monitors lock");
     let monitor = monitors.get(&db).ok_or(StatusCode::NOT_FOUND)?;
-    Ok(Json(monitor.monitor.observed().map(|o| o.state).unwrap_or_default()))
+    Ok(Json(
+        monitor
+            .monitor
+            .observed()
+            .map(|o| o.state)
+            .unwrap_or_default(),
+    ))
 }
 
-pub async fn start(runtime: AgentRuntime, cancel: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+pub async fn start(
+    runtime: AgentRuntime,
+    cancel: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let address = format!("{}:{}", runtime.config.address, runtime.config.agent_port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -49,6 +69,8 @@ pub async fn start(runtime: AgentRuntime, cancel: CancellationToken) -> anyhow::
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime);
     Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, router).with_graceful_shutdown(async move { cancel.cancelled().await }).await;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await;
     }))
 }

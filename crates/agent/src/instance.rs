@@ -38,7 +38,11 @@ pub fn spawn(runtime: AgentRuntime, spec: InstanceSpec) -> InstanceHandle {
     }));
     let actor = Actor::new(runtime, &spec, observed.clone());
     let task = tokio::spawn(actor.run(rx));
-    InstanceHandle { spec: tx, observed, task }
+    InstanceHandle {
+        spec: tx,
+        observed,
+        task,
+    }
 }
 
 struct Actor {
@@ -59,12 +63,19 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(runtime: AgentRuntime, spec: &InstanceSpec, observed: Arc<Mutex<InstanceObserved>>) -> Actor {
+    fn new(
+        runtime: AgentRuntime,
+        spec: &InstanceSpec,
+        observed: Arc<Mutex<InstanceObserved>>,
+    ) -> Actor {
         let paths = InstancePaths::new(&runtime.host_dir, &spec.node, &spec.address, spec.port);
         let assignment = keeper::load(&paths.root);
         Actor {
             runtime,
-            reached: assignment.as_ref().map(|a| a.state.clone()).unwrap_or_default(),
+            reached: assignment
+                .as_ref()
+                .map(|a| a.state.clone())
+                .unwrap_or_default(),
             paths,
             observed,
             child: None,
@@ -142,7 +153,9 @@ impl Actor {
     }
 
     async fn delete(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
-        if self.observed.lock().expect("observed lock").phase == InstancePhase::Deleted && !self.paths.root.exists() {
+        if self.observed.lock().expect("observed lock").phase == InstancePhase::Deleted
+            && !self.paths.root.exists()
+        {
             return Ok(());
         }
         self.stop_server().await;
@@ -158,8 +171,19 @@ impl Actor {
     fn settings(&self, spec: &InstanceSpec, mode: &Mode) -> ServerSettings {
         let (conninfo, slot, sync) = match mode {
             Mode::Primary { sync_standby_names } => (None, None, sync_standby_names.clone()),
-            Mode::Draining => (None, None, self.applied.as_ref().map(|a| a.synchronous_standby_names.clone()).unwrap_or_default()),
-            Mode::Standby { upstream } => (Some(standby_conninfo(upstream, &spec.node)), Some(slot_name(&spec.node)), String::new()),
+            Mode::Draining => (
+                None,
+                None,
+                self.applied
+                    .as_ref()
+                    .map(|a| a.synchronous_standby_names.clone())
+                    .unwrap_or_default(),
+            ),
+            Mode::Standby { upstream } => (
+                Some(standby_conninfo(upstream, &spec.node)),
+                Some(slot_name(&spec.node)),
+                String::new(),
+            ),
             Mode::Detached | Mode::Stopped => (Some(String::new()), None, String::new()),
         };
         ServerSettings {
@@ -176,20 +200,39 @@ impl Actor {
     /// The mode from the spec alone (standalone databases, or before the monitor answered).
     fn spec_mode(spec: &InstanceSpec) -> Mode {
         match (spec.role, &spec.upstream) {
-            (NodeRole::Replica, Some(up)) => Mode::Standby { upstream: PrimaryRef { node: up.node.clone(), address: up.address.clone(), port: up.port } },
-            _ => Mode::Primary { sync_standby_names: String::new() },
+            (NodeRole::Replica, Some(up)) => Mode::Standby {
+                upstream: PrimaryRef {
+                    node: up.node.clone(),
+                    address: up.address.clone(),
+                    port: up.port,
+                },
+            },
+            _ => Mode::Primary {
+                sync_standby_names: String::new(),
+            },
         }
     }
 
     async fn create(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
         if spec.role == NodeRole::Replica {
-            let upstream = spec.upstream.as_ref().ok_or_else(|| anyhow::anyhow!("replica has no upstream"))?;
+            let upstream = spec
+                .upstream
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("replica has no upstream"))?;
             let conninfo = format!(
                 "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
                 upstream.address, upstream.port, spec.node
             );
-            process::basebackup(&rt.bin, &rt.user, &self.paths, &conninfo, &slot_name(&spec.node), &spec.replication_password).await?;
+            process::basebackup(
+                &rt.bin,
+                &rt.user,
+                &self.paths,
+                &conninfo,
+                &slot_name(&spec.node),
+                &spec.replication_password,
+            )
+            .await?;
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
             self.start(spec).await?;
@@ -201,9 +244,26 @@ impl Actor {
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
             let client = self.start(spec).await?;
-            sql::ensure_role(&client, &spec.admin_user, &spec.admin_password, "CREATEDB CREATEROLE").await?;
-            sql::ensure_role(&client, "pgfleet_replication", &spec.replication_password, "REPLICATION").await?;
-            client.batch_execute(&format!("GRANT ALL ON SCHEMA public TO \"{}\"", spec.admin_user)).await?;
+            sql::ensure_role(
+                &client,
+                &spec.admin_user,
+                &spec.admin_password,
+                "CREATEDB CREATEROLE",
+            )
+            .await?;
+            sql::ensure_role(
+                &client,
+                "pgfleet_replication",
+                &spec.replication_password,
+                "REPLICATION",
+            )
+            .await?;
+            client
+                .batch_execute(&format!(
+                    "GRANT ALL ON SCHEMA public TO \"{}\"",
+                    spec.admin_user
+                ))
+                .await?;
             if spec.database_name != "postgres" {
                 sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
             }
@@ -223,7 +283,13 @@ impl Actor {
         } else {
             self.child = Some(process::start(&rt.bin, &rt.user, &self.paths)?);
         }
-        let client = sql::wait_ready(&self.paths.socket_dir, spec.port, &spec.superuser_password, Duration::from_secs(30)).await;
+        let client = sql::wait_ready(
+            &self.paths.socket_dir,
+            spec.port,
+            &spec.superuser_password,
+            Duration::from_secs(30),
+        )
+        .await;
         let client = match client {
             Ok(client) => client,
             Err(error) => {
@@ -281,12 +347,18 @@ impl Actor {
                 .standbys
                 .iter()
                 .filter(|s| s.state == "streaming")
-                .map(|s| pgfleet_ha::StreamingStandby { name: s.application_name.clone(), flush_lsn: s.flush_lsn })
+                .map(|s| pgfleet_ha::StreamingStandby {
+                    name: s.application_name.clone(),
+                    flush_lsn: s.flush_lsn,
+                })
                 .collect(),
         };
         if let Some(assignment) = keeper::report(&self.runtime, &monitor, &spec.db, &report).await {
             self.last_monitor_contact = Instant::now();
-            let newer = self.assignment.as_ref().is_none_or(|a| assignment.generation >= a.generation);
+            let newer = self
+                .assignment
+                .as_ref()
+                .is_none_or(|a| assignment.generation >= a.generation);
             if newer && self.assignment.as_ref() != Some(&assignment) {
                 tracing::info!(db = %spec.db, node = %spec.node, state = %assignment.state, generation = assignment.generation, "new assignment");
                 keeper::persist(&self.paths.root, &assignment);
@@ -302,7 +374,9 @@ impl Actor {
         // accepting writes by itself: the monitor may be promoting another node.
         if matches!(mode, Mode::Primary { .. }) && spec.peers.len() > 1 {
             let timeout = Duration::from_millis(self.runtime.config.failure_timeout_ms);
-            if self.last_monitor_contact.elapsed() > timeout && self.last_standby_seen.elapsed() > timeout {
+            if self.last_monitor_contact.elapsed() > timeout
+                && self.last_standby_seen.elapsed() > timeout
+            {
                 if !self.self_fenced {
                     tracing::warn!(db = %spec.db, node = %spec.node, "isolated primary: fencing itself");
                 }
@@ -325,14 +399,31 @@ impl Actor {
             self.mark_reached();
             return Ok(());
         }
-        let was_primary = std::fs::read_to_string(self.paths.root.join("role")).map(|r| r.trim() == "primary").unwrap_or(spec.role == NodeRole::Primary);
+        let was_primary = std::fs::read_to_string(self.paths.root.join("role"))
+            .map(|r| r.trim() == "primary")
+            .unwrap_or(spec.role == NodeRole::Primary);
         let wants_standby = matches!(mode, Mode::Standby { .. } | Mode::Detached);
         if !self.is_running() {
             if let (true, true, Mode::Standby { upstream }) = (was_primary, wants_standby, mode) {
                 self.rejoin(spec, upstream).await?;
             }
             conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
-            let client = self.start(spec).await?;
+            let client = match self.start(spec).await {
+                Ok(client) => client,
+                Err(error) => {
+                    self.stop_server().await;
+                    if let Mode::Standby { upstream } = mode {
+                        // A standby that cannot start (e.g. diverged from the
+                        // new timeline) is cloned again from its upstream.
+                        tracing::warn!(db = %spec.db, node = %spec.node, %error, "standby cannot start; cloning it again");
+                        self.reclone(spec, upstream).await?;
+                        conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
+                        self.start(spec).await?
+                    } else {
+                        return Err(error);
+                    }
+                }
+            };
             self.client = Some(client);
             self.applied = Some(self.settings(spec, mode));
         }
@@ -340,7 +431,10 @@ impl Actor {
             Some(client) if !client.is_closed() => client,
             _ => sql::connect(&self.paths.socket_dir, spec.port, &spec.superuser_password).await?,
         };
-        let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await?.get(0);
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
         if wants_standby && !in_recovery {
             // A primary told to follow another node: stop, rewind, restart as standby.
             if let Mode::Standby { upstream } = mode {
@@ -357,7 +451,9 @@ impl Actor {
         }
         let desired = self.settings(spec, mode);
         if self.applied.as_ref() != Some(&desired) {
-            conf::write_all(&self.paths.data, &desired, &rt.user)?;
+            // Only pgfleet.conf on a running server: standby.signal belongs to
+            // PostgreSQL until promotion removes it.
+            conf::write_settings(&self.paths.data, &desired, &rt.user)?;
             client.batch_execute("SELECT pg_reload_conf()").await?;
             self.applied = Some(desired);
         }
@@ -365,6 +461,9 @@ impl Actor {
             tracing::info!(db = %spec.db, node = %spec.node, "promoting");
             client.batch_execute("SELECT pg_promote(true, 30)").await?;
             std::fs::write(self.paths.root.join("role"), "primary")?;
+            // Puts the new timeline into the control file at once (pg_rewind of
+            // the old primary reads it).
+            client.batch_execute("CHECKPOINT").await?;
         }
         if *mode == Mode::Draining {
             client.batch_execute(
@@ -373,9 +472,19 @@ impl Actor {
                  CHECKPOINT",
             ).await?;
         } else if !in_recovery || matches!(mode, Mode::Primary { .. }) {
-            let read_only: String = client.query_one("SELECT current_setting('default_transaction_read_only')", &[]).await?.get(0);
+            let read_only: String = client
+                .query_one(
+                    "SELECT current_setting('default_transaction_read_only')",
+                    &[],
+                )
+                .await?
+                .get(0);
             if read_only == "on" {
-                client.batch_execute("ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()").await?;
+                client
+                    .batch_execute(
+                        "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()",
+                    )
+                    .await?;
             }
         }
         match mode {
@@ -398,17 +507,39 @@ impl Actor {
     /// or a fresh clone when rewind fails.
     async fn rejoin(&mut self, spec: &InstanceSpec, upstream: &PrimaryRef) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
-        let source = format!("host={} port={} user=pgfleet dbname=postgres connect_timeout=5", upstream.address, upstream.port);
+        let source = format!(
+            "host={} port={} user=pgfleet dbname=postgres connect_timeout=5",
+            upstream.address, upstream.port
+        );
         let started = Instant::now();
-        match process::rewind(&rt.bin, &rt.user, &self.paths, &source, &spec.superuser_password).await {
-            Ok(()) => tracing::info!(db = %spec.db, node = %spec.node, ms = started.elapsed().as_millis() as u64, "rewound onto new primary"),
+        // pg_rewind reads the source's control file: right after a promotion
+        // it still names the old timeline until a checkpoint, and pg_rewind
+        // would then wrongly find nothing to rewind.
+        let source_client = sql::connect_tcp(
+            &upstream.address,
+            upstream.port,
+            "pgfleet",
+            &spec.superuser_password,
+            Duration::from_secs(3),
+        )
+        .await?;
+        source_client.batch_execute("CHECKPOINT").await?;
+        drop(source_client);
+        match process::rewind(
+            &rt.bin,
+            &rt.user,
+            &self.paths,
+            &source,
+            &spec.superuser_password,
+        )
+        .await
+        {
+            Ok(()) => {
+                tracing::info!(db = %spec.db, node = %spec.node, ms = started.elapsed().as_millis() as u64, "rewound onto new primary")
+            }
             Err(error) => {
                 tracing::warn!(db = %spec.db, node = %spec.node, %error, "pg_rewind failed; cloning again");
-                let conninfo = format!(
-                    "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
-                    upstream.address, upstream.port, spec.node
-                );
-                process::basebackup(&rt.bin, &rt.user, &self.paths, &conninfo, &slot_name(&spec.node), &spec.replication_password).await?;
+                self.reclone(spec, upstream).await?;
             }
         }
         self.copy_timeline_history(spec, upstream).await?;
@@ -416,11 +547,43 @@ impl Actor {
         Ok(())
     }
 
+    /// Replaces the data directory with a fresh clone of `upstream`.
+    async fn reclone(&mut self, spec: &InstanceSpec, upstream: &PrimaryRef) -> anyhow::Result<()> {
+        let rt = self.runtime.clone();
+        let conninfo = format!(
+            "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
+            upstream.address, upstream.port, spec.node
+        );
+        process::basebackup(
+            &rt.bin,
+            &rt.user,
+            &self.paths,
+            &conninfo,
+            &slot_name(&spec.node),
+            &spec.replication_password,
+        )
+        .await?;
+        std::fs::write(self.paths.root.join("role"), "standby")?;
+        tracing::info!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "cloned again from the primary");
+        Ok(())
+    }
+
     /// Copies the upstream's timeline history files into pg_wal, so that with
     /// `recovery_target_timeline = latest` the standby follows the new
     /// timeline even when pg_rewind found nothing to rewind.
-    async fn copy_timeline_history(&self, spec: &InstanceSpec, upstream: &PrimaryRef) -> anyhow::Result<()> {
-        let client = sql::connect_tcp(&upstream.address, upstream.port, "pgfleet", &spec.superuser_password, Duration::from_secs(3)).await?;
+    async fn copy_timeline_history(
+        &self,
+        spec: &InstanceSpec,
+        upstream: &PrimaryRef,
+    ) -> anyhow::Result<()> {
+        let client = sql::connect_tcp(
+            &upstream.address,
+            upstream.port,
+            "pgfleet",
+            &spec.superuser_password,
+            Duration::from_secs(3),
+        )
+        .await?;
         let rows = client
             .query("SELECT name, pg_read_binary_file('pg_wal/' || name) FROM pg_ls_waldir() WHERE name LIKE '%.history'", &[])
             .await?;
@@ -443,7 +606,12 @@ impl Actor {
         };
         let obs = sql::observe(client).await?;
         if !obs.in_recovery {
-            let wanted: Vec<String> = spec.peers.iter().filter(|p| p.node != spec.node).map(|p| slot_name(&p.node)).collect();
+            let wanted: Vec<String> = spec
+                .peers
+                .iter()
+                .filter(|p| p.node != spec.node)
+                .map(|p| slot_name(&p.node))
+                .collect();
             let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
             sql::sync_slots(client, &wanted, &managed).await?;
             if obs.standbys.iter().any(|s| s.state == "streaming") {

@@ -62,20 +62,27 @@ pub fn sync_names(names: &[String], quorum: u32) -> String {
         return String::new();
     }
     let quoted: Vec<String> = names.iter().map(|n| format!("\"{n}\"")).collect();
-    format!("ANY {} ({})", quorum.min(names.len() as u32), quoted.join(", "))
+    format!(
+        "ANY {} ({})",
+        quorum.min(names.len() as u32),
+        quoted.join(", ")
+    )
 }
 
 impl Assignment {
     pub fn mode(&self) -> Mode {
         match self.state.as_str() {
-            "single" | "wait_primary" | "primary" | "promote" | "prepare_promotion" | "promoting" => {
-                Mode::Primary { sync_standby_names: sync_names(&self.sync_standbys, self.sync_quorum) }
-            }
+            "single" | "wait_primary" | "primary" | "promote" | "prepare_promotion"
+            | "promoting" => Mode::Primary {
+                sync_standby_names: sync_names(&self.sync_standbys, self.sync_quorum),
+            },
             "draining" => Mode::Draining,
             "report_lsn" => Mode::Detached,
             "demoted" | "dropped" => Mode::Stopped,
             _ => match &self.primary {
-                Some(upstream) => Mode::Standby { upstream: upstream.clone() },
+                Some(upstream) => Mode::Standby {
+                    upstream: upstream.clone(),
+                },
                 None => Mode::Detached,
             },
         }
@@ -98,8 +105,16 @@ pub fn persist(root: &Path, assignment: &Assignment) {
 }
 
 /// Sends the report; `None` when the monitor cannot be reached.
-pub async fn report(runtime: &AgentRuntime, monitor: &pgfleet_core::protocol::MonitorEndpoint, db: &str, report: &KeeperReport) -> Option<Assignment> {
-    let url = format!("http://{}:{}/monitor/{}/report", monitor.address, monitor.port, db);
+pub async fn report(
+    runtime: &AgentRuntime,
+    monitor: &pgfleet_core::protocol::MonitorEndpoint,
+    db: &str,
+    report: &KeeperReport,
+) -> Option<Assignment> {
+    let url = format!(
+        "http://{}:{}/monitor/{}/report",
+        monitor.address, monitor.port, db
+    );
     let response = runtime
         .http
         .post(&url)
@@ -122,7 +137,10 @@ mod tests {
     #[test]
     fn sync_names_use_quorum_syntax() {
         assert_eq!(sync_names(&[], 1), "");
-        assert_eq!(sync_names(&["a".into(), "b".into()], 1), "ANY 1 (\"a\", \"b\")");
+        assert_eq!(
+            sync_names(&["a".into(), "b".into()], 1),
+            "ANY 1 (\"a\", \"b\")"
+        );
         assert_eq!(sync_names(&["a".into()], 2), "ANY 1 (\"a\")");
     }
 }

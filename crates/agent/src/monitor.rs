@@ -36,11 +36,18 @@ fn now_ms() -> u64 {
 }
 
 fn state_name(state: NodeState) -> String {
-    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 fn parse_state(name: &str, in_recovery: bool) -> NodeState {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(if in_recovery { NodeState::WaitStandby } else { NodeState::Single })
+    serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(if in_recovery {
+        NodeState::WaitStandby
+    } else {
+        NodeState::Single
+    })
 }
 
 impl Core {
@@ -71,23 +78,49 @@ impl Core {
     fn sync_nodes(&mut self) -> Vec<Action> {
         let mut actions = Vec::new();
         let now = now_ms();
-        let mut wanted: Vec<(String, u8)> = self.spec.nodes.iter().map(|p| (p.node.clone(), p.priority)).collect();
+        let mut wanted: Vec<(String, u8)> = self
+            .spec
+            .nodes
+            .iter()
+            .map(|p| (p.node.clone(), p.priority))
+            .collect();
         wanted.sort_by_key(|(name, _)| *name != self.spec.initial_primary);
         for (name, priority) in &wanted {
             if !self.state.nodes.contains_key(name) {
-                actions.extend(self.apply(Event::AddNode { node: name.clone(), priority: *priority, now_ms: now }));
+                actions.extend(self.apply(Event::AddNode {
+                    node: name.clone(),
+                    priority: *priority,
+                    now_ms: now,
+                }));
             }
         }
-        let existing: Vec<String> = self.state.nodes.iter().filter(|(_, n)| !n.is_dropped()).map(|(k, _)| k.clone()).collect();
+        let existing: Vec<String> = self
+            .state
+            .nodes
+            .iter()
+            .filter(|(_, n)| !n.is_dropped())
+            .map(|(k, _)| k.clone())
+            .collect();
         for name in existing {
             if !wanted.iter().any(|(w, _)| *w == name) {
-                actions.extend(self.apply(Event::RemoveNode { node: name.clone(), now_ms: now }));
+                actions.extend(self.apply(Event::RemoveNode {
+                    node: name.clone(),
+                    now_ms: now,
+                }));
             }
         }
         for peer in self.spec.nodes.clone() {
-            let maintenance = self.state.nodes.get(&peer.node).is_some_and(|n| n.maintenance);
+            let maintenance = self
+                .state
+                .nodes
+                .get(&peer.node)
+                .is_some_and(|n| n.maintenance);
             if maintenance != peer.maintenance {
-                actions.extend(self.apply(Event::SetMaintenance { node: peer.node.clone(), on: peer.maintenance, now_ms: now }));
+                actions.extend(self.apply(Event::SetMaintenance {
+                    node: peer.node.clone(),
+                    on: peer.maintenance,
+                    now_ms: now,
+                }));
             }
         }
         actions
@@ -96,7 +129,15 @@ impl Core {
     fn keeper_assignment(&self, node: &str) -> Option<Assignment> {
         let assignment = self.state.assignment(node)?;
         let primary = assignment.primary.as_ref().and_then(|name| {
-            self.spec.nodes.iter().find(|p| &p.node == name).map(|p| PrimaryRef { node: p.node.clone(), address: p.address.clone(), port: p.port })
+            self.spec
+                .nodes
+                .iter()
+                .find(|p| &p.node == name)
+                .map(|p| PrimaryRef {
+                    node: p.node.clone(),
+                    address: p.address.clone(),
+                    port: p.port,
+                })
         });
         Some(Assignment {
             state: state_name(assignment.state),
@@ -109,7 +150,13 @@ impl Core {
 
     fn observation(&self) -> MonitorObserved {
         let health = pgfleet_ha::health(&self.state, now_ms(), &self.config);
-        let primary_generation = self.state.primary.as_ref().and_then(|p| self.state.assignment(p)).map(|a| a.generation).unwrap_or(0);
+        let primary_generation = self
+            .state
+            .primary
+            .as_ref()
+            .and_then(|p| self.state.assignment(p))
+            .map(|a| a.generation)
+            .unwrap_or(0);
         MonitorObserved {
             db: self.spec.db.clone(),
             node: self.spec.node.clone(),
@@ -158,7 +205,14 @@ impl MonitorShared {
                 Action::Assign(assignment) => {
                     tracing::info!(db = %self.db, node = %assignment.node, state = %state_name(assignment.state), generation = assignment.generation, "assigned");
                 }
-                Action::PrimaryChanged { old, new, reason, generation, old_lsn, new_lsn } => {
+                Action::PrimaryChanged {
+                    old,
+                    new,
+                    reason,
+                    generation,
+                    old_lsn,
+                    new_lsn,
+                } => {
                     tracing::warn!(db = %self.db, ?old, %new, ?reason, generation, "primary changed");
                     let body = serde_json::json!({
                         "db": self.db, "old_primary": old, "new_primary": new,
@@ -168,8 +222,12 @@ impl MonitorShared {
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, body));
                 }
-                Action::Fence { node } => tracing::warn!(db = %self.db, %node, "fencing old primary (its keeper stops it when it reports)"),
-                Action::TransitionAborted { kind, reason } => tracing::warn!(db = %self.db, ?kind, %reason, "transition aborted"),
+                Action::Fence { node } => {
+                    tracing::warn!(db = %self.db, %node, "fencing old primary (its keeper stops it when it reports)")
+                }
+                Action::TransitionAborted { kind, reason } => {
+                    tracing::warn!(db = %self.db, ?kind, %reason, "transition aborted")
+                }
             }
         }
     }
@@ -178,9 +236,18 @@ impl MonitorShared {
 /// Tells the control plane at once; retried for a while. The heartbeat carries
 /// the same fact, so a push lost for good is still applied (reconcile poll).
 async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
-    let url = format!("{}/api/v1/agents/primary-changed", runtime.config.server_url.trim_end_matches('/'));
+    let url = format!(
+        "{}/api/v1/agents/primary-changed",
+        runtime.config.server_url.trim_end_matches('/')
+    );
     for _ in 0..20 {
-        let result = runtime.http.post(&url).bearer_auth(&runtime.config.join_token).json(&body).send().await;
+        let result = runtime
+            .http
+            .post(&url)
+            .bearer_auth(&runtime.config.join_token)
+            .json(&body)
+            .send()
+            .await;
         if matches!(&result, Ok(r) if r.status().is_success()) {
             return;
         }
@@ -190,16 +257,31 @@ async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
 
 pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
     let (tx, rx) = watch::channel(spec.clone());
-    let path = runtime.host_dir.join("monitors").join(format!("{}.json", spec.db));
-    let config = Config { failure_timeout_ms: runtime.config.failure_timeout_ms, report_interval_ms: runtime.config.keeper_interval_ms, ..Config::default() };
-    let state = match std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok()) {
+    let path = runtime
+        .host_dir
+        .join("monitors")
+        .join(format!("{}.json", spec.db));
+    let config = Config {
+        failure_timeout_ms: runtime.config.failure_timeout_ms,
+        report_interval_ms: runtime.config.keeper_interval_ms,
+        ..Config::default()
+    };
+    let state = match std::fs::read(&path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok())
+    {
         Some(saved) => {
             tracing::info!(db = %spec.db, generation = saved.generation, "monitor resumes from its saved state");
             pgfleet_ha::after_restart(&saved, now_ms())
         }
         None => ClusterState::new(),
     };
-    let core = Core { state, config, spec: spec.clone(), path };
+    let core = Core {
+        state,
+        config,
+        spec: spec.clone(),
+        path,
+    };
     let monitor = Arc::new(MonitorShared {
         db: spec.db.clone(),
         node: spec.node.clone(),
@@ -208,10 +290,18 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         core: tokio::sync::Mutex::new(core),
     });
     let task = tokio::spawn(run(runtime, monitor.clone(), rx));
-    MonitorHandle { spec: tx, monitor, task }
+    MonitorHandle {
+        spec: tx,
+        monitor,
+        task,
+    }
 }
 
-async fn run(runtime: AgentRuntime, monitor: Arc<MonitorShared>, mut rx: watch::Receiver<MonitorSpec>) {
+async fn run(
+    runtime: AgentRuntime,
+    monitor: Arc<MonitorShared>,
+    mut rx: watch::Receiver<MonitorSpec>,
+) {
     let interval = Duration::from_millis(runtime.config.keeper_interval_ms);
     loop {
         let spec = rx.borrow_and_update().clone();
@@ -236,7 +326,15 @@ async fn run(runtime: AgentRuntime, monitor: Arc<MonitorShared>, mut rx: watch::
         for peer in spec.nodes.clone() {
             let password = spec.superuser_password.clone();
             checks.push(tokio::spawn(async move {
-                let ok = match crate::pg::sql::connect_tcp(&peer.address, peer.port, "pgfleet", &password, Duration::from_millis(500)).await {
+                let ok = match crate::pg::sql::connect_tcp(
+                    &peer.address,
+                    peer.port,
+                    "pgfleet",
+                    &password,
+                    Duration::from_millis(500),
+                )
+                .await
+                {
                     Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
                     Err(_) => false,
                 };
@@ -254,7 +352,11 @@ async fn run(runtime: AgentRuntime, monitor: Arc<MonitorShared>, mut rx: watch::
             let mut actions = Vec::new();
             for (node, ok) in results {
                 if core.state.nodes.contains_key(&node) {
-                    actions.extend(core.apply(Event::HealthCheck { node, ok, now_ms: now_ms() }));
+                    actions.extend(core.apply(Event::HealthCheck {
+                        node,
+                        ok,
+                        now_ms: now_ms(),
+                    }));
                 }
             }
             actions

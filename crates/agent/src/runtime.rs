@@ -122,19 +122,37 @@ impl AgentRuntime {
 
     pub fn observed_instances(&self) -> Vec<InstanceObserved> {
         let running = self.instances.lock().expect("instances lock");
-        running.values().map(|h| h.observed.lock().expect("observed lock").clone()).collect()
+        running
+            .values()
+            .map(|h| h.observed.lock().expect("observed lock").clone())
+            .collect()
     }
 
     pub fn observed_monitors(&self) -> Vec<MonitorObserved> {
         let running = self.monitors.lock().expect("monitors lock");
-        running.values().filter_map(|h| h.monitor.observed()).collect()
+        running
+            .values()
+            .filter_map(|h| h.monitor.observed())
+            .collect()
     }
 
     /// Stops every actor (and so every PostgreSQL server), cleanly.
     pub async fn shutdown(&self) {
         self.stopping.cancel();
-        let instance_tasks: Vec<_> = self.instances.lock().expect("instances lock").drain().map(|(_, h)| h.task).collect();
-        let monitor_tasks: Vec<_> = self.monitors.lock().expect("monitors lock").drain().map(|(_, h)| h.task).collect();
+        let instance_tasks: Vec<_> = self
+            .instances
+            .lock()
+            .expect("instances lock")
+            .drain()
+            .map(|(_, h)| h.task)
+            .collect();
+        let monitor_tasks: Vec<_> = self
+            .monitors
+            .lock()
+            .expect("monitors lock")
+            .drain()
+            .map(|(_, h)| h.task)
+            .collect();
         for task in instance_tasks.into_iter().chain(monitor_tasks) {
             let _ = task.await;
         }

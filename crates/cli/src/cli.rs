@@ -7,16 +7,30 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "pgfleet", version, about = "Data services manager for PostgreSQL")]
+#[command(
+    name = "pgfleet",
+    version,
+    about = "Data services manager for PostgreSQL"
+)]
 pub struct Cli {
     /// Control plane URL (for `server` and `up`: the address to listen on).
-    #[arg(long, global = true, env = "PGFLEET_API", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        global = true,
+        env = "PGFLEET_API",
+        default_value = "http://127.0.0.1:7070"
+    )]
     pub api: String,
     /// API token (default: read DATA_DIR/admin.token).
     #[arg(long, global = true, env = "PGFLEET_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Local fleet data directory (token file, host pid files).
-    #[arg(long = "fleet-dir", global = true, env = "PGFLEET_DATA_DIR", default_value = "./pgfleet-data")]
+    #[arg(
+        long = "fleet-dir",
+        global = true,
+        env = "PGFLEET_DATA_DIR",
+        default_value = "./pgfleet-data"
+    )]
     pub fleet_dir: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -176,12 +190,17 @@ pub enum TaskCommand {
 /// `http://127.0.0.1:7070` or `127.0.0.1:7070` → a socket address to bind.
 pub fn bind_address(api: &str) -> anyhow::Result<SocketAddr> {
     let trimmed = api.trim_start_matches("http://").trim_end_matches('/');
-    trimmed.parse().map_err(|_| anyhow::anyhow!("--api {api:?}: expected ADDRESS:PORT such as 127.0.0.1:7070"))
+    trimmed
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--api {api:?}: expected ADDRESS:PORT such as 127.0.0.1:7070"))
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     match runtime.block_on(crate::commands::dispatch(cli)) {
         Ok(code) => code,
         Err(error) => {

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, ErrorBody, HostView, TaskRef, UriView};
+use pgfleet_core::api::{
+    CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, ErrorBody, HostView, TaskRef,
+    UriView,
+};
 use pgfleet_core::Task;
 use serde::de::DeserializeOwned;
 
@@ -33,26 +36,52 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 
 impl Client {
     pub fn new(base: &str, token: &str) -> Client {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("http client");
-        Client { base: base.trim_end_matches('/').to_string(), token: token.to_string(), http }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http,
+        }
     }
 
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| ClientError {
-            status: None,
-            code: "unreachable".into(),
-            message: format!("cannot reach the control plane at {}: {e}", self.base),
-        })?;
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError {
+                status: None,
+                code: "unreachable".into(),
+                message: format!("cannot reach the control plane at {}: {e}", self.base),
+            })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| ClientError { status: Some(status.as_u16()), code: "io".into(), message: e.to_string() })?;
+        let bytes = response.bytes().await.map_err(|e| ClientError {
+            status: Some(status.as_u16()),
+            code: "io".into(),
+            message: e.to_string(),
+        })?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => (body.error.code, body.error.message),
-                Err(_) => ("http".into(), format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes))),
+                Err(_) => (
+                    "http".into(),
+                    format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
+                ),
             };
-            return Err(ClientError { status: Some(status.as_u16()), code, message });
+            return Err(ClientError {
+                status: Some(status.as_u16()),
+                code,
+                message,
+            });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError { status: Some(status.as_u16()), code: "decode".into(), message: format!("bad answer: {e}") })
+        serde_json::from_slice(&bytes).map_err(|e| ClientError {
+            status: Some(status.as_u16()),
+            code: "decode".into(),
+            message: format!("bad answer: {e}"),
+        })
     }
 
     fn url(&self, path: &str) -> String {
@@ -60,25 +89,45 @@ impl Client {
     }
 
     pub async fn create_database(&self, request: &CreateDatabaseRequest) -> Result<TaskRef> {
-        self.send(self.http.post(self.url("/databases")).json(request)).await
+        self.send(self.http.post(self.url("/databases")).json(request))
+            .await
     }
     pub async fn list_databases(&self) -> Result<Vec<DatabaseView>> {
         self.send(self.http.get(self.url("/databases"))).await
     }
     pub async fn database(&self, name: &str, show_password: bool) -> Result<DatabaseView> {
-        self.send(self.http.get(self.url(&format!("/databases/{name}?show_password={show_password}")))).await
+        self.send(
+            self.http
+                .get(self.url(&format!("/databases/{name}?show_password={show_password}"))),
+        )
+        .await
     }
     pub async fn uri(&self, name: &str, resolved: bool) -> Result<UriView> {
-        self.send(self.http.get(self.url(&format!("/databases/{name}/uri?resolved={resolved}")))).await
+        self.send(
+            self.http
+                .get(self.url(&format!("/databases/{name}/uri?resolved={resolved}"))),
+        )
+        .await
     }
     pub async fn delete_database(&self, name: &str) -> Result<TaskRef> {
-        self.send(self.http.delete(self.url(&format!("/databases/{name}")))).await
+        self.send(self.http.delete(self.url(&format!("/databases/{name}"))))
+            .await
     }
-    pub async fn create_replica(&self, db: &str, request: &CreateReplicaRequest) -> Result<TaskRef> {
-        self.send(self.http.post(self.url(&format!("/databases/{db}/replicas"))).json(request)).await
+    pub async fn create_replica(
+        &self,
+        db: &str,
+        request: &CreateReplicaRequest,
+    ) -> Result<TaskRef> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/databases/{db}/replicas")))
+                .json(request),
+        )
+        .await
     }
     pub async fn events(&self, db: &str) -> Result<Vec<serde_json::Value>> {
-        self.send(self.http.get(self.url(&format!("/databases/{db}/events")))).await
+        self.send(self.http.get(self.url(&format!("/databases/{db}/events"))))
+            .await
     }
     pub async fn hosts(&self) -> Result<Vec<HostView>> {
         self.send(self.http.get(self.url("/hosts"))).await
@@ -87,11 +136,17 @@ impl Client {
         self.send(self.http.get(self.url("/tasks"))).await
     }
     pub async fn task(&self, id: i64) -> Result<Task> {
-        self.send(self.http.get(self.url(&format!("/tasks/{id}")))).await
+        self.send(self.http.get(self.url(&format!("/tasks/{id}"))))
+            .await
     }
 
     /// Polls a task until it finishes; `on_progress` sees every state.
-    pub async fn wait_task(&self, id: i64, timeout: Duration, mut on_progress: impl FnMut(&Task)) -> Result<Task> {
+    pub async fn wait_task(
+        &self,
+        id: i64,
+        timeout: Duration,
+        mut on_progress: impl FnMut(&Task),
+    ) -> Result<Task> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let task = self.task(id).await?;
@@ -100,7 +155,11 @@ impl Client {
                 return Ok(task);
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(ClientError { status: None, code: "timeout".into(), message: format!("task {id} did not finish within {}s", timeout.as_secs()) });
+                return Err(ClientError {
+                    status: None,
+                    code: "timeout".into(),
+                    message: format!("task {id} did not finish within {}s", timeout.as_secs()),
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

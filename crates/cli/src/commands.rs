@@ -15,7 +15,10 @@ use crate::{fleet, output};
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGFLEET_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 const SERVICE_LOGS: &str = "info,hickory_server=warn,sqlx=warn,tokio_postgres=warn";
@@ -26,7 +29,12 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
         None => {
             let path = cli.fleet_dir.join("admin.token");
             std::fs::read_to_string(&path)
-                .with_context(|| format!("no API token: set PGFLEET_TOKEN or run from the directory holding {}", path.display()))?
+                .with_context(|| {
+                    format!(
+                        "no API token: set PGFLEET_TOKEN or run from the directory holding {}",
+                        path.display()
+                    )
+                })?
                 .trim()
                 .to_string()
         }
@@ -52,7 +60,11 @@ async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
         .await?;
     bar.finish_and_clear();
     if task.state == TaskState::Failed {
-        anyhow::bail!("task {} failed: {}", task.id, task.error.unwrap_or_default());
+        anyhow::bail!(
+            "task {} failed: {}",
+            task.id,
+            task.error.unwrap_or_default()
+        );
     }
     Ok(())
 }
@@ -113,8 +125,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
     let client = client(cli)?;
     match command {
-        DbCommand::Create { name, version, admin_user, database, no_wait } => {
-            let request = CreateDatabaseRequest { name: name.clone(), version: *version, admin_user: admin_user.clone(), database: database.clone() };
+        DbCommand::Create {
+            name,
+            version,
+            admin_user,
+            database,
+            no_wait,
+        } => {
+            let request = CreateDatabaseRequest {
+                name: name.clone(),
+                version: *version,
+                admin_user: admin_user.clone(),
+                database: database.clone(),
+            };
             let task = client.create_database(&request).await?;
             if *no_wait {
                 println!("{}", task.task_id);
@@ -136,7 +159,11 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
                 print!("{}", output::databases(&dbs));
             }
         }
-        DbCommand::Show { name, json, show_password } => {
+        DbCommand::Show {
+            name,
+            json,
+            show_password,
+        } => {
             let view = client.database(name, *show_password).await?;
             if *json {
                 print_json(&view)?;
@@ -171,15 +198,31 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
 async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
     let client = client(cli)?;
     match command {
-        ReplicaCommand::Create { db, name, priority, no_wait } => {
-            let task = client.create_replica(db, &CreateReplicaRequest { name: name.clone(), priority: *priority }).await?;
+        ReplicaCommand::Create {
+            db,
+            name,
+            priority,
+            no_wait,
+        } => {
+            let task = client
+                .create_replica(
+                    db,
+                    &CreateReplicaRequest {
+                        name: name.clone(),
+                        priority: *priority,
+                    },
+                )
+                .await?;
             if *no_wait {
                 println!("{}", task.task_id);
                 return Ok(());
             }
             wait(&client, task.task_id).await?;
             let view = client.database(db, false).await?;
-            println!("replica {name} of {db} is streaming; HA status {}", output::lower(&view.ha_status));
+            println!(
+                "replica {name} of {db} is streaming; HA status {}",
+                output::lower(&view.ha_status)
+            );
         }
     }
     Ok(())
@@ -197,7 +240,8 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
             }
         }
         HostCommand::Start { host } => {
-            let token = std::fs::read_to_string(data_dir.join("join.token")).context("no join.token in the fleet dir")?;
+            let token = std::fs::read_to_string(data_dir.join("join.token"))
+                .context("no join.token in the fleet dir")?;
             let pid = fleet::start_agent(data_dir, host, token.trim())?;
             println!("host {host} started (agent pid {pid})");
         }

@@ -28,7 +28,13 @@ fn pid_file(data_dir: &Path, host: &str) -> PathBuf {
 }
 
 pub fn read_pid(path: &Path) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.lines().next()?.trim().parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn alive(pid: i32) -> bool {
@@ -37,7 +43,10 @@ fn alive(pid: i32) -> bool {
     }
     // A zombie (exited, not yet reaped) counts as dead.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
     state != Some("Z")
 }
 
@@ -64,7 +73,13 @@ pub fn postgres_pids(data_dir: &Path, host: &str) -> Vec<i32> {
 
 pub fn list_hosts(data_dir: &Path) -> Vec<String> {
     let mut hosts: Vec<String> = std::fs::read_dir(data_dir.join("hosts"))
-        .map(|entries| entries.flatten().filter(|e| e.path().join("agent.json").exists()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("agent.json").exists())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     hosts.sort();
     hosts
@@ -77,17 +92,38 @@ pub fn start_agent(data_dir: &Path, host: &str, join_token: &str) -> anyhow::Res
         anyhow::bail!("host {host} is already running (agent pid {pid})");
     }
     let dir = host_dir(data_dir, host);
-    let launch: AgentLaunch = serde_json::from_str(&std::fs::read_to_string(dir.join("agent.json")).map_err(|_| anyhow::anyhow!("unknown host {host:?} in {}", data_dir.display()))?)?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("agent.log"))?;
+    let launch: AgentLaunch = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("agent.json"))
+            .map_err(|_| anyhow::anyhow!("unknown host {host:?} in {}", data_dir.display()))?,
+    )?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("agent.log"))?;
     let exe = std::env::current_exe()?;
     use std::os::unix::process::CommandExt;
     let child = std::process::Command::new(exe)
         .arg("agent")
-        .args(["--name", &launch.name, "--address", &launch.address, "--failure-domain", &launch.failure_domain])
+        .args([
+            "--name",
+            &launch.name,
+            "--address",
+            &launch.address,
+            "--failure-domain",
+            &launch.failure_domain,
+        ])
         .arg("--data-dir")
         .arg(&dir)
-        .args(["--server", &launch.server_url, "--agent-port", &launch.agent_port.to_string()])
-        .args(["--failure-timeout-ms", &launch.failure_timeout_ms.to_string()])
+        .args([
+            "--server",
+            &launch.server_url,
+            "--agent-port",
+            &launch.agent_port.to_string(),
+        ])
+        .args([
+            "--failure-timeout-ms",
+            &launch.failure_timeout_ms.to_string(),
+        ])
         .env("PGFLEET_JOIN_TOKEN", join_token)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
@@ -104,7 +140,10 @@ pub fn start_agent(data_dir: &Path, host: &str, join_token: &str) -> anyhow::Res
 pub fn write_launch(data_dir: &Path, launch: &AgentLaunch) -> anyhow::Result<()> {
     let dir = host_dir(data_dir, &launch.name);
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("agent.json"), serde_json::to_string_pretty(launch)?)?;
+    std::fs::write(
+        dir.join("agent.json"),
+        serde_json::to_string_pretty(launch)?,
+    )?;
     Ok(())
 }
 

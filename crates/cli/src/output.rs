@@ -27,7 +27,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<String>, out: &mut String| {
-        let parts: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:width$}", c, width = widths[i])).collect();
+        let parts: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:width$}", c, width = widths[i]))
+            .collect();
         out.push_str(parts.join("  ").trim_end());
         out.push('\n');
     };
@@ -47,13 +51,32 @@ pub fn databases(dbs: &[DatabaseView]) -> String {
                 lower(&db.status),
                 lower(&db.ha_status),
                 db.primary.clone().unwrap_or_default(),
-                db.nodes.iter().filter(|n| n.role == pgfleet_core::NodeRole::Replica).count().to_string(),
-                if db.health.degraded { "degraded".into() } else { "ok".into() },
+                db.nodes
+                    .iter()
+                    .filter(|n| n.role == pgfleet_core::NodeRole::Replica)
+                    .count()
+                    .to_string(),
+                if db.health.degraded {
+                    "degraded".into()
+                } else {
+                    "ok".into()
+                },
                 db.primary_fqdn.clone(),
             ]
         })
         .collect();
-    table(&["NAME", "STATUS", "HA", "PRIMARY", "REPLICAS", "HEALTH", "PRIMARY FQDN"], &rows)
+    table(
+        &[
+            "NAME",
+            "STATUS",
+            "HA",
+            "PRIMARY",
+            "REPLICAS",
+            "HEALTH",
+            "PRIMARY FQDN",
+        ],
+        &rows,
+    )
 }
 
 pub fn database(db: &DatabaseView) -> String {
@@ -61,7 +84,11 @@ pub fn database(db: &DatabaseView) -> String {
     out.push_str(&format!("name:          {}\n", db.name));
     out.push_str(&format!("status:        {}\n", lower(&db.status)));
     out.push_str(&format!("ha status:     {}\n", lower(&db.ha_status)));
-    let health = if db.health.degraded { format!("degraded ({})", db.health.reasons.join("; ")) } else { "ok".into() };
+    let health = if db.health.degraded {
+        format!("degraded ({})", db.health.reasons.join("; "))
+    } else {
+        "ok".into()
+    };
     out.push_str(&format!("health:        {health}\n"));
     out.push_str(&format!("replication:   {}\n", db.health.sync_mode));
     out.push_str(&format!("fqdn:          {}\n", db.fqdn));
@@ -72,7 +99,15 @@ pub fn database(db: &DatabaseView) -> String {
     if let Some(password) = &db.admin_password {
         out.push_str(&format!("password:      {password}\n"));
     }
-    out.push_str(&format!("anti-affinity: {} ({})\n", if db.anti_affinity.holds { "holds" } else { "VIOLATED" }, db.anti_affinity.rule));
+    out.push_str(&format!(
+        "anti-affinity: {} ({})\n",
+        if db.anti_affinity.holds {
+            "holds"
+        } else {
+            "VIOLATED"
+        },
+        db.anti_affinity.rule
+    ));
     if let Some(error) = &db.error {
         out.push_str(&format!("error:         {error}\n"));
     }
@@ -93,16 +128,47 @@ pub fn database(db: &DatabaseView) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(&["NODE", "ROLE", "HOST", "ADDRESS", "STATUS", "REPLICATION", "LAG BYTES", "HA STATE"], &rows));
+    out.push_str(&table(
+        &[
+            "NODE",
+            "ROLE",
+            "HOST",
+            "ADDRESS",
+            "STATUS",
+            "REPLICATION",
+            "LAG BYTES",
+            "HA STATE",
+        ],
+        &rows,
+    ));
     out
 }
 
 pub fn hosts(hosts: &[HostView]) -> String {
     let rows: Vec<Vec<String>> = hosts
         .iter()
-        .map(|h| vec![h.name.clone(), h.address.clone(), h.failure_domain.clone(), lower(&h.status), h.instances.len().to_string(), h.instances.join(",")])
+        .map(|h| {
+            vec![
+                h.name.clone(),
+                h.address.clone(),
+                h.failure_domain.clone(),
+                lower(&h.status),
+                h.instances.len().to_string(),
+                h.instances.join(","),
+            ]
+        })
         .collect();
-    table(&["HOST", "ADDRESS", "FAILURE DOMAIN", "STATUS", "INSTANCES", "NODES"], &rows)
+    table(
+        &[
+            "HOST",
+            "ADDRESS",
+            "FAILURE DOMAIN",
+            "STATUS",
+            "INSTANCES",
+            "NODES",
+        ],
+        &rows,
+    )
 }
 
 pub fn tasks(tasks: &[Task]) -> String {
@@ -115,15 +181,28 @@ pub fn tasks(tasks: &[Task]) -> String {
                 t.target.clone(),
                 lower(&t.state),
                 format!("{}%", t.progress),
-                t.error.clone().or_else(|| t.message.clone()).unwrap_or_default(),
+                t.error
+                    .clone()
+                    .or_else(|| t.message.clone())
+                    .unwrap_or_default(),
             ]
         })
         .collect();
-    table(&["ID", "KIND", "TARGET", "STATE", "PROGRESS", "MESSAGE"], &rows)
+    table(
+        &["ID", "KIND", "TARGET", "STATE", "PROGRESS", "MESSAGE"],
+        &rows,
+    )
 }
 
 pub fn task(task: &Task) -> String {
-    let mut out = format!("task {} {:?} on {}: {} ({}%)\n", task.id, task.kind, task.target, lower(&task.state), task.progress);
+    let mut out = format!(
+        "task {} {:?} on {}: {} ({}%)\n",
+        task.id,
+        task.kind,
+        task.target,
+        lower(&task.state),
+        task.progress
+    );
     for step in &task.steps {
         out.push_str(&format!("  [{}] {}\n", lower(&step.state), step.name));
     }

@@ -35,7 +35,8 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let cancel = CancellationToken::new();
     let mut config = pgfleet_server::ServerConfig::local(data_dir.clone());
@@ -66,10 +67,16 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
         hosts.push(launch);
     }
     println!("pgfleet is up");
-    println!("  API:        {server_url}  (token in {})", data_dir.join("admin.token").display());
+    println!(
+        "  API:        {server_url}  (token in {})",
+        data_dir.join("admin.token").display()
+    );
     println!("  DNS:        {} (zone {})", server.dns_addr, args.zone);
     for host in &hosts {
-        println!("  {}:     {} ({})", host.name, host.address, host.failure_domain);
+        println!(
+            "  {}:     {} ({})",
+            host.name, host.address, host.failure_domain
+        );
     }
     println!("Use it from another terminal:  pgfleet db create pg-dev-db-1  (add --api {server_url} if not the default)");
     println!("Ctrl-C stops everything.");
@@ -86,7 +93,9 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     for host in &hosts {
         let dir = data_dir.clone();
         let name = host.name.clone();
-        stops.push(tokio::spawn(async move { fleet::stop_agent(&dir, &name, Duration::from_secs(30)).await }));
+        stops.push(tokio::spawn(async move {
+            fleet::stop_agent(&dir, &name, Duration::from_secs(30)).await
+        }));
     }
     for stop in stops {
         let _ = stop.await;

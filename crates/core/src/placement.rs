@@ -101,13 +101,19 @@ mod tests {
 
     #[test]
     fn ties_break_by_name() {
-        let hosts = [host("host-2", "fd-2", true, 0), host("host-1", "fd-1", true, 0)];
+        let hosts = [
+            host("host-2", "fd-2", true, 0),
+            host("host-1", "fd-1", true, 0),
+        ];
         assert_eq!(place(&hosts, &request(&[], &[])).unwrap(), "host-1");
     }
 
     #[test]
     fn never_reuses_a_host_of_the_database() {
-        let hosts = [host("host-1", "fd-1", true, 0), host("host-2", "fd-2", true, 5)];
+        let hosts = [
+            host("host-1", "fd-1", true, 0),
+            host("host-2", "fd-2", true, 5),
+        ];
         assert_eq!(
             place(&hosts, &request(&["host-1"], &["fd-1"])).unwrap(),
             "host-2"
@@ -116,7 +122,10 @@ mod tests {
 
     #[test]
     fn prefers_a_new_failure_domain_over_fewer_instances() {
-        let hosts = [host("host-1", "fd-1", true, 0), host("host-2", "fd-2", true, 3)];
+        let hosts = [
+            host("host-1", "fd-1", true, 0),
+            host("host-2", "fd-2", true, 3),
+        ];
         assert_eq!(
             place(&hosts, &request(&["host-9"], &["fd-1"])).unwrap(),
             "host-2"
@@ -127,7 +136,9 @@ mod tests {
     fn explains_why_nothing_fits() {
         let hosts = [host("host-1", "fd-1", true, 0)];
         assert_eq!(
-            place(&hosts, &request(&["host-1"], &[])).unwrap_err().to_string(),
+            place(&hosts, &request(&["host-1"], &[]))
+                .unwrap_err()
+                .to_string(),
             "anti-affinity: no host without a node of pg-dev-db-1"
         );
         let lost = [host("host-1", "fd-1", false, 0)];
@@ -135,7 +146,10 @@ mod tests {
             place(&lost, &request(&[], &[])).unwrap_err(),
             PlacementError::NoConnectedHost
         );
-        assert!(place(&[], &request(&[], &[])).unwrap_err().to_string().contains("no eligible host"));
+        assert!(place(&[], &request(&[], &[]))
+            .unwrap_err()
+            .to_string()
+            .contains("no eligible host"));
     }
 
     proptest! {

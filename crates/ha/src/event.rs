@@ -43,13 +43,33 @@ pub struct KeeperReport {
 pub enum Event {
     KeeperReport(KeeperReport),
     /// The monitor's own PostgreSQL-level probe of the node (e.g. `SELECT 1`).
-    HealthCheck { node: String, ok: bool, now_ms: u64 },
-    Tick { now_ms: u64 },
+    HealthCheck {
+        node: String,
+        ok: bool,
+        now_ms: u64,
+    },
+    Tick {
+        now_ms: u64,
+    },
     /// Priority 0..=100, 0 = never promoted automatically.
-    AddNode { node: String, priority: u8, now_ms: u64 },
-    RemoveNode { node: String, now_ms: u64 },
-    Switchover { target: String, now_ms: u64 },
-    SetMaintenance { node: String, on: bool, now_ms: u64 },
+    AddNode {
+        node: String,
+        priority: u8,
+        now_ms: u64,
+    },
+    RemoveNode {
+        node: String,
+        now_ms: u64,
+    },
+    Switchover {
+        target: String,
+        now_ms: u64,
+    },
+    SetMaintenance {
+        node: String,
+        on: bool,
+        now_ms: u64,
+    },
 }
 
 impl Event {
@@ -95,7 +115,10 @@ pub enum Action {
     /// (stop the VM / block its port / STONITH). Best effort.
     Fence { node: String },
     /// A transition was abandoned without promoting anyone.
-    TransitionAborted { kind: TransitionKind, reason: String },
+    TransitionAborted {
+        kind: TransitionKind,
+        reason: String,
+    },
 }
 
 /// Refusals. On error the input state is unchanged and no action is produced.
@@ -118,7 +141,11 @@ pub enum HaError {
     #[error("switchover target {target} is not eligible: {reason}")]
     TargetNotEligible { target: String, reason: String },
     #[error("report from {node} claims generation {seen} but the cluster is at {current}")]
-    FutureGeneration { node: String, seen: u64, current: u64 },
+    FutureGeneration {
+        node: String,
+        seen: u64,
+        current: u64,
+    },
     #[error("invalid config: {0}")]
     InvalidConfig(String),
 }

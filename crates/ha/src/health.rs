@@ -85,7 +85,9 @@ pub fn health(state: &ClusterState, now_ms: u64, config: &Config) -> ClusterHeal
     let sync_mode = match prec.map(|p| p.assignment.state) {
         Some(NodeState::Primary) => SyncMode::Sync,
         Some(NodeState::Draining) if sync_quorum > 0 => SyncMode::Sync,
-        Some(NodeState::WaitPrimary | NodeState::Draining) if has_standbys => SyncMode::AsyncFallback,
+        Some(NodeState::WaitPrimary | NodeState::Draining) if has_standbys => {
+            SyncMode::AsyncFallback
+        }
         _ => SyncMode::None,
     };
     let writable_nodes: Vec<String> = st
@@ -134,7 +136,10 @@ pub fn health(state: &ClusterState, now_ms: u64, config: &Config) -> ClusterHeal
         };
         match &tr.blocked {
             Some(b) => reasons.push(format!("{what} from {} blocked: {b}", tr.old_primary)),
-            None => reasons.push(format!("{what} from {} in progress ({phase})", tr.old_primary)),
+            None => reasons.push(format!(
+                "{what} from {} in progress ({phase})",
+                tr.old_primary
+            )),
         }
         TransitionStatus {
             kind: tr.kind,
@@ -151,7 +156,11 @@ pub fn health(state: &ClusterState, now_ms: u64, config: &Config) -> ClusterHeal
     let mut nodes = Vec::new();
     for n in st.nodes.values().filter(|n| !n.is_dropped()) {
         let is_primary = st.primary.as_deref() == Some(n.name.as_str());
-        let lag = if is_primary { None } else { primary_lsn.map(|p| p.saturating_sub(n.lsn)) };
+        let lag = if is_primary {
+            None
+        } else {
+            primary_lsn.map(|p| p.saturating_sub(n.lsn))
+        };
         let keeper = n.keeper_alive(now, config);
         let age = n.last_report_ms.map(|t| now.saturating_sub(t));
         if !is_primary {
@@ -161,13 +170,24 @@ pub fn health(state: &ClusterState, now_ms: u64, config: &Config) -> ClusterHeal
             } else if !keeper {
                 reasons.push(format!("{}: keeper unreachable", n.name));
             } else if matches!(s, NodeState::WaitStandby | NodeState::Catchingup) {
-                reasons.push(format!("{} is catching up (lag {} bytes)", n.name, lag.unwrap_or(0)));
+                reasons.push(format!(
+                    "{} is catching up (lag {} bytes)",
+                    n.name,
+                    lag.unwrap_or(0)
+                ));
             } else if s == NodeState::Demoted {
-                reasons.push(format!("{} is demoted (former primary, not yet rejoined)", n.name));
+                reasons.push(format!(
+                    "{} is demoted (former primary, not yet rejoined)",
+                    n.name
+                ));
             }
         }
         if keeper && age.is_some_and(|a| a > 3 * config.report_interval_ms) {
-            reasons.push(format!("{}: keeper report late ({} ms)", n.name, age.unwrap_or(0)));
+            reasons.push(format!(
+                "{}: keeper report late ({} ms)",
+                n.name,
+                age.unwrap_or(0)
+            ));
         }
         if !n.reached() && now.saturating_sub(n.assigned_ms) > config.failure_timeout_ms {
             reasons.push(format!(

@@ -16,20 +16,20 @@
 
 use crate::config::Config;
 use crate::event::Action;
-use crate::failover;
 use crate::states::{ClusterState, NodeRecord, NodeState, SyncConfig};
 use crate::step::{assign, assign_full};
+use crate::{failover, transition};
 
 /// Runs the decision rules until nothing changes (bounded).
 pub(crate) fn reconcile(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
     for _ in 0..8 {
         let before = (st.generation, st.transition.clone(), st.primary.clone());
         if st.transition.is_some() {
-            failover::advance(st, cfg, actions);
-        } else if st.primary.is_some() {
-            if !(primary_failed(st, cfg) && failover::start_failover(st, cfg, actions)) {
-                stable(st, cfg, actions);
-            }
+            transition::advance(st, cfg, actions);
+        } else if st.primary.is_some()
+            && !(primary_failed(st, cfg) && failover::start_failover(st, cfg, actions))
+        {
+            stable(st, cfg, actions);
         }
         if before == (st.generation, st.transition.clone(), st.primary.clone()) {
             break;
@@ -40,7 +40,8 @@ pub(crate) fn reconcile(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<A
 /// Rule 2: the primary has failed when BOTH (a) the monitor has had no evidence that
 /// its PostgreSQL is up (keeper report with `pg_running`, or health check ok) for
 /// `failure_timeout_ms`, AND (b) no other node reported, within
-/// `failure_timeout_ms`, a WAL receiver that is streaming.
+/// `failure_timeout_ms`, a WAL receiver that is streaming. Evaluated at
+/// `st.now_ms` (the last event's time).
 pub fn primary_failed(st: &ClusterState, cfg: &Config) -> bool {
     let now = st.now_ms;
     let Some(p) = st.primary_record() else {
@@ -49,8 +50,7 @@ pub fn primary_failed(st: &ClusterState, cfg: &Config) -> bool {
     if !p.assignment.state.is_primary_role() || p.pg_alive(now, cfg) {
         return false;
     }
-    !st
-        .nodes
+    !st.nodes
         .values()
         .any(|n| n.name != p.name && !n.is_dropped() && n.reports_streaming(now, cfg))
 }
@@ -76,7 +76,9 @@ fn stable(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
                     (Catchingup, follow)
                 }
                 WaitStandby => (WaitStandby, follow),
-                Catchingup if same_primary && caught_up(rec, &prec, now, cfg) => (Secondary, follow),
+                Catchingup if same_primary && caught_up(rec, &prec, now, cfg) => {
+                    (Secondary, follow)
+                }
                 Catchingup => (Catchingup, follow),
                 // A live standby that stopped streaming because the *primary* is
                 // unreachable stays a secondary (it is the failover candidate).
@@ -144,7 +146,10 @@ pub(crate) fn primary_assignment(
     } else if healthy.is_empty() {
         (NodeState::WaitPrimary, SyncConfig::default(), others)
     } else {
-        let sync = SyncConfig { standbys: healthy, quorum: 1 };
+        let sync = SyncConfig {
+            standbys: healthy,
+            quorum: 1,
+        };
         (NodeState::Primary, sync, others)
     }
 }

@@ -71,7 +71,9 @@ impl NodeState {
 }
 
 /// `(timeline, lsn)`; ordered by timeline first, then LSN.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 pub struct LsnPos {
     pub timeline: u32,
     pub lsn: u64,
@@ -193,7 +195,10 @@ impl NodeRecord {
     }
 
     pub fn pos(&self) -> LsnPos {
-        LsnPos { timeline: self.timeline, lsn: self.lsn }
+        LsnPos {
+            timeline: self.timeline,
+            lsn: self.lsn,
+        }
     }
 
     /// The keeper reported within `failure_timeout_ms`.
@@ -241,7 +246,11 @@ pub enum Phase {
     /// Failover: waiting for standbys to report `report_lsn`.
     CollectLsn,
     /// Failover: `candidate` fetches missing WAL from `upstream` until `target`.
-    FastForward { candidate: String, upstream: String, target: LsnPos },
+    FastForward {
+        candidate: String,
+        upstream: String,
+        target: LsnPos,
+    },
     /// `candidate` is assigned `promote`; waiting for it to confirm.
     Promoting { candidate: String },
 }

@@ -37,7 +37,7 @@ pub fn step(
         Event::AddNode { node, priority, .. } => add_node(&mut st, node, *priority, &mut actions)?,
         Event::RemoveNode { node, .. } => remove_node(&mut st, node, &mut actions)?,
         Event::Switchover { target, .. } => {
-            crate::failover::start_switchover(&mut st, target, config, &mut actions)?
+            crate::switchover::start_switchover(&mut st, target, config, &mut actions)?
         }
         Event::SetMaintenance { node, on, .. } => {
             if st.transition.is_some() {
@@ -162,7 +162,11 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
         let ack = flushes[k - 1];
         rec.sync_ack_lsn = Some(rec.sync_ack_lsn.map_or(ack, |o| o.max(ack)));
     }
-    let streaming: Vec<String> = r.streaming_standbys.iter().map(|s| s.name.clone()).collect();
+    let streaming: Vec<String> = r
+        .streaming_standbys
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     for name in streaming {
         if let Some(sb) = st.nodes.get_mut(&name) {
             if name != r.node && !sb.is_dropped() {
@@ -179,7 +183,9 @@ fn referenced(st: &ClusterState, node: &str) -> bool {
         n.assignment.primary.as_deref() == Some(node)
             || n.assignment.sync_standbys.iter().any(|s| s == node)
             || n.assignment.standbys.iter().any(|s| s == node)
-            || n.sync_history.iter().any(|e| e.config.standbys.iter().any(|s| s == node))
+            || n.sync_history
+                .iter()
+                .any(|e| e.config.standbys.iter().any(|s| s == node))
     })
 }
 
@@ -196,18 +202,27 @@ fn add_node(
         return Err(HaError::NodeExists(node.to_string()));
     }
     let now = st.now_ms;
-    st.nodes.insert(node.to_string(), NodeRecord::new(node, priority, now));
+    st.nodes
+        .insert(node.to_string(), NodeRecord::new(node, priority, now));
     if st.primary.is_none() {
         st.primary = Some(node.to_string());
         assign(st, node, NodeState::Single, None, actions);
     } else {
-        let follow = if st.transition.is_some() { None } else { st.primary.clone() };
+        let follow = if st.transition.is_some() {
+            None
+        } else {
+            st.primary.clone()
+        };
         assign(st, node, NodeState::WaitStandby, follow, actions);
     }
     Ok(())
 }
 
-fn remove_node(st: &mut ClusterState, node: &str, actions: &mut Vec<Action>) -> Result<(), HaError> {
+fn remove_node(
+    st: &mut ClusterState,
+    node: &str,
+    actions: &mut Vec<Action>,
+) -> Result<(), HaError> {
     live_node(st, node)?;
     if st.primary.as_deref() == Some(node) {
         return Err(HaError::IsPrimary(node.to_string()));
@@ -228,7 +243,15 @@ pub(crate) fn assign(
     primary: Option<String>,
     actions: &mut Vec<Action>,
 ) -> bool {
-    assign_full(st, node, state, primary, SyncConfig::default(), vec![], actions)
+    assign_full(
+        st,
+        node,
+        state,
+        primary,
+        SyncConfig::default(),
+        vec![],
+        actions,
+    )
 }
 
 /// Sets a full assignment; bumps the generation and emits `Action::Assign` when

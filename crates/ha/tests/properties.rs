@@ -43,7 +43,13 @@ enum Op {
     Show(usize),
     Link(usize, bool),
     Apply(usize, bool),
-    Garbage { node: usize, state: usize, back: u8, lsn: u16, flags: u8 },
+    Garbage {
+        node: usize,
+        state: usize,
+        back: u8,
+        lsn: u16,
+        flags: u8,
+    },
     Duplicate,
     Replay(u8),
     Add(usize, u8),
@@ -102,7 +108,11 @@ fn run(ops: &[Op]) -> Sim {
                 sim.tick();
             }
             Op::Health(i, ok) => {
-                let _ = sim.apply(Event::HealthCheck { node: NODES[i].into(), ok, now_ms: now });
+                let _ = sim.apply(Event::HealthCheck {
+                    node: NODES[i].into(),
+                    ok,
+                    now_ms: now,
+                });
             }
             Op::Write(b) => sim.write(u64::from(b)),
             Op::Bump(i, b) => set(&mut sim, i, |k| k.lsn += u64::from(b)),
@@ -112,7 +122,13 @@ fn run(ops: &[Op]) -> Sim {
             Op::Show(i) => set(&mut sim, i, |k| k.visible = true),
             Op::Link(i, b) => set(&mut sim, i, |k| k.link = b),
             Op::Apply(i, b) => set(&mut sim, i, |k| k.apply = b),
-            Op::Garbage { node, state, back, lsn, flags } => {
+            Op::Garbage {
+                node,
+                state,
+                back,
+                lsn,
+                flags,
+            } => {
                 let r = KeeperReport {
                     node: NODES[node].into(),
                     reported: STATES[state],
@@ -146,16 +162,30 @@ fn run(ops: &[Op]) -> Sim {
             }
             Op::Add(i, p) => {
                 sim.keepers.entry(NODES[i].into()).or_default();
-                let _ = sim.apply(Event::AddNode { node: NODES[i].into(), priority: p, now_ms: now });
+                let _ = sim.apply(Event::AddNode {
+                    node: NODES[i].into(),
+                    priority: p,
+                    now_ms: now,
+                });
             }
             Op::Remove(i) => {
-                let _ = sim.apply(Event::RemoveNode { node: NODES[i].into(), now_ms: now });
+                let _ = sim.apply(Event::RemoveNode {
+                    node: NODES[i].into(),
+                    now_ms: now,
+                });
             }
             Op::Switchover(i) => {
-                let _ = sim.apply(Event::Switchover { target: NODES[i].into(), now_ms: now });
+                let _ = sim.apply(Event::Switchover {
+                    target: NODES[i].into(),
+                    now_ms: now,
+                });
             }
             Op::Maintenance(i, on) => {
-                let _ = sim.apply(Event::SetMaintenance { node: NODES[i].into(), on, now_ms: now });
+                let _ = sim.apply(Event::SetMaintenance {
+                    node: NODES[i].into(),
+                    on,
+                    now_ms: now,
+                });
             }
         }
         let h = health(&sim.state, sim.now, &sim.cfg);
@@ -171,7 +201,10 @@ fn set(sim: &mut Sim, i: usize, f: impl FnOnce(&mut common::Keeper)) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    // 400 cases by default; PROPTEST_CASES=N for a longer soak.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    ))]
 
     #[test]
     fn invariants_hold_for_random_histories(ops in prop::collection::vec(op(), 1..200)) {
@@ -197,10 +230,17 @@ fn random_histories_cover_failover_paths() {
         promote += has(&|a| matches!(a, Assign(a) if a.state == NodeState::Promote)) as u32;
         ff += has(&|a| matches!(a, Assign(a) if a.state == NodeState::FastForward)) as u32;
         aborted += has(&|a| matches!(a, TransitionAborted { .. })) as u32;
-        blocked += sim.state.transition.as_ref().is_some_and(|t| t.blocked.is_some()) as u32;
+        blocked += sim
+            .state
+            .transition
+            .as_ref()
+            .is_some_and(|t| t.blocked.is_some()) as u32;
     }
     println!("changed {changed} promote {promote} ff {ff} aborted {aborted} blocked {blocked}");
-    assert!(changed >= 30 && promote >= 30, "changed {changed} promote {promote}");
+    assert!(
+        changed >= 30 && promote >= 30,
+        "changed {changed} promote {promote}"
+    );
 }
 
 /// A long deterministic mix to make sure failovers actually happen in the model.

@@ -1,9 +1,11 @@
-//! Readable end-to-end scenarios: membership, durability and failover.
+//! Readable scenarios: membership, durability (sync set), stale reports, monitor
+//! restart, maintenance and removal. Failovers: `failover.rs`; switchovers:
+//! `switchover.rs`.
 
 mod common;
 
 use common::{names, Sim};
-use pgfleet_ha::{health, Action, Event, NodeState::*, PromotionReason, SyncMode};
+use pgfleet_ha::{health, Event, NodeState::*, SyncMode};
 
 #[test]
 fn standalone_then_one_then_two_replicas() {
@@ -12,13 +14,19 @@ fn standalone_then_one_then_two_replicas() {
     sim.expect(&[("n0", Single)]);
     sim.run(600);
     assert_eq!(sim.sync(), (vec![], 0));
-    assert_eq!(health(&sim.state, sim.now, &sim.cfg).sync_mode, SyncMode::None);
+    assert_eq!(
+        health(&sim.state, sim.now, &sim.cfg).sync_mode,
+        SyncMode::None
+    );
 
     sim.add("n1", 50);
     sim.expect(&[("n0", WaitPrimary), ("n1", WaitStandby)]);
     sim.run(1_000);
     sim.expect(&[("n0", Primary), ("n1", Secondary)]);
-    assert_eq!(sim.assignments_of("n1"), vec![WaitStandby, Catchingup, Secondary]);
+    assert_eq!(
+        sim.assignments_of("n1"),
+        vec![WaitStandby, Catchingup, Secondary]
+    );
     assert_eq!(sim.assignments_of("n0"), vec![Single, WaitPrimary, Primary]);
     assert_eq!(sim.sync(), (names(&["n1"]), 1));
 
@@ -52,7 +60,10 @@ fn replica_loss_shrinks_sync_set_then_falls_back_to_async() {
     assert_eq!(sim.sync(), (vec![], 0));
     let h = health(&sim.state, sim.now, &sim.cfg);
     assert_eq!(h.sync_mode, SyncMode::AsyncFallback);
-    assert!(h.degraded_reasons.iter().any(|r| r.contains("async fallback")));
+    assert!(h
+        .degraded_reasons
+        .iter()
+        .any(|r| r.contains("async fallback")));
 
     // A replica comes back and catches up: sync again.
     sim.k("n1").alive = true;
@@ -72,175 +83,6 @@ fn lagging_standby_stays_catchingup() {
     sim.k("n1").link = true;
     sim.run(600);
     sim.expect(&[("n0", Primary), ("n1", Secondary)]);
-}
-
-/// Three nodes; the primary crashes; n2 is the most advanced and is promoted.
-fn crash_primary_with_n2_ahead() -> Sim {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.write(5_000);
-    sim.run(400);
-    sim.k("n0").alive = false;
-    // n2 had received a little more WAL than n1 before the crash.
-    sim.k("n1").lsn = 4_000;
-    sim.k("n2").lsn = 5_000;
-    sim
-}
-
-#[test]
-fn primary_crash_fails_over_to_most_advanced_standby() {
-    let mut sim = crash_primary_with_n2_ahead();
-    sim.run(1_800);
-    assert!(sim.state.transition.is_none(), "no failover before failure_timeout");
-    sim.run(400);
-    let tr = sim.state.transition.clone().expect("failover started");
-    assert_eq!(tr.old_primary, "n0");
-    sim.run(1_000);
-    sim.expect(&[("n0", Demoted), ("n2", Primary), ("n1", Secondary)]);
-    assert_eq!(sim.state.primary.as_deref(), Some("n2"));
-    assert_eq!(sim.sync(), (names(&["n1"]), 1));
-    assert_eq!(sim.state.assignment("n1").unwrap().primary.as_deref(), Some("n2"));
-
-    // Order: demote + fence before report_lsn, before promote.
-    let pos = |f: &dyn Fn(&Action) -> bool| sim.log.iter().position(f).unwrap();
-    let demote = pos(&|a| matches!(a, Action::Assign(a) if a.node == "n0" && a.state == Demoted));
-    let fence = pos(&|a| matches!(a, Action::Fence { node } if node == "n0"));
-    let report = pos(&|a| matches!(a, Action::Assign(a) if a.state == ReportLsn));
-    let promote = pos(&|a| matches!(a, Action::Assign(a) if a.state == Promote));
-    assert!(demote < fence && fence < report && report < promote);
-    assert_eq!(sim.assignments_of("n1"), vec![WaitStandby, Catchingup, Secondary, ReportLsn, Secondary]);
-    assert!(!sim.assignments_of("n1").contains(&Promote));
-
-    match sim.primary_changes().as_slice() {
-        [Action::PrimaryChanged { old, new, reason, generation, old_lsn, new_lsn }] => {
-            assert_eq!(old.as_deref(), Some("n0"));
-            assert_eq!(new, "n2");
-            assert_eq!(*reason, PromotionReason::Failover);
-            assert_eq!(*generation, sim.state.assignment("n2").unwrap().generation);
-            assert_eq!(*old_lsn, Some(5_000));
-            assert_eq!(*new_lsn, 5_000);
-        }
-        other => panic!("expected one PrimaryChanged, got {other:?}"),
-    }
-    let h = health(&sim.state, sim.now, &sim.cfg);
-    assert_eq!(h.primary.as_deref(), Some("n2"));
-    assert_eq!(h.writable_nodes, names(&["n2"]));
-    assert!(!h.failover_in_progress);
-}
-
-#[test]
-fn old_primary_rejoins_as_standby() {
-    let mut sim = crash_primary_with_n2_ahead();
-    sim.run(4_000);
-    assert_eq!(sim.state.primary.as_deref(), Some("n2"));
-    sim.run(2_000);
-    sim.expect(&[("n0", Demoted)]);
-
-    sim.k("n0").alive = true;
-    sim.run(1_000);
-    sim.expect(&[("n0", Secondary), ("n1", Secondary), ("n2", Primary)]);
-    assert_eq!(sim.assignments_of("n0"), vec![Single, WaitPrimary, Primary, Demoted, Catchingup, Secondary]);
-    assert_eq!(sim.state.assignment("n0").unwrap().primary.as_deref(), Some("n2"));
-    assert_eq!(sim.sync(), (names(&["n0", "n1"]), 1));
-    assert_eq!(sim.primary_changes().len(), 1);
-}
-
-#[test]
-fn monitor_side_partition_does_not_fail_over() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.k("n0").visible = false; // the monitor cannot reach n0, standbys can
-    sim.run(10_000);
-    assert!(sim.state.transition.is_none());
-    sim.expect(&[("n0", Primary)]);
-    assert!(sim.primary_changes().is_empty());
-    let h = health(&sim.state, sim.now, &sim.cfg);
-    assert!(h.degraded_reasons.iter().any(|r| r.contains("standbys still stream")), "{h:?}");
-    sim.k("n0").visible = true;
-    sim.run(400);
-    assert!(!health(&sim.state, sim.now, &sim.cfg).degraded);
-}
-
-#[test]
-fn successful_health_checks_keep_the_primary_alive() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
-    sim.k("n0").visible = false; // keeper silent ...
-    sim.k("n1").link = false; // ... and no standby streams
-    for _ in 0..30 {
-        sim.run(200);
-        let now = sim.now;
-        sim.apply(Event::HealthCheck { node: "n0".into(), ok: true, now_ms: now }).unwrap();
-    }
-    assert!(sim.state.transition.is_none());
-    sim.expect(&[("n0", WaitPrimary), ("n1", Catchingup)]);
-    // The keeper is reachable again and n1 streams again: back to sync.
-    sim.k("n0").visible = true;
-    sim.k("n1").link = true;
-    sim.run(1_000);
-    sim.expect(&[("n0", Primary), ("n1", Secondary)]);
-    assert!(sim.primary_changes().is_empty());
-}
-
-#[test]
-fn not_enough_standbys_reporting_blocks_promotion() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.k("n0").alive = false;
-    sim.k("n2").alive = false; // crashes together with the primary
-    sim.run(8_000);
-    let tr = sim.state.transition.clone().expect("failover started");
-    assert!(tr.blocked.as_deref().unwrap().contains("sync quorum"), "{tr:?}");
-    assert!(!sim.log.iter().any(|a| matches!(a, Action::Assign(a) if a.state == Promote)));
-    let h = health(&sim.state, sim.now, &sim.cfg);
-    assert!(h.failover_in_progress);
-    assert!(h.degraded_reasons.iter().any(|r| r.contains("blocked")));
-    assert_eq!(h.transition.unwrap().waiting_on, names(&["n2"]));
-
-    // n2 comes back: it reports its LSN, quorum is met, failover completes.
-    sim.k("n2").alive = true;
-    sim.run(1_000);
-    assert!(sim.state.transition.is_none());
-    assert!(matches!(sim.state.primary.as_deref(), Some("n1" | "n2")));
-}
-
-#[test]
-fn standby_lost_before_primary_is_not_needed_for_quorum() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.k("n2").alive = false;
-    sim.run(3_000); // n2 dropped from the sync set, n0 applied it
-    assert_eq!(sim.sync(), (names(&["n1"]), 1));
-    sim.k("n0").alive = false;
-    sim.run(4_000);
-    assert_eq!(sim.state.primary.as_deref(), Some("n1"));
-    sim.expect(&[("n1", WaitPrimary), ("n2", Catchingup)]);
-}
-
-#[test]
-fn priority_zero_is_never_promoted_but_can_feed_the_candidate() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 0), ("n2", 50)]);
-    sim.write(1_000);
-    sim.run(400);
-    sim.k("n0").alive = false;
-    sim.k("n1").lsn = 1_000;
-    sim.k("n2").lsn = 900; // the promotable standby is behind
-    sim.run(6_000);
-    assert_eq!(sim.state.primary.as_deref(), Some("n2"));
-    assert!(!sim.assignments_of("n1").contains(&Promote));
-    assert!(sim.assignments_of("n2").contains(&FastForward));
-    let ff = sim.log.iter().find_map(|a| match a {
-        Action::Assign(a) if a.state == FastForward => Some(a.primary.clone()),
-        _ => None,
-    });
-    assert_eq!(ff, Some(Some("n1".to_string())));
-    sim.expect(&[("n1", Secondary), ("n2", Primary)]);
-}
-
-#[test]
-fn only_priority_zero_standbys_means_no_failover() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 0)]);
-    sim.k("n0").alive = false;
-    sim.run(6_000);
-    assert!(sim.state.transition.is_none());
-    sim.expect(&[("n0", Primary), ("n1", Secondary)]);
-    let h = health(&sim.state, sim.now, &sim.cfg);
-    assert!(h.degraded_reasons.iter().any(|r| r.contains("has failed")), "{h:?}");
 }
 
 #[test]
@@ -301,52 +143,82 @@ fn monitor_restart_then_real_failure_still_fails_over() {
 }
 
 #[test]
-fn failover_aborted_when_old_primary_returns_while_blocked() {
-    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
-    sim.k("n0").visible = false;
-    sim.k("n2").alive = false;
-    sim.k("n1").link = false; // nobody streams, so n0 looks failed
-    sim.run(4_000);
-    assert!(sim.state.transition.as_ref().is_some_and(|t| t.blocked.is_some()));
-    // n0 never saw `demoted` (keeper unreachable) and is reachable again.
-    sim.k("n0").apply = false;
-    sim.k("n0").visible = true;
-    sim.run(200);
-    assert!(sim.state.transition.is_none());
-    assert!(sim.log.iter().any(|a| matches!(a, Action::TransitionAborted { .. })));
-    assert_eq!(sim.state.primary.as_deref(), Some("n0"));
-    assert!(sim.assigned("n0").is_writable());
-    sim.k("n0").apply = true;
-    sim.k("n1").link = true;
-    sim.run(1_000);
-    sim.expect(&[("n0", Primary), ("n1", Secondary)]);
-}
-
-#[test]
 fn maintenance_and_removal() {
     let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
     let now = sim.now;
-    let err = sim.apply(Event::SetMaintenance { node: "n0".into(), on: true, now_ms: now });
+    let err = sim.apply(Event::SetMaintenance {
+        node: "n0".into(),
+        on: true,
+        now_ms: now,
+    });
     assert!(err.is_err());
-    sim.apply(Event::SetMaintenance { node: "n1".into(), on: true, now_ms: now }).unwrap();
+    sim.apply(Event::SetMaintenance {
+        node: "n1".into(),
+        on: true,
+        now_ms: now,
+    })
+    .unwrap();
     sim.expect(&[("n1", Maintenance)]);
     assert_eq!(sim.sync(), (names(&["n2"]), 1));
     sim.run(400); // n0 confirms the new sync set (until then n1 could hold acked commits)
-    // A maintenance node is never a candidate.
+                  // A maintenance node is never a candidate.
     sim.k("n0").alive = false;
     sim.run(5_000);
     assert_eq!(sim.state.primary.as_deref(), Some("n2"));
     let now = sim.now;
-    sim.apply(Event::SetMaintenance { node: "n1".into(), on: false, now_ms: now }).unwrap();
+    sim.apply(Event::SetMaintenance {
+        node: "n1".into(),
+        on: false,
+        now_ms: now,
+    })
+    .unwrap();
     sim.run(1_000);
     sim.expect(&[("n1", Secondary)]);
 
     let now = sim.now;
-    assert!(sim.apply(Event::RemoveNode { node: "n2".into(), now_ms: now }).is_err());
-    sim.apply(Event::RemoveNode { node: "n1".into(), now_ms: now }).unwrap();
+    assert!(sim
+        .apply(Event::RemoveNode {
+            node: "n2".into(),
+            now_ms: now
+        })
+        .is_err());
+    sim.apply(Event::RemoveNode {
+        node: "n1".into(),
+        now_ms: now,
+    })
+    .unwrap();
     sim.expect(&[("n1", Dropped), ("n2", WaitPrimary)]);
     sim.run(400);
-    assert!(sim.state.node("n1").is_none(), "record removed once the keeper confirmed");
+    assert!(
+        sim.state.node("n1").is_none(),
+        "record removed once the keeper confirmed"
+    );
     let now = sim.now;
-    assert!(sim.apply(Event::RemoveNode { node: "n1".into(), now_ms: now }).is_err());
+    assert!(sim
+        .apply(Event::RemoveNode {
+            node: "n1".into(),
+            now_ms: now
+        })
+        .is_err());
+}
+
+#[test]
+fn events_and_actions_round_trip_through_json() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
+    sim.k("n0").alive = false;
+    sim.run(4_000);
+    for ev in &sim.history {
+        let json = serde_json::to_string(ev).unwrap();
+        assert_eq!(&serde_json::from_str::<Event>(&json).unwrap(), ev);
+    }
+    for a in &sim.log {
+        let json = serde_json::to_string(a).unwrap();
+        assert_eq!(
+            &serde_json::from_str::<pgfleet_ha::Action>(&json).unwrap(),
+            a
+        );
+    }
+    let json = serde_json::to_value(&sim.state).unwrap();
+    assert_eq!(json["nodes"]["n0"]["assignment"]["state"], "demoted");
+    assert_eq!(json["primary"], "n1");
 }

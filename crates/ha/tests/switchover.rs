@@ -7,7 +7,10 @@ use pgfleet_ha::{health, Action, Event, HaError, NodeState::*, PromotionReason, 
 
 fn switchover(sim: &mut Sim, target: &str) -> Result<Vec<Action>, HaError> {
     let now = sim.now;
-    sim.apply(Event::Switchover { target: target.into(), now_ms: now })
+    sim.apply(Event::Switchover {
+        target: target.into(),
+        now_ms: now,
+    })
 }
 
 #[test]
@@ -18,7 +21,10 @@ fn switchover_happy_path() {
     switchover(&mut sim, "n1").unwrap();
     sim.expect(&[("n0", Draining), ("n1", Secondary)]);
     // The draining primary keeps replicating synchronously.
-    assert_eq!(sim.state.assignment("n0").unwrap().sync_standbys, names(&["n1", "n2"]));
+    assert_eq!(
+        sim.state.assignment("n0").unwrap().sync_standbys,
+        names(&["n1", "n2"])
+    );
     assert!(health(&sim.state, sim.now, &sim.cfg).failover_in_progress);
 
     // Writes are refused by the keeper now; n0 reports draining at 7000.
@@ -26,12 +32,29 @@ fn switchover_happy_path() {
     sim.expect(&[("n1", Promote)]); // n1 had already reported 7000
     sim.run(1_000);
     sim.expect(&[("n0", Secondary), ("n1", Primary), ("n2", Secondary)]);
-    assert_eq!(sim.assignments_of("n0"), vec![Single, WaitPrimary, Primary, Draining, Catchingup, Secondary]);
+    assert_eq!(
+        sim.assignments_of("n0"),
+        vec![
+            Single,
+            WaitPrimary,
+            Primary,
+            Draining,
+            Catchingup,
+            Secondary
+        ]
+    );
     assert_eq!(sim.assignments_of("n1").last(), Some(&Primary));
     assert!(sim.assignments_of("n1").contains(&Promote));
     assert_eq!(sim.sync(), (names(&["n0", "n2"]), 1));
     match sim.primary_changes().as_slice() {
-        [Action::PrimaryChanged { old, new, reason, old_lsn, new_lsn, .. }] => {
+        [Action::PrimaryChanged {
+            old,
+            new,
+            reason,
+            old_lsn,
+            new_lsn,
+            ..
+        }] => {
             assert_eq!(old.as_deref(), Some("n0"));
             assert_eq!(new, "n1");
             assert_eq!(*reason, PromotionReason::Switchover);
@@ -64,11 +87,20 @@ fn switchover_waits_for_target_to_reach_drain_lsn() {
 #[test]
 fn switchover_refusals() {
     let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
-    assert!(matches!(switchover(&mut sim, "zz"), Err(HaError::UnknownNode(_))));
-    assert!(matches!(switchover(&mut sim, "n0"), Err(HaError::TargetNotEligible { .. })));
+    assert!(matches!(
+        switchover(&mut sim, "zz"),
+        Err(HaError::UnknownNode(_))
+    ));
+    assert!(matches!(
+        switchover(&mut sim, "n0"),
+        Err(HaError::TargetNotEligible { .. })
+    ));
 
     sim.add("n2", 50); // not caught up yet
-    assert!(matches!(switchover(&mut sim, "n2"), Err(HaError::TargetNotEligible { .. })));
+    assert!(matches!(
+        switchover(&mut sim, "n2"),
+        Err(HaError::TargetNotEligible { .. })
+    ));
 
     sim.run(1_000);
     sim.k("n2").alive = false;
@@ -76,19 +108,31 @@ fn switchover_refusals() {
     sim.k("n2").alive = true;
     sim.k("n2").visible = false;
     sim.run(1_000);
-    assert!(matches!(switchover(&mut sim, "n2"), Err(HaError::TargetNotEligible { .. })));
+    assert!(matches!(
+        switchover(&mut sim, "n2"),
+        Err(HaError::TargetNotEligible { .. })
+    ));
     sim.k("n2").visible = true;
     sim.run(1_000);
 
     switchover(&mut sim, "n1").unwrap();
-    assert_eq!(switchover(&mut sim, "n2"), Err(HaError::TransitionInProgress));
+    assert_eq!(
+        switchover(&mut sim, "n2"),
+        Err(HaError::TransitionInProgress)
+    );
     let now = sim.now;
     assert_eq!(
-        sim.apply(Event::RemoveNode { node: "n2".into(), now_ms: now }),
+        sim.apply(Event::RemoveNode {
+            node: "n2".into(),
+            now_ms: now
+        }),
         Err(HaError::TransitionInProgress)
     );
     assert_eq!(
-        sim.apply(Event::RemoveNode { node: "n0".into(), now_ms: now }),
+        sim.apply(Event::RemoveNode {
+            node: "n0".into(),
+            now_ms: now
+        }),
         Err(HaError::IsPrimary("n0".into()))
     );
 }
@@ -98,7 +142,10 @@ fn switchover_refused_when_primary_unhealthy() {
     let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50)]);
     sim.k("n0").visible = false;
     sim.run(2_400);
-    assert!(matches!(switchover(&mut sim, "n1"), Err(HaError::PrimaryUnhealthy(_))));
+    assert!(matches!(
+        switchover(&mut sim, "n1"),
+        Err(HaError::PrimaryUnhealthy(_))
+    ));
 }
 
 #[test]
@@ -113,9 +160,15 @@ fn switchover_aborts_when_target_dies_before_draining_completes() {
     assert!(sim.state.transition.is_none());
     assert!(sim.log.iter().any(|a| matches!(
         a,
-        Action::TransitionAborted { kind: TransitionKind::Switchover, .. }
+        Action::TransitionAborted {
+            kind: TransitionKind::Switchover,
+            ..
+        }
     )));
-    assert!(!sim.log.iter().any(|a| matches!(a, Action::Assign(a) if a.state == Promote)));
+    assert!(!sim
+        .log
+        .iter()
+        .any(|a| matches!(a, Action::Assign(a) if a.state == Promote)));
     sim.expect(&[("n0", Primary), ("n1", Catchingup), ("n2", Secondary)]);
     assert!(sim.primary_changes().is_empty());
 }
@@ -156,7 +209,10 @@ fn primary_crash_during_switchover_becomes_failover() {
     sim.k("n0").alive = false;
     switchover(&mut sim, "n1").unwrap();
     sim.run(5_000);
-    assert!(sim.log.iter().any(|a| matches!(a, Action::Fence { node } if node == "n0")));
+    assert!(sim
+        .log
+        .iter()
+        .any(|a| matches!(a, Action::Fence { node } if node == "n0")));
     match sim.primary_changes().as_slice() {
         [Action::PrimaryChanged { reason, .. }] => assert_eq!(*reason, PromotionReason::Failover),
         other => panic!("{other:?}"),

@@ -22,7 +22,12 @@ pub struct Tokens {
 fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(value.as_bytes())?;
     file.write_all(b"\n")
 }
@@ -52,24 +57,43 @@ impl Tokens {
 }
 
 fn bearer(request: &Request) -> Option<&str> {
-    request.headers().get(AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+    request
+        .headers()
+        .get(AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
 }
 
 fn same(a: &str, b: &str) -> bool {
     // Constant-time comparison of equal-length tokens.
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
-pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_admin(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match bearer(&request) {
         Some(token) if same(token, &state.tokens.admin) => next.run(request).await,
         _ => ApiError::unauthorized().into_response(),
     }
 }
 
-pub async fn require_agent(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_agent(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match bearer(&request) {
-        Some(token) if same(token, &state.tokens.join) || same(token, &state.tokens.admin) => next.run(request).await,
+        Some(token) if same(token, &state.tokens.join) || same(token, &state.tokens.admin) => {
+            next.run(request).await
+        }
         _ => ApiError::unauthorized().into_response(),
     }
 }

@@ -42,7 +42,10 @@ impl RunningServer {
 }
 
 /// Opens the store, binds the API and DNS sockets and spawns every loop.
-pub async fn start(config: ServerConfig, cancel: CancellationToken) -> anyhow::Result<RunningServer> {
+pub async fn start(
+    config: ServerConfig,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = pgfleet_store::open(&config.store_url)
@@ -64,13 +67,19 @@ pub async fn start(config: ServerConfig, cancel: CancellationToken) -> anyhow::R
 
     let mut handles = Vec::new();
     let dns_cancel = cancel.clone();
-    handles.push(tokio::spawn(async move { dns_server.run(dns_cancel).await }));
-    handles.push(tokio::spawn(tasks::engine::run(state.clone(), cancel.clone())));
+    handles.push(tokio::spawn(
+        async move { dns_server.run(dns_cancel).await },
+    ));
+    handles.push(tokio::spawn(tasks::engine::run(
+        state.clone(),
+        cancel.clone(),
+    )));
 
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();
     handles.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move { api_cancel.cancelled().await });
+        let serve = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { api_cancel.cancelled().await });
         if let Err(error) = serve.await {
             tracing::error!(%error, "api server stopped");
         }

@@ -33,7 +33,13 @@ impl Observed {
         }
         self.hosts.insert(
             beat.host.name.clone(),
-            HostObservation { last_seen: Instant::now(), last_seen_ms: now_ms, pg_version: beat.pg_version, instances, monitors },
+            HostObservation {
+                last_seen: Instant::now(),
+                last_seen_ms: now_ms,
+                pg_version: beat.pg_version,
+                instances,
+                monitors,
+            },
         );
     }
 

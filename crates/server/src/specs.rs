@@ -5,7 +5,11 @@ use pgfleet_core::protocol::{InstanceSpec, MonitorEndpoint, MonitorSpec, PeerSpe
 use pgfleet_core::{Database, Desired, Host, NodeRole};
 
 fn agent_port(hosts: &[Host], host: &str) -> u16 {
-    hosts.iter().find(|h| h.name == host).map(|h| h.agent_port).unwrap_or(7071)
+    hosts
+        .iter()
+        .find(|h| h.name == host)
+        .map(|h| h.agent_port)
+        .unwrap_or(7071)
 }
 
 /// Data nodes (primary and replicas) of a database as peers.
@@ -28,12 +32,19 @@ pub fn data_peers(db: &Database, hosts: &[Host]) -> Vec<PeerSpec> {
 }
 
 /// Instances and monitors that `host` must run.
-pub fn host_intent(databases: &[Database], hosts: &[Host], host: &str) -> (Vec<InstanceSpec>, Vec<MonitorSpec>) {
+pub fn host_intent(
+    databases: &[Database],
+    hosts: &[Host],
+    host: &str,
+) -> (Vec<InstanceSpec>, Vec<MonitorSpec>) {
     let mut instances = Vec::new();
     let mut monitors = Vec::new();
     for db in databases {
         let primary = db.primary();
-        let monitor = db.monitor().map(|m| MonitorEndpoint { address: m.address.clone(), port: agent_port(hosts, &m.host) });
+        let monitor = db.monitor().map(|m| MonitorEndpoint {
+            address: m.address.clone(),
+            port: agent_port(hosts, &m.host),
+        });
         for node in db.nodes.iter().filter(|n| n.host == host) {
             if node.role == NodeRole::Monitor {
                 monitors.push(MonitorSpec {
@@ -48,7 +59,11 @@ pub fn host_intent(databases: &[Database], hosts: &[Host], host: &str) -> (Vec<I
                 continue;
             }
             let upstream = match (node.role, primary) {
-                (NodeRole::Replica, Some(p)) => Some(Upstream { node: p.name.clone(), address: p.address.clone(), port: p.port }),
+                (NodeRole::Replica, Some(p)) => Some(Upstream {
+                    node: p.name.clone(),
+                    address: p.address.clone(),
+                    port: p.port,
+                }),
                 _ => None,
             };
             instances.push(InstanceSpec {

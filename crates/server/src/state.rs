@@ -40,7 +40,12 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: ServerConfig, store: Arc<dyn Store>, zone: pgfleet_dns::ZoneHandle, tokens: Tokens) -> AppState {
+    pub fn new(
+        config: ServerConfig,
+        store: Arc<dyn Store>,
+        zone: pgfleet_dns::ZoneHandle,
+        tokens: Tokens,
+    ) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -61,12 +66,19 @@ impl AppState {
     }
 
     pub fn host_status(&self, host: &str) -> HostStatus {
-        self.observed.lock().expect("observed lock").host_status(host, self.host_timeout())
+        self.observed
+            .lock()
+            .expect("observed lock")
+            .host_status(host, self.host_timeout())
     }
 
     /// Applies `change` to the stored database under the database lock, bumps
     /// its generation, stores it, and republishes DNS. Returns the new record.
-    pub async fn update_database<F>(&self, name: &str, change: F) -> Result<Option<Database>, pgfleet_store::StoreError>
+    pub async fn update_database<F>(
+        &self,
+        name: &str,
+        change: F,
+    ) -> Result<Option<Database>, pgfleet_store::StoreError>
     where
         F: FnOnce(&mut Database),
     {

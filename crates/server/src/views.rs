@@ -15,7 +15,11 @@ pub struct ViewContext<'a> {
 
 fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> NodeView {
     let host_status = ctx.observed.host_status(&node.host, ctx.host_timeout);
-    let failure_domain = ctx.hosts.iter().find(|h| h.name == node.host).map(|h| h.failure_domain.clone());
+    let failure_domain = ctx
+        .hosts
+        .iter()
+        .find(|h| h.name == node.host)
+        .map(|h| h.failure_domain.clone());
     let mut view = NodeView {
         name: node.name.clone(),
         role: node.role,
@@ -40,7 +44,10 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         return view;
     }
     if node.role == NodeRole::Monitor {
-        let running = ctx.observed.monitor(&node.host, &db.name).is_some_and(|m| m.running);
+        let running = ctx
+            .observed
+            .monitor(&node.host, &db.name)
+            .is_some_and(|m| m.running);
         view.status = match (running, node.ready) {
             (true, _) => NodeStatus::Online,
             (false, false) => NodeStatus::Modifying,
@@ -49,7 +56,11 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         return view;
     }
     let Some(instance) = ctx.observed.instance(&node.host, &node.name) else {
-        view.status = if node.ready { NodeStatus::Offline } else { NodeStatus::Modifying };
+        view.status = if node.ready {
+            NodeStatus::Offline
+        } else {
+            NodeStatus::Modifying
+        };
         return view;
     };
     view.error = instance.error.clone();
@@ -60,15 +71,23 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         InstancePhase::Failed => NodeStatus::Failed,
         InstancePhase::Stopped | InstancePhase::Deleted => NodeStatus::Offline,
     };
-    if node.desired == Desired::Deleted || db.status == DbStatus::Modifying && view.status == NodeStatus::Online && !node.ready {
+    if node.desired == Desired::Deleted
+        || db.status == DbStatus::Modifying && view.status == NodeStatus::Online && !node.ready
+    {
         view.status = NodeStatus::Modifying;
     }
     if node.role == NodeRole::Replica {
         view.lag_bytes = instance.lag_bytes;
         view.lag_seconds = instance.lag_seconds;
         view.replication_status = Some(match (instance.phase, instance.wal_receiver_streaming) {
-            (InstancePhase::Running, Some(true)) if instance.lag_bytes.unwrap_or(0) < 16 * 1024 * 1024 => ReplicationStatus::Active,
-            (InstancePhase::Running, Some(true)) | (InstancePhase::Creating, _) => ReplicationStatus::CatchingUp,
+            (InstancePhase::Running, Some(true))
+                if instance.lag_bytes.unwrap_or(0) < 16 * 1024 * 1024 =>
+            {
+                ReplicationStatus::Active
+            }
+            (InstancePhase::Running, Some(true)) | (InstancePhase::Creating, _) => {
+                ReplicationStatus::CatchingUp
+            }
             _ => ReplicationStatus::Stopped,
         });
     }
@@ -82,7 +101,11 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
         if node.status == NodeStatus::Offline || node.status == NodeStatus::Failed {
             reasons.push(format!("node {} is {:?}", node.name, node.status).to_lowercase());
         }
-        if node.replication_status.as_ref().is_some_and(|r| matches!(r, ReplicationStatus::Stopped)) {
+        if node
+            .replication_status
+            .as_ref()
+            .is_some_and(|r| matches!(r, ReplicationStatus::Stopped))
+        {
             reasons.push(format!("replica {} is not replicating", node.name));
         }
     }
@@ -95,7 +118,10 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
     let mut failover_paused = false;
     if let Some(monitor_node) = db.monitor() {
         let monitor_obs = ctx.observed.monitor(&monitor_node.host, &db.name);
-        let monitor_up = ctx.observed.host_status(&monitor_node.host, ctx.host_timeout) == HostStatus::Connected
+        let monitor_up = ctx
+            .observed
+            .host_status(&monitor_node.host, ctx.host_timeout)
+            == HostStatus::Connected
             && monitor_obs.is_some_and(|m| m.running);
         if !monitor_up && monitor_node.ready {
             failover_paused = true;
@@ -107,7 +133,9 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
                     Some(names) if !names.is_empty() => sync_mode = "sync".into(),
                     Some(_) if db.replicas().count() > 0 => {
                         sync_mode = "async_fallback".into();
-                        reasons.push("primary runs asynchronously: no healthy synchronous replica".into());
+                        reasons.push(
+                            "primary runs asynchronously: no healthy synchronous replica".into(),
+                        );
                     }
                     _ => {}
                 }
@@ -118,7 +146,12 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
         name: db.name.clone(),
         status: db.status,
         ha_status: db.ha_status(),
-        health: HealthView { degraded: !reasons.is_empty(), reasons, sync_mode, failover_paused },
+        health: HealthView {
+            degraded: !reasons.is_empty(),
+            reasons,
+            sync_mode,
+            failover_paused,
+        },
         fqdn: format!("{}.{}", db.name, ctx.zone),
         primary_fqdn: format!("primary.{}.{}", db.name, ctx.zone),
         primary: primary.map(|p| p.name.clone()),
@@ -130,7 +163,8 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
         created_at_ms: db.created_at_ms,
         generation: db.generation,
         anti_affinity: AntiAffinityView {
-            rule: "every node of the database on its own host; different failure domains preferred".into(),
+            rule: "every node of the database on its own host; different failure domains preferred"
+                .into(),
             holds: anti_affinity_holds,
         },
         nodes,

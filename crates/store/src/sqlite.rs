@@ -67,11 +67,13 @@ impl Store for SqliteStore {
 
     async fn insert_database(&self, db: &Database) -> Result<()> {
         let doc = serde_json::to_string(db)?;
-        let result = sqlx::query("INSERT INTO databases (name, doc) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING")
-            .bind(&db.name)
-            .bind(doc)
-            .execute(&self.pool)
-            .await?;
+        let result = sqlx::query(
+            "INSERT INTO databases (name, doc) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
+        )
+        .bind(&db.name)
+        .bind(doc)
+        .execute(&self.pool)
+        .await?;
         if result.rows_affected() == 0 {
             return Err(StoreError::Duplicate {
                 kind: "database",
@@ -123,11 +125,13 @@ impl Store for SqliteStore {
 
     async fn insert_task(&self, task: &Task) -> Result<Task> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("INSERT INTO tasks (target, state, doc) VALUES ($1, $2, '{}') RETURNING id")
-            .bind(&task.target)
-            .bind(task_state_name(task.state))
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(
+            "INSERT INTO tasks (target, state, doc) VALUES ($1, $2, '{}') RETURNING id",
+        )
+        .bind(&task.target)
+        .bind(task_state_name(task.state))
+        .fetch_one(&mut *tx)
+        .await?;
         let mut stored = task.clone();
         stored.id = row.get::<i64, _>(0);
         sqlx::query("UPDATE tasks SET doc = $1 WHERE id = $2")
@@ -173,9 +177,10 @@ impl Store for SqliteStore {
     }
 
     async fn unfinished_tasks(&self) -> Result<Vec<Task>> {
-        let rows = sqlx::query("SELECT doc FROM tasks WHERE state IN ('queued', 'running') ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT doc FROM tasks WHERE state IN ('queued', 'running') ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         let mut tasks = Vec::with_capacity(rows.len());
         for row in rows {
             tasks.push(serde_json::from_str(row.get::<&str, _>(0))?);
@@ -252,7 +257,10 @@ mod tests {
         let path = dir.path().join("meta.db");
         {
             let store = SqliteStore::open(&path).await.unwrap();
-            store.insert_database(&database("pg-dev-db-1")).await.unwrap();
+            store
+                .insert_database(&database("pg-dev-db-1"))
+                .await
+                .unwrap();
             let duplicate = store.insert_database(&database("pg-dev-db-1")).await;
             assert!(matches!(duplicate, Err(StoreError::Duplicate { .. })));
         }
@@ -266,7 +274,9 @@ mod tests {
     #[tokio::test]
     async fn tasks_get_ids_and_unfinished_ones_are_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("meta.db")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
         let task = Task {
             id: 0,
             kind: TaskKind::CreateDatabase,
@@ -287,8 +297,17 @@ mod tests {
         assert!(second.id > first.id);
         second.state = TaskState::Succeeded;
         store.put_task(&second).await.unwrap();
-        let open: Vec<i64> = store.unfinished_tasks().await.unwrap().iter().map(|t| t.id).collect();
+        let open: Vec<i64> = store
+            .unfinished_tasks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
         assert_eq!(open, vec![first.id]);
-        assert_eq!(store.get_task(first.id).await.unwrap().unwrap().id, first.id);
+        assert_eq!(
+            store.get_task(first.id).await.unwrap().unwrap().id,
+            first.id
+        );
     }
 }

@@ -20,17 +20,26 @@ impl PgBin {
         if !dir.join("postgres").exists() || !dir.join("initdb").exists() {
             anyhow::bail!("{} has no postgres/initdb binaries: pass --pg-bin with a PostgreSQL server bin directory", dir.display());
         }
-        let output = std::process::Command::new(dir.join("postgres")).arg("--version").output()?;
+        let output = std::process::Command::new(dir.join("postgres"))
+            .arg("--version")
+            .output()?;
         let text = String::from_utf8_lossy(&output.stdout);
         let version = text
             .split_whitespace()
-            .find_map(|word| word.split('.').next().and_then(|major| major.parse::<u32>().ok()))
+            .find_map(|word| {
+                word.split('.')
+                    .next()
+                    .and_then(|major| major.parse::<u32>().ok())
+            })
             .ok_or_else(|| anyhow::anyhow!("cannot read the PostgreSQL version from {text:?}"))?;
         Ok(PgBin { dir, version })
     }
 
     fn from_pg_config() -> Option<PathBuf> {
-        let output = std::process::Command::new("pg_config").arg("--bindir").output().ok()?;
+        let output = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()?;
         let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
         dir.join("postgres").exists().then_some(dir)
     }

@@ -23,13 +23,17 @@ pub fn slot_name(node: &str) -> String {
 }
 
 pub fn render(settings: &ServerSettings) -> String {
-    let mut text = String::from("# Written by the pgfleet agent before every start; do not edit.\n");
+    let mut text =
+        String::from("# Written by the pgfleet agent before every start; do not edit.\n");
     let mut put = |key: &str, value: String| {
         text.push_str(&format!("{key} = '{}'\n", value.replace('\'', "''")));
     };
     put("listen_addresses", settings.address.clone());
     put("port", settings.port.to_string());
-    put("unix_socket_directories", settings.socket_dir.display().to_string());
+    put(
+        "unix_socket_directories",
+        settings.socket_dir.display().to_string(),
+    );
     put("cluster_name", settings.node.clone());
     put("wal_level", "replica".into());
     put("max_wal_senders", "16".into());
@@ -47,7 +51,10 @@ pub fn render(settings: &ServerSettings) -> String {
     put("wal_receiver_status_interval", "1s".into());
     put("wal_retrieve_retry_interval", "500ms".into());
     put("recovery_target_timeline", "latest".into());
-    put("synchronous_standby_names", settings.synchronous_standby_names.clone());
+    put(
+        "synchronous_standby_names",
+        settings.synchronous_standby_names.clone(),
+    );
     put("log_line_prefix", "%m [%p] %q%u@%d ".into());
     if let Some(conninfo) = &settings.primary_conninfo {
         put("primary_conninfo", conninfo.clone());
@@ -73,11 +80,19 @@ fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::R
 
 /// Writes pgfleet.conf and pg_hba.conf, makes sure postgresql.conf includes
 /// pgfleet.conf, and sets or clears standby.signal.
-pub fn write_all(data_dir: &Path, settings: &ServerSettings, user: &super::user::PgUser) -> anyhow::Result<()> {
+pub fn write_all(
+    data_dir: &Path,
+    settings: &ServerSettings,
+    user: &super::user::PgUser,
+) -> anyhow::Result<()> {
     let main = data_dir.join("postgresql.conf");
     let current = std::fs::read_to_string(&main).unwrap_or_default();
     if !current.contains("include_if_exists = 'pgfleet.conf'") {
-        write_owned(&main, &format!("{current}\ninclude_if_exists = 'pgfleet.conf'\n"), user)?;
+        write_owned(
+            &main,
+            &format!("{current}\ninclude_if_exists = 'pgfleet.conf'\n"),
+            user,
+        )?;
     }
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
     write_owned(&data_dir.join("pg_hba.conf"), HBA, user)?;
@@ -92,12 +107,24 @@ pub fn write_all(data_dir: &Path, settings: &ServerSettings, user: &super::user:
 
 /// The password file walreceivers use (`passfile=pgpass` in primary_conninfo,
 /// relative to the data directory).
-pub fn write_pgpass(data_dir: &Path, replication_password: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
-    write_owned(&data_dir.join("pgpass"), &format!("*:*:*:pgfleet_replication:{replication_password}\n"), user)
+pub fn write_pgpass(
+    data_dir: &Path,
+    replication_password: &str,
+    user: &super::user::PgUser,
+) -> anyhow::Result<()> {
+    write_owned(
+        &data_dir.join("pgpass"),
+        &format!("*:*:*:pgfleet_replication:{replication_password}\n"),
+        user,
+    )
 }
 
 /// Rewrites only pgfleet.conf (for a reload).
-pub fn write_settings(data_dir: &Path, settings: &ServerSettings, user: &super::user::PgUser) -> anyhow::Result<()> {
+pub fn write_settings(
+    data_dir: &Path,
+    settings: &ServerSettings,
+    user: &super::user::PgUser,
+) -> anyhow::Result<()> {
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)
 }
 

@@ -46,7 +46,13 @@ async fn run_tool(mut command: tokio::process::Command, what: &str) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("{what}: cannot start: {e}"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
         anyhow::bail!("{what} failed ({}): {last}", output.status);
     }
     Ok(())
@@ -64,13 +70,23 @@ pub fn prepare_dirs(paths: &InstancePaths, user: &PgUser) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub async fn initdb(bin: &PgBin, user: &PgUser, paths: &InstancePaths, superuser_password: &str) -> anyhow::Result<()> {
+pub async fn initdb(
+    bin: &PgBin,
+    user: &PgUser,
+    paths: &InstancePaths,
+    superuser_password: &str,
+) -> anyhow::Result<()> {
     prepare_dirs(paths, user)?;
     let pwfile = paths.root.join("initdb.pw");
     {
-        use std::os::unix::fs::OpenOptionsExt;
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&pwfile)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&pwfile)?;
         file.write_all(superuser_password.as_bytes())?;
     }
     user.own(&pwfile)?;
@@ -78,7 +94,18 @@ pub async fn initdb(bin: &PgBin, user: &PgUser, paths: &InstancePaths, superuser
     command
         .arg("-D")
         .arg(&paths.data)
-        .args(["-U", "pgfleet", "-A", "scram-sha-256", "-k", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--no-instructions"])
+        .args([
+            "-U",
+            "pgfleet",
+            "-A",
+            "scram-sha-256",
+            "-k",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            "--no-instructions",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()));
     let result = run_tool(command, "initdb").await;
     let _ = std::fs::remove_file(&pwfile);
@@ -95,7 +122,14 @@ fn sync_filesystem(path: &Path) {
 }
 
 /// Clones `data` from the upstream with a fast checkpoint into its slot.
-pub async fn basebackup(bin: &PgBin, user: &PgUser, paths: &InstancePaths, conninfo: &str, slot: &str, password: &str) -> anyhow::Result<()> {
+pub async fn basebackup(
+    bin: &PgBin,
+    user: &PgUser,
+    paths: &InstancePaths,
+    conninfo: &str,
+    slot: &str,
+    password: &str,
+) -> anyhow::Result<()> {
     prepare_dirs(paths, user)?;
     if paths.data.exists() {
         std::fs::remove_dir_all(&paths.data)?;
@@ -104,7 +138,16 @@ pub async fn basebackup(bin: &PgBin, user: &PgUser, paths: &InstancePaths, conni
     command
         .arg("-D")
         .arg(&paths.data)
-        .args(["-d", conninfo, "-X", "stream", "--checkpoint=fast", "--no-sync", "-S", slot])
+        .args([
+            "-d",
+            conninfo,
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "-S",
+            slot,
+        ])
         .env("PGPASSWORD", password)
         .env("PGCONNECT_TIMEOUT", "5");
     run_tool(command, "pg_basebackup").await?;
@@ -113,7 +156,13 @@ pub async fn basebackup(bin: &PgBin, user: &PgUser, paths: &InstancePaths, conni
 }
 
 /// Rewinds `data` (stopped) onto the new primary's timeline.
-pub async fn rewind(bin: &PgBin, user: &PgUser, paths: &InstancePaths, source_conninfo: &str, password: &str) -> anyhow::Result<()> {
+pub async fn rewind(
+    bin: &PgBin,
+    user: &PgUser,
+    paths: &InstancePaths,
+    source_conninfo: &str,
+    password: &str,
+) -> anyhow::Result<()> {
     let mut command = user.command(&bin.tool("pg_rewind"));
     command
         .arg("-D")
@@ -135,8 +184,15 @@ pub fn running_pid(paths: &InstancePaths) -> Option<i32> {
 }
 
 /// Starts `postgres -D data` as a child of the agent in its own process group.
-pub fn start(bin: &PgBin, user: &PgUser, paths: &InstancePaths) -> anyhow::Result<tokio::process::Child> {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&paths.log)?;
+pub fn start(
+    bin: &PgBin,
+    user: &PgUser,
+    paths: &InstancePaths,
+) -> anyhow::Result<tokio::process::Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.log)?;
     user.own(&paths.log)?;
     let mut command = user.command(&bin.tool("postgres"));
     command
@@ -145,7 +201,9 @@ pub fn start(bin: &PgBin, user: &PgUser, paths: &InstancePaths) -> anyhow::Resul
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
-    let child = command.spawn().map_err(|e| anyhow::anyhow!("starting postgres: {e}"))?;
+    let child = command
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting postgres: {e}"))?;
     Ok(child)
 }
 
@@ -172,7 +230,10 @@ fn gone(pid: i32) -> bool {
         return true;
     }
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) == Some("Z")
+    stat.rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        == Some("Z")
 }
 
 async fn wait_gone(pid: i32, timeout: Duration) -> bool {

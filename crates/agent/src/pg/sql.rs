@@ -25,7 +25,13 @@ pub async fn connect(socket_dir: &Path, port: u16, password: &str) -> anyhow::Re
 }
 
 /// Connects over TCP (the monitor's health check and rewind sources).
-pub async fn connect_tcp(address: &str, port: u16, user: &str, password: &str, timeout: Duration) -> anyhow::Result<Client> {
+pub async fn connect_tcp(
+    address: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(address)
@@ -43,14 +49,22 @@ pub async fn connect_tcp(address: &str, port: u16, user: &str, password: &str, t
 }
 
 /// Waits until the server accepts connections.
-pub async fn wait_ready(socket_dir: &Path, port: u16, password: &str, timeout: Duration) -> anyhow::Result<Client> {
+pub async fn wait_ready(
+    socket_dir: &Path,
+    port: u16,
+    password: &str,
+    timeout: Duration,
+) -> anyhow::Result<Client> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match connect(socket_dir, port, password).await {
             Ok(client) => return Ok(client),
             Err(error) => {
                 if tokio::time::Instant::now() >= deadline {
-                    return Err(anyhow::anyhow!("server did not accept connections within {}s: {error}", timeout.as_secs()));
+                    return Err(anyhow::anyhow!(
+                        "server did not accept connections within {}s: {error}",
+                        timeout.as_secs()
+                    ));
                 }
             }
         }
@@ -67,34 +81,74 @@ fn quote_literal(value: &str) -> String {
 }
 
 /// Creates (or updates the password of) a login role.
-pub async fn ensure_role(client: &Client, role: &str, password: &str, attributes: &str) -> anyhow::Result<()> {
-    let exists = client.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role]).await?.is_some();
+pub async fn ensure_role(
+    client: &Client,
+    role: &str,
+    password: &str,
+    attributes: &str,
+) -> anyhow::Result<()> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+        .await?
+        .is_some();
     let verb = if exists { "ALTER" } else { "CREATE" };
-    let sql = format!("{verb} ROLE {} WITH LOGIN {attributes} PASSWORD {}", quote_ident(role), quote_literal(password));
+    let sql = format!(
+        "{verb} ROLE {} WITH LOGIN {attributes} PASSWORD {}",
+        quote_ident(role),
+        quote_literal(password)
+    );
     client.batch_execute(&sql).await?;
     Ok(())
 }
 
 pub async fn ensure_database(client: &Client, name: &str, owner: &str) -> anyhow::Result<()> {
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some();
     if !exists {
-        client.batch_execute(&format!("CREATE DATABASE {} OWNER {}", quote_ident(name), quote_ident(owner))).await?;
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {} OWNER {}",
+                quote_ident(name),
+                quote_ident(owner)
+            ))
+            .await?;
     }
     Ok(())
 }
 
 /// Makes the physical slots exactly `wanted` (only `pgfleet`-managed names, i.e. those of nodes).
-pub async fn sync_slots(client: &Client, wanted: &[String], managed: &[String]) -> anyhow::Result<()> {
-    let rows = client.query("SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'", &[]).await?;
-    let existing: Vec<(String, bool)> = rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1))).collect();
+pub async fn sync_slots(
+    client: &Client,
+    wanted: &[String],
+    managed: &[String],
+) -> anyhow::Result<()> {
+    let rows = client
+        .query(
+            "SELECT slot_name::text, active FROM pg_replication_slots WHERE slot_type = 'physical'",
+            &[],
+        )
+        .await?;
+    let existing: Vec<(String, bool)> = rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, bool>(1)))
+        .collect();
     for slot in wanted {
         if !existing.iter().any(|(name, _)| name == slot) {
-            client.execute("SELECT pg_create_physical_replication_slot($1, true)", &[slot]).await?;
+            client
+                .execute(
+                    "SELECT pg_create_physical_replication_slot($1, true)",
+                    &[slot],
+                )
+                .await?;
         }
     }
     for (name, active) in &existing {
         if managed.contains(name) && !wanted.contains(name) && !active {
-            client.execute("SELECT pg_drop_replication_slot($1)", &[name]).await?;
+            client
+                .execute("SELECT pg_drop_replication_slot($1)", &[name])
+                .await?;
         }
     }
     Ok(())
@@ -122,7 +176,12 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
             &[],
         )
         .await?;
-    let mut obs = Observation { in_recovery: row.get(0), sync_standby_names: row.get(1), timeline: row.get::<_, i32>(2) as u32, ..Default::default() };
+    let mut obs = Observation {
+        in_recovery: row.get(0),
+        sync_standby_names: row.get(1),
+        timeline: row.get::<_, i32>(2) as u32,
+        ..Default::default()
+    };
     if obs.in_recovery {
         let row = client
             .query_one(
@@ -149,7 +208,9 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
         obs.lag_bytes = Some((received - replayed).max(0) as u64);
         obs.lag_seconds = row.get::<_, Option<f64>>(5).map(|s| s.max(0.0));
     } else {
-        let row = client.query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[]).await?;
+        let row = client
+            .query_one("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint", &[])
+            .await?;
         obs.lsn = row.get::<_, i64>(0) as u64;
         let rows = client
             .query(

@@ -14,11 +14,17 @@ pub struct PgUser {
 impl PgUser {
     pub fn detect() -> anyhow::Result<PgUser> {
         if !Uid::effective().is_root() {
-            return Ok(PgUser { uid: None, gid: None });
+            return Ok(PgUser {
+                uid: None,
+                gid: None,
+            });
         }
         let user = User::from_name("postgres")?
             .ok_or_else(|| anyhow::anyhow!("running as root needs an OS user 'postgres' to run PostgreSQL (apt-get install postgresql creates it)"))?;
-        Ok(PgUser { uid: Some(user.uid.as_raw()), gid: Some(user.gid.as_raw()) })
+        Ok(PgUser {
+            uid: Some(user.uid.as_raw()),
+            gid: Some(user.gid.as_raw()),
+        })
     }
 
     /// Makes `path` owned by the PostgreSQL user (no-op when not root).

@@ -21,7 +21,10 @@ pub struct Fleet {
 }
 
 fn unique_subnet() -> [u8; 2] {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     let seed = std::process::id().wrapping_mul(2654435761) ^ nanos;
     [(10 + seed % 240) as u8, ((seed >> 8) % 250) as u8 + 1]
 }
@@ -33,11 +36,17 @@ impl Fleet {
 
     /// Starts a fleet of `hosts` hosts in a new temporary directory.
     pub fn up(hosts: u32) -> Fleet {
-        let dir = tempfile::Builder::new().prefix("pgfleet-test-").tempdir_in("/tmp").unwrap().keep();
+        let dir = tempfile::Builder::new()
+            .prefix("pgfleet-test-")
+            .tempdir_in("/tmp")
+            .unwrap()
+            .keep();
         let subnet = unique_subnet();
         let mut fleet = Fleet {
             api: format!("http://127.{}.{}.1:7070", subnet[0], subnet[1]),
-            dns: format!("127.{}.{}.1:8053", subnet[0], subnet[1]).parse().unwrap(),
+            dns: format!("127.{}.{}.1:8053", subnet[0], subnet[1])
+                .parse()
+                .unwrap(),
             dir,
             subnet,
             hosts,
@@ -53,12 +62,21 @@ impl Fleet {
     }
 
     pub fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("up.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("up.log"))
+            .unwrap();
         let child = Command::new(Self::bin())
             .args(["up", "--hosts", &self.hosts.to_string(), "--api", &self.api])
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--dns", &self.dns.to_string(), "--first-host-address", &self.host_address(1)])
+            .args([
+                "--dns",
+                &self.dns.to_string(),
+                "--first-host-address",
+                &self.host_address(1),
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -74,10 +92,18 @@ impl Fleet {
                 let ready = std::thread::scope(|scope| {
                     scope
                         .spawn(|| {
-                            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .unwrap();
                             rt.block_on(async {
                                 match client.hosts().await {
-                                    Ok(hosts) => hosts.len() as u32 == expected && hosts.iter().all(|h| h.status == pgfleet_core::HostStatus::Connected),
+                                    Ok(hosts) => {
+                                        hosts.len() as u32 == expected
+                                            && hosts.iter().all(|h| {
+                                                h.status == pgfleet_core::HostStatus::Connected
+                                            })
+                                    }
                                     Err(_) => false,
                                 }
                             })
@@ -89,7 +115,11 @@ impl Fleet {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "fleet did not come up; see {}", self.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "fleet did not come up; see {}",
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -97,7 +127,10 @@ impl Fleet {
     /// SIGTERM `pgfleet up` and wait for it to exit; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -112,7 +145,10 @@ impl Fleet {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("admin.token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     pub fn client(&self) -> Client {
@@ -132,7 +168,11 @@ impl Fleet {
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let output = self.cli(args);
-        assert!(output.status.success(), "pgfleet {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "pgfleet {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     }
 
@@ -144,7 +184,10 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(50));
@@ -175,18 +218,26 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 pub async fn resolve(dns: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
-    pgfleet_dns::query_a(dns, name, Duration::from_secs(2)).await.map(|(a, _)| a).unwrap_or_default()
+    pgfleet_dns::query_a(dns, name, Duration::from_secs(2))
+        .await
+        .map(|(a, _)| a)
+        .unwrap_or_default()
 }
 
 /// Connects with a `postgresql://` URI.
 pub async fn connect(uri: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(async move {
         let _ = connection.await;
     });

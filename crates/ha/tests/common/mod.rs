@@ -1,12 +1,17 @@
-//! Test harness: a simulated fleet of keepers driving `pgfleet_ha::step`, plus the
-//! invariant checker run after every step (shared by scenarios and proptests).
+//! Test harness: a simulated fleet of keepers driving `pgfleet_ha::step`; every
+//! step goes through the invariant checker (`checker.rs`), in scenarios and
+//! proptests alike.
 #![allow(dead_code)]
+
+mod checker;
+
+pub use checker::Checker;
 
 use std::collections::BTreeMap;
 
 use pgfleet_ha::{
     after_restart, step, Action, Assignment, ClusterState, Config, Event, HaError, KeeperReport,
-    LsnPos, NodeState, StreamingStandby, TransitionKind,
+    NodeState, StreamingStandby,
 };
 
 /// One simulated node: PostgreSQL + keeper.
@@ -38,127 +43,6 @@ impl Default for Keeper {
             timeline: 1,
             promoted_gen: None,
         }
-    }
-}
-
-/// Invariant oracle: final positions reported during the current failover.
-#[derive(Debug, Default, Clone)]
-pub struct Checker {
-    reports: BTreeMap<String, LsnPos>,
-}
-
-impl Checker {
-    /// Checks every product invariant for one successful step.
-    pub fn check(
-        &mut self,
-        prev: &ClusterState,
-        event: &Event,
-        next: &ClusterState,
-        actions: &[Action],
-    ) -> Result<(), String> {
-        if prev.transition.is_none() {
-            self.reports.clear();
-        }
-        if let Event::KeeperReport(r) = event {
-            if let Some(n) = prev.node(&r.node) {
-                let a = &n.assignment;
-                let counts = matches!(a.state, NodeState::ReportLsn | NodeState::FastForward)
-                    && r.reported == a.state
-                    && r.generation_seen >= a.generation
-                    && r.generation_seen >= n.generation_seen;
-                if counts && prev.transition.is_some() {
-                    let pos = LsnPos { timeline: r.timeline, lsn: r.lsn };
-                    let e = self.reports.entry(r.node.clone()).or_insert(pos);
-                    *e = (*e).max(pos);
-                }
-            }
-        }
-        if next.generation < prev.generation {
-            return Err("generation decreased".into());
-        }
-        let mut last = prev.generation;
-        for a in actions {
-            if let Action::Assign(a) = a {
-                if a.generation <= last || a.generation > next.generation {
-                    return Err(format!("bad generation order at {a:?}"));
-                }
-                last = a.generation;
-            }
-        }
-        let writable: Vec<&str> = next
-            .nodes
-            .values()
-            .filter(|n| n.assignment.state.is_writable())
-            .map(|n| n.name.as_str())
-            .collect();
-        if writable.len() > 1 {
-            return Err(format!("several writable assignments: {writable:?}"));
-        }
-        for n in next.nodes.values() {
-            if n.assignment.generation > next.generation {
-                return Err(format!("{} has a future generation", n.name));
-            }
-            let newly_promoted = n.assignment.state == NodeState::Promote
-                && prev.node(&n.name).is_none_or(|p| p.assignment.state != NodeState::Promote);
-            if newly_promoted {
-                self.check_promote(prev, next, &n.name)?;
-            }
-        }
-        if let Some(p) = next.primary.as_deref().and_then(|p| next.node(p)) {
-            let a = &p.assignment;
-            for s in &a.sync_standbys {
-                match next.node(s) {
-                    Some(r) if !r.maintenance && !r.is_dropped() && r.name != p.name => {}
-                    _ => return Err(format!("sync standby {s} is not an eligible node")),
-                }
-            }
-            if a.sync_quorum as usize > a.sync_standbys.len()
-                || (a.sync_quorum == 0) != a.sync_standbys.is_empty()
-            {
-                return Err(format!("bad quorum {a:?}"));
-            }
-        }
-        let json = serde_json::to_string(next).map_err(|e| e.to_string())?;
-        let back: ClusterState = serde_json::from_str(&json).map_err(|e| e.to_string())?;
-        if &back != next {
-            return Err("JSON round trip changed the state".into());
-        }
-        Ok(())
-    }
-
-    fn check_promote(&self, prev: &ClusterState, next: &ClusterState, x: &str) -> Result<(), String> {
-        let others_writable = prev
-            .nodes
-            .values()
-            .any(|n| n.name != x && n.assignment.state.is_writable());
-        if others_writable {
-            return Err(format!("{x} promoted while another node was writable"));
-        }
-        let tr = next.transition.as_ref().ok_or("promote outside a transition")?;
-        match tr.kind {
-            TransitionKind::Failover => {
-                let old = next.node(&tr.old_primary).map(|n| n.assignment.state);
-                if old.is_some_and(|s| s != NodeState::Demoted) {
-                    return Err(format!("{x} promoted before old primary was demoted"));
-                }
-                let mine = self.reports.get(x).copied().unwrap_or(next.node(x).unwrap().pos());
-                for (y, pos) in &self.reports {
-                    if y != x && pos.timeline == mine.timeline && pos.lsn > mine.lsn {
-                        return Err(format!("{x} promoted at {mine:?} behind {y} at {pos:?}"));
-                    }
-                }
-            }
-            TransitionKind::Switchover => {
-                let old = next.node(&tr.old_primary).unwrap();
-                if old.assignment.state != NodeState::Draining || !old.reached() {
-                    return Err("switchover promote before the old primary drained".into());
-                }
-                if next.node(x).unwrap().lsn < old.lsn {
-                    return Err("switchover target behind the drained primary".into());
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -228,7 +112,12 @@ impl Sim {
     pub fn add(&mut self, node: &str, priority: u8) {
         self.keepers.entry(node.to_string()).or_default();
         let now = self.now;
-        self.apply(Event::AddNode { node: node.into(), priority, now_ms: now }).unwrap();
+        self.apply(Event::AddNode {
+            node: node.into(),
+            priority,
+            now_ms: now,
+        })
+        .unwrap();
     }
 
     pub fn tick(&mut self) {
@@ -282,7 +171,10 @@ impl Sim {
             self.keepers
                 .iter()
                 .filter(|(n, _)| self.upstream(n).as_deref() == Some(node))
-                .map(|(n, s)| StreamingStandby { name: n.clone(), flush_lsn: s.lsn })
+                .map(|(n, s)| StreamingStandby {
+                    name: n.clone(),
+                    flush_lsn: s.lsn,
+                })
                 .collect()
         } else {
             vec![]
@@ -307,14 +199,18 @@ impl Sim {
         let a = k.applied.as_ref()?;
         let streams = matches!(
             a.state,
-            NodeState::Catchingup | NodeState::Secondary | NodeState::Maintenance | NodeState::FastForward
+            NodeState::Catchingup
+                | NodeState::Secondary
+                | NodeState::Maintenance
+                | NodeState::FastForward
         );
         let u = a.primary.clone()?;
         let up = self.keepers.get(&u)?;
         let up_running = up.alive
-            && up.applied.as_ref().is_some_and(|ua| {
-                !matches!(ua.state, NodeState::Demoted | NodeState::Dropped)
-            });
+            && up
+                .applied
+                .as_ref()
+                .is_some_and(|ua| !matches!(ua.state, NodeState::Demoted | NodeState::Dropped));
         (streams && k.alive && k.link && up_running).then_some(u)
     }
 
@@ -339,7 +235,12 @@ impl Sim {
 
     pub fn expect(&self, want: &[(&str, NodeState)]) {
         for (n, s) in want {
-            assert_eq!(self.assigned(n), *s, "assignment of {n}; state: {:#?}", self.state.nodes[*n]);
+            assert_eq!(
+                self.assigned(n),
+                *s,
+                "assignment of {n}; state: {:#?}",
+                self.state.nodes[*n]
+            );
         }
     }
 

@@ -13,16 +13,27 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 #[utoipa::path(post, path = "/api/v1/agents/heartbeat", request_body = HeartbeatRequest, responses((status = 200, body = HeartbeatResponse)), security(("token" = [])))]
-pub async fn heartbeat(State(state): State<AppState>, Json(beat): Json<HeartbeatRequest>) -> Result<Json<HeartbeatResponse>, ApiError> {
-    pgfleet_core::names::validate_name(&beat.host.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    Json(beat): Json<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    pgfleet_core::names::validate_name(&beat.host.name)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if beat.host.address.parse::<std::net::Ipv4Addr>().is_err() {
-        return Err(ApiError::bad_request(format!("host address {:?} is not an IPv4 address", beat.host.address)));
+        return Err(ApiError::bad_request(format!(
+            "host address {:?} is not an IPv4 address",
+            beat.host.address
+        )));
     }
     let hosts = state.store.list_hosts().await?;
     let known = hosts.iter().find(|h| h.name == beat.host.name);
     let changed = match known {
         None => true,
-        Some(h) => h.address != beat.host.address || h.failure_domain != beat.host.failure_domain || h.agent_port != beat.host.agent_port,
+        Some(h) => {
+            h.address != beat.host.address
+                || h.failure_domain != beat.host.failure_domain
+                || h.agent_port != beat.host.agent_port
+        }
     };
     if changed {
         let host = Host {
@@ -36,7 +47,11 @@ pub async fn heartbeat(State(state): State<AppState>, Json(beat): Json<Heartbeat
         tracing::info!(host = %host.name, address = %host.address, "host registered");
     }
     let was_connected = state.host_status(&beat.host.name) == pgfleet_core::HostStatus::Connected;
-    state.observed.lock().expect("observed lock").record(&beat, now_ms());
+    state
+        .observed
+        .lock()
+        .expect("observed lock")
+        .record(&beat, now_ms());
     if !was_connected {
         tracing::info!(host = %beat.host.name, "host connected");
     }
@@ -45,7 +60,11 @@ pub async fn heartbeat(State(state): State<AppState>, Json(beat): Json<Heartbeat
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
     let (instances, monitors) = crate::specs::host_intent(&databases, &hosts, &beat.host.name);
-    Ok(Json(HeartbeatResponse { instances, monitors, heartbeat_interval_ms: state.config.heartbeat_interval_ms }))
+    Ok(Json(HeartbeatResponse {
+        instances,
+        monitors,
+        heartbeat_interval_ms: state.config.heartbeat_interval_ms,
+    }))
 }
 
 /// The monitor's report that it promoted a node.
@@ -65,10 +84,15 @@ pub struct PrimaryChanged {
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/primary-changed", request_body = PrimaryChanged, responses((status = 200, body = pgfleet_core::api::TaskRef)), security(("token" = [])))]
-pub async fn primary_changed(State(state): State<AppState>, Json(change): Json<PrimaryChanged>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn primary_changed(
+    State(state): State<AppState>,
+    Json(change): Json<PrimaryChanged>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
     let _ = TaskKind::PromoteReplica;
-    Ok(Json(serde_json::json!({"applied": applied.is_some(), "task_id": applied})))
+    Ok(Json(
+        serde_json::json!({"applied": applied.is_some(), "task_id": applied}),
+    ))
 }
 
 /// The reconcile poll: a monitor's heartbeat says which node it made primary;

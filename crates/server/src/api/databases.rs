@@ -3,7 +3,9 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, TaskRef, UriView};
+use pgfleet_core::api::{
+    CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, TaskRef, UriView,
+};
 use pgfleet_core::names::{validate_database_name, validate_node_name};
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{Database, DbStatus, TaskKind};
@@ -22,14 +24,18 @@ fn validate_identifier(kind: &str, value: &str) -> Result<(), ApiError> {
     let valid = !bytes.is_empty()
         && bytes.len() <= 63
         && (bytes[0].is_ascii_lowercase() || bytes[0] == b'_')
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_');
     if !valid {
         return Err(ApiError::bad_request(format!(
             "invalid {kind} {value:?}: 1-63 characters, lowercase letters, digits and '_', starting with a letter or '_'"
         )));
     }
     if RESERVED_ROLES.contains(&value) && kind == "admin user" {
-        return Err(ApiError::bad_request(format!("invalid admin user {value:?}: reserved for pgfleet")));
+        return Err(ApiError::bad_request(format!(
+            "invalid admin user {value:?}: reserved for pgfleet"
+        )));
     }
     Ok(())
 }
@@ -38,31 +44,55 @@ async fn view_context_parts(state: &AppState) -> Result<Vec<pgfleet_core::Host>,
     Ok(state.store.list_hosts().await?)
 }
 
-fn render(state: &AppState, hosts: &[pgfleet_core::Host], db: &Database, show_password: bool) -> DatabaseView {
+fn render(
+    state: &AppState,
+    hosts: &[pgfleet_core::Host],
+    db: &Database,
+    show_password: bool,
+) -> DatabaseView {
     let observed = state.observed.lock().expect("observed lock");
     let zone = state.zone.zone();
-    let ctx = ViewContext { observed: &observed, hosts, host_timeout: state.host_timeout(), zone: &zone };
+    let ctx = ViewContext {
+        observed: &observed,
+        hosts,
+        host_timeout: state.host_timeout(),
+        zone: &zone,
+    };
     database_view(db, &ctx, show_password)
 }
 
 #[utoipa::path(post, path = "/api/v1/databases", request_body = CreateDatabaseRequest,
     responses((status = 202, body = TaskRef), (status = 400, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
     security(("token" = [])))]
-pub async fn create(State(state): State<AppState>, Json(request): Json<CreateDatabaseRequest>) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    Json(request): Json<CreateDatabaseRequest>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     validate_database_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let admin_user = request.admin_user.clone().unwrap_or_else(|| "pgadmin".into());
+    let admin_user = request
+        .admin_user
+        .clone()
+        .unwrap_or_else(|| "pgadmin".into());
     validate_identifier("admin user", &admin_user)?;
-    let database_name = request.database.clone().unwrap_or_else(|| "postgres".into());
+    let database_name = request
+        .database
+        .clone()
+        .unwrap_or_else(|| "postgres".into());
     validate_identifier("database", &database_name)?;
     let version = request.version.unwrap_or(15);
     if !(10..=99).contains(&version) {
-        return Err(ApiError::bad_request(format!("invalid version {version}: a PostgreSQL major version such as 15")));
+        return Err(ApiError::bad_request(format!(
+            "invalid version {version}: a PostgreSQL major version such as 15"
+        )));
     }
     let task = {
         let _guard = state.db_lock.lock().await;
         let existing = state.store.list_databases().await?;
         if existing.iter().any(|d| d.name == request.name) {
-            return Err(ApiError::conflict(format!("database {:?} already exists", request.name)));
+            return Err(ApiError::conflict(format!(
+                "database {:?} already exists",
+                request.name
+            )));
         }
         let mut port = 5432u16;
         while existing.iter().any(|d| d.port == port) {
@@ -85,7 +115,13 @@ pub async fn create(State(state): State<AppState>, Json(request): Json<CreateDat
             ha_generation: 0,
         };
         state.store.insert_database(&db).await?;
-        crate::tasks::submit(&state, TaskKind::CreateDatabase, &db.name, serde_json::json!({"version": version})).await?
+        crate::tasks::submit(
+            &state,
+            TaskKind::CreateDatabase,
+            &db.name,
+            serde_json::json!({"version": version}),
+        )
+        .await?
     };
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
@@ -94,7 +130,12 @@ pub async fn create(State(state): State<AppState>, Json(request): Json<CreateDat
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DatabaseView>>, ApiError> {
     let hosts = view_context_parts(&state).await?;
     let databases = state.store.list_databases().await?;
-    Ok(Json(databases.iter().map(|db| render(&state, &hosts, db, false)).collect()))
+    Ok(Json(
+        databases
+            .iter()
+            .map(|db| render(&state, &hosts, db, false))
+            .collect(),
+    ))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -105,12 +146,20 @@ pub struct ShowQuery {
 }
 
 async fn load(state: &AppState, name: &str) -> Result<Database, ApiError> {
-    state.store.get_database(name).await?.ok_or_else(|| ApiError::not_found("database", name))
+    state
+        .store
+        .get_database(name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("database", name))
 }
 
 #[utoipa::path(get, path = "/api/v1/databases/{db}", params(("db" = String, Path), ShowQuery),
     responses((status = 200, body = DatabaseView), (status = 404, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
-pub async fn show(State(state): State<AppState>, Path(name): Path<String>, Query(query): Query<ShowQuery>) -> Result<Json<DatabaseView>, ApiError> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Json<DatabaseView>, ApiError> {
     let db = load(&state, &name).await?;
     let hosts = view_context_parts(&state).await?;
     Ok(Json(render(&state, &hosts, &db, query.show_password)))
@@ -125,52 +174,87 @@ pub struct UriQuery {
 
 #[utoipa::path(get, path = "/api/v1/databases/{db}/uri", params(("db" = String, Path), UriQuery),
     responses((status = 200, body = UriView), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
-pub async fn uri(State(state): State<AppState>, Path(name): Path<String>, Query(query): Query<UriQuery>) -> Result<Json<UriView>, ApiError> {
+pub async fn uri(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(query): Query<UriQuery>,
+) -> Result<Json<UriView>, ApiError> {
     let db = load(&state, &name).await?;
     let host = if query.resolved {
         match db.primary() {
             Some(primary) => primary.address.clone(),
-            None => return Err(ApiError::conflict(format!("database {name:?} has no primary yet"))),
+            None => {
+                return Err(ApiError::conflict(format!(
+                    "database {name:?} has no primary yet"
+                )))
+            }
         }
     } else {
         format!("primary.{}.{}", db.name, state.zone.zone())
     };
-    let uri = format!("postgresql://{}:{}@{}:{}/{}", db.admin_user, db.admin_password, host, db.port, db.database_name);
+    let uri = format!(
+        "postgresql://{}:{}@{}:{}/{}",
+        db.admin_user, db.admin_password, host, db.port, db.database_name
+    );
     Ok(Json(UriView { uri }))
 }
 
 async fn refuse_if_busy(state: &AppState, name: &str) -> Result<(), ApiError> {
     let open = state.store.unfinished_tasks().await?;
     if let Some(task) = open.iter().find(|t| t.target == name) {
-        return Err(ApiError::conflict(format!("task {} ({:?}) is still running on database {name:?}", task.id, task.kind)));
+        return Err(ApiError::conflict(format!(
+            "task {} ({:?}) is still running on database {name:?}",
+            task.id, task.kind
+        )));
     }
     Ok(())
 }
 
 #[utoipa::path(delete, path = "/api/v1/databases/{db}", params(("db" = String, Path)),
     responses((status = 202, body = TaskRef), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
-pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     load(&state, &name).await?;
     refuse_if_busy(&state, &name).await?;
-    let task = crate::tasks::submit(&state, TaskKind::DeleteDatabase, &name, serde_json::json!({})).await?;
+    let task = crate::tasks::submit(
+        &state,
+        TaskKind::DeleteDatabase,
+        &name,
+        serde_json::json!({}),
+    )
+    .await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
 #[utoipa::path(post, path = "/api/v1/databases/{db}/replicas", params(("db" = String, Path)), request_body = CreateReplicaRequest,
     responses((status = 202, body = TaskRef), (status = 400, body = pgfleet_core::api::ErrorBody), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
     security(("token" = [])))]
-pub async fn create_replica(State(state): State<AppState>, Path(name): Path<String>, Json(request): Json<CreateReplicaRequest>) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+pub async fn create_replica(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(request): Json<CreateReplicaRequest>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let priority = request.priority.unwrap_or(50);
     if priority > 100 {
-        return Err(ApiError::bad_request(format!("invalid priority {priority}: 0..=100")));
+        return Err(ApiError::bad_request(format!(
+            "invalid priority {priority}: 0..=100"
+        )));
     }
     let db = load(&state, &name).await?;
     if db.status != DbStatus::Online {
-        return Err(ApiError::conflict(format!("database {name:?} is {:?}, not online", db.status).to_lowercase()));
+        return Err(ApiError::conflict(
+            format!("database {name:?} is {:?}, not online", db.status).to_lowercase(),
+        ));
     }
-    if db.nodes.iter().any(|n| n.name == request.name) || request.name == format!("{name}-monitor") {
-        return Err(ApiError::conflict(format!("node {:?} already exists in database {name:?}", request.name)));
+    if db.nodes.iter().any(|n| n.name == request.name) || request.name == format!("{name}-monitor")
+    {
+        return Err(ApiError::conflict(format!(
+            "node {:?} already exists in database {name:?}",
+            request.name
+        )));
     }
     refuse_if_busy(&state, &name).await?;
     let params = serde_json::json!({"node": request.name, "priority": priority});
@@ -180,7 +264,10 @@ pub async fn create_replica(State(state): State<AppState>, Path(name): Path<Stri
 
 #[utoipa::path(get, path = "/api/v1/databases/{db}/events", params(("db" = String, Path)),
     responses((status = 200, body = [Object]), (status = 404, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
-pub async fn events(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+pub async fn events(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
     load(&state, &name).await?;
     Ok(Json(state.store.list_events(&name).await?))
 }

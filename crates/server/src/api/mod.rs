@@ -19,18 +19,27 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/databases", get(databases::list).post(databases::create))
-        .route("/databases/{db}", get(databases::show).delete(databases::delete))
+        .route(
+            "/databases/{db}",
+            get(databases::show).delete(databases::delete),
+        )
         .route("/databases/{db}/uri", get(databases::uri))
         .route("/databases/{db}/events", get(databases::events))
         .route("/databases/{db}/replicas", post(databases::create_replica))
         .route("/hosts", get(hosts::list))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
-        .route_layer(from_fn_with_state(state.clone(), crate::auth::require_admin));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_admin,
+        ));
     let agent = Router::new()
         .route("/agents/heartbeat", post(agents::heartbeat))
         .route("/agents/primary-changed", post(agents::primary_changed))
-        .route_layer(from_fn_with_state(state.clone(), crate::auth::require_agent));
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_agent,
+        ));
     let open = Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(openapi_json));

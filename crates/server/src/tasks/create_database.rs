@@ -20,7 +20,11 @@ pub async fn candidates(state: &AppState) -> Result<Vec<HostCandidate>, TaskErro
     for host in hosts {
         let mut instances = 0;
         for db in &databases {
-            instances += db.nodes.iter().filter(|n| n.host == host.name && n.desired != Desired::Deleted).count();
+            instances += db
+                .nodes
+                .iter()
+                .filter(|n| n.host == host.name && n.desired != Desired::Deleted)
+                .count();
         }
         out.push(HostCandidate {
             connected: state.host_status(&host.name) == HostStatus::Connected,
@@ -33,9 +37,16 @@ pub async fn candidates(state: &AppState) -> Result<Vec<HostCandidate>, TaskErro
 }
 
 /// The placement request that keeps `db`'s nodes apart.
-pub async fn request_for(state: &AppState, db: &Database, extra_hosts: &[String]) -> Result<PlacementRequest, TaskError> {
+pub async fn request_for(
+    state: &AppState,
+    db: &Database,
+    extra_hosts: &[String],
+) -> Result<PlacementRequest, TaskError> {
     let hosts = state.store.list_hosts().await?;
-    let mut request = PlacementRequest { database: db.name.clone(), ..Default::default() };
+    let mut request = PlacementRequest {
+        database: db.name.clone(),
+        ..Default::default()
+    };
     for node in db.nodes.iter().filter(|n| n.desired != Desired::Deleted) {
         request.hosts_in_use.push(node.host.clone());
     }
@@ -50,7 +61,11 @@ pub async fn request_for(state: &AppState, db: &Database, extra_hosts: &[String]
 
 pub async fn host_address(state: &AppState, host: &str) -> Result<String, TaskError> {
     let hosts = state.store.list_hosts().await?;
-    hosts.into_iter().find(|h| h.name == host).map(|h| h.address).ok_or_else(|| TaskError::Refused(format!("host {host:?} not found")))
+    hosts
+        .into_iter()
+        .find(|h| h.name == host)
+        .map(|h| h.address)
+        .ok_or_else(|| TaskError::Refused(format!("host {host:?} not found")))
 }
 
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
@@ -58,12 +73,17 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let name = run.task.target.clone();
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state.store.get_database(&name).await?.ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = state
+            .store
+            .get_database(&name)
+            .await?
+            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
         match index {
             0 => {
                 if db.primary().is_none() {
                     let request = request_for(&state, &db, &[]).await?;
-                    let host = place(&candidates(&state).await?, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
+                    let host = place(&candidates(&state).await?, &request)
+                        .map_err(|e| TaskError::Refused(e.to_string()))?;
                     let address = host_address(&state, &host).await?;
                     run.message(format!("placing primary on {host}")).await?;
                     state
@@ -85,8 +105,17 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 }
             }
             1 => {
-                let primary = db.primary().cloned().ok_or_else(|| TaskError::Refused("primary node missing".into()))?;
-                wait_running(&state, &primary.host, &primary.name, Duration::from_millis(state.config.step_timeout_ms)).await?;
+                let primary = db
+                    .primary()
+                    .cloned()
+                    .ok_or_else(|| TaskError::Refused("primary node missing".into()))?;
+                wait_running(
+                    &state,
+                    &primary.host,
+                    &primary.name,
+                    Duration::from_millis(state.config.step_timeout_ms),
+                )
+                .await?;
             }
             _ => {
                 state
@@ -106,27 +135,38 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
 }
 
 /// Waits until the agent reports the instance running (or failed).
-pub async fn wait_running(state: &AppState, host: &str, node: &str, timeout: Duration) -> Result<(), TaskError> {
+pub async fn wait_running(
+    state: &AppState,
+    host: &str,
+    node: &str,
+    timeout: Duration,
+) -> Result<(), TaskError> {
     let host_timeout = state.host_timeout() * 5;
     let mut lost_since: Option<tokio::time::Instant> = None;
-    wait::until(state, timeout, &format!("{node} to start on {host}"), |state| {
-        let (status, observed) = wait::instance(state, host, node);
-        if status != HostStatus::Connected {
-            let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
-            if since.elapsed() > host_timeout {
-                return Check::Fail(format!("host {host} is lost"));
+    wait::until(
+        state,
+        timeout,
+        &format!("{node} to start on {host}"),
+        |state| {
+            let (status, observed) = wait::instance(state, host, node);
+            if status != HostStatus::Connected {
+                let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > host_timeout {
+                    return Check::Fail(format!("host {host} is lost"));
+                }
+                return Check::Wait;
             }
-            return Check::Wait;
-        }
-        lost_since = None;
-        match observed {
-            Some(obs) if obs.phase == InstancePhase::Running => Check::Done(()),
-            Some(obs) if obs.phase == InstancePhase::Failed => {
-                Check::Fail(format!("{node} on {host} failed: {}", obs.error.unwrap_or_else(|| "unknown error".into())))
+            lost_since = None;
+            match observed {
+                Some(obs) if obs.phase == InstancePhase::Running => Check::Done(()),
+                Some(obs) if obs.phase == InstancePhase::Failed => Check::Fail(format!(
+                    "{node} on {host} failed: {}",
+                    obs.error.unwrap_or_else(|| "unknown error".into())
+                )),
+                _ => Check::Wait,
             }
-            _ => Check::Wait,
-        }
-    })
+        },
+    )
     .await
 }
 

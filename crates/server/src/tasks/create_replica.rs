@@ -17,12 +17,23 @@ use super::{TaskError, TaskRun};
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
-    let node_name = run.param_str("node").ok_or_else(|| TaskError::Refused("task has no node name".into()))?;
-    let priority = run.task.params.get("priority").and_then(|v| v.as_u64()).unwrap_or(50) as u8;
+    let node_name = run
+        .param_str("node")
+        .ok_or_else(|| TaskError::Refused("task has no node name".into()))?;
+    let priority = run
+        .task
+        .params
+        .get("priority")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(50) as u8;
     let step_timeout = Duration::from_millis(state.config.step_timeout_ms);
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state.store.get_database(&name).await?.ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = state
+            .store
+            .get_database(&name)
+            .await?
+            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
         match index {
             0 => {
                 if db.node(&node_name).is_some() {
@@ -31,22 +42,29 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 }
                 let hosts = candidates(&state).await?;
                 let request = request_for(&state, &db, &[]).await?;
-                let replica_host = place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
+                let replica_host =
+                    place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
                 let mut monitor_host = None;
                 if db.monitor().is_none() {
-                    let request = request_for(&state, &db, std::slice::from_ref(&replica_host)).await?;
-                    monitor_host = Some(place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?);
+                    let request =
+                        request_for(&state, &db, std::slice::from_ref(&replica_host)).await?;
+                    monitor_host = Some(
+                        place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?,
+                    );
                 }
                 let replica_address = host_address(&state, &replica_host).await?;
                 let monitor_address = match &monitor_host {
                     Some(host) => Some(host_address(&state, host).await?),
                     None => None,
                 };
-                run.message(format!("placing {node_name} on {replica_host}")).await?;
+                run.message(format!("placing {node_name} on {replica_host}"))
+                    .await?;
                 state
                     .update_database(&name, |db| {
                         db.status = DbStatus::Modifying;
-                        if let (Some(host), Some(address)) = (monitor_host.clone(), monitor_address.clone()) {
+                        if let (Some(host), Some(address)) =
+                            (monitor_host.clone(), monitor_address.clone())
+                        {
                             db.nodes.push(Node {
                                 name: format!("{}-monitor", db.name),
                                 role: NodeRole::Monitor,
@@ -82,7 +100,9 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                         let db_name = name.clone();
                         wait::until(&state, step_timeout, "the monitor to start", |state| {
                             let observed = state.observed.lock().expect("observed lock");
-                            if observed.host_status(&monitor.host, state.host_timeout()) != HostStatus::Connected {
+                            if observed.host_status(&monitor.host, state.host_timeout())
+                                != HostStatus::Connected
+                            {
                                 return Check::Wait;
                             }
                             match observed.monitor(&monitor.host, &db_name) {
@@ -95,20 +115,39 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 }
             }
             2 => {
-                let replica = db.node(&node_name).cloned().ok_or_else(|| TaskError::Refused(format!("node {node_name:?} missing")))?;
-                wait::until(&state, step_timeout, &format!("{node_name} to clone and stream"), |state| {
-                    let (status, observed) = wait::instance(state, &replica.host, &replica.name);
-                    if status != HostStatus::Connected {
-                        return Check::Wait;
-                    }
-                    match observed {
-                        Some(obs) if obs.phase == InstancePhase::Running && obs.wal_receiver_streaming == Some(true) => Check::Done(()),
-                        Some(obs) if obs.phase == InstancePhase::Failed => {
-                            Check::Fail(format!("{} on {} failed: {}", replica.name, replica.host, obs.error.unwrap_or_default()))
+                let replica = db
+                    .node(&node_name)
+                    .cloned()
+                    .ok_or_else(|| TaskError::Refused(format!("node {node_name:?} missing")))?;
+                wait::until(
+                    &state,
+                    step_timeout,
+                    &format!("{node_name} to clone and stream"),
+                    |state| {
+                        let (status, observed) =
+                            wait::instance(state, &replica.host, &replica.name);
+                        if status != HostStatus::Connected {
+                            return Check::Wait;
                         }
-                        _ => Check::Wait,
-                    }
-                })
+                        match observed {
+                            Some(obs)
+                                if obs.phase == InstancePhase::Running
+                                    && obs.wal_receiver_streaming == Some(true) =>
+                            {
+                                Check::Done(())
+                            }
+                            Some(obs) if obs.phase == InstancePhase::Failed => {
+                                Check::Fail(format!(
+                                    "{} on {} failed: {}",
+                                    replica.name,
+                                    replica.host,
+                                    obs.error.unwrap_or_default()
+                                ))
+                            }
+                            _ => Check::Wait,
+                        }
+                    },
+                )
                 .await?;
             }
             _ => {

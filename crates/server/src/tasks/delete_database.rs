@@ -67,7 +67,9 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
             }
             _ => {
                 state.store.delete_database(&name).await?;
-                crate::dns_sync::publish(&state).await.map_err(|e| TaskError::Refused(format!("dns update failed: {e}")))?;
+                crate::dns_sync::publish(&state)
+                    .await
+                    .map_err(|e| TaskError::Refused(format!("dns update failed: {e}")))?;
             }
         }
         run.finish_step(index).await?;

@@ -42,7 +42,11 @@ fn start(state: &AppState, task: Task) {
     tokio::spawn(async move {
         let id = task.id;
         execute(state.clone(), task).await;
-        state.running_tasks.lock().expect("running lock").remove(&id);
+        state
+            .running_tasks
+            .lock()
+            .expect("running lock")
+            .remove(&id);
     });
 }
 
@@ -51,9 +55,16 @@ async fn execute(state: AppState, mut task: Task) {
         task.state = TaskState::Running;
         task.started_at_ms = Some(now_ms());
     } else {
-        tracing::info!(task_id = task.id, step = task.current_step, "resuming task after restart");
+        tracing::info!(
+            task_id = task.id,
+            step = task.current_step,
+            "resuming task after restart"
+        );
     }
-    let mut run = TaskRun { state: state.clone(), task };
+    let mut run = TaskRun {
+        state: state.clone(),
+        task,
+    };
     if let Err(error) = run.save().await {
         tracing::error!(task_id = run.task.id, %error, "cannot start task");
         return;
@@ -63,7 +74,9 @@ async fn execute(state: AppState, mut task: Task) {
         TaskKind::DeleteDatabase => super::delete_database::run(&mut run).await,
         TaskKind::CreateReplica => super::create_replica::run(&mut run).await,
         TaskKind::PromoteReplica => super::promote::run(&mut run).await,
-        TaskKind::DeleteReplica => Err(TaskError::Refused("replica deletion is not available in this version".into())),
+        TaskKind::DeleteReplica => Err(TaskError::Refused(
+            "replica deletion is not available in this version".into(),
+        )),
     };
     match result {
         Ok(()) => {
@@ -83,9 +96,13 @@ async fn execute(state: AppState, mut task: Task) {
             run.task.error = Some(message.clone());
             run.task.message = Some(message.clone());
             let cleanup = match run.task.kind {
-                TaskKind::CreateDatabase => super::create_database::on_failure(&run, &message).await,
+                TaskKind::CreateDatabase => {
+                    super::create_database::on_failure(&run, &message).await
+                }
                 TaskKind::CreateReplica => super::create_replica::on_failure(&run, &message).await,
-                TaskKind::DeleteDatabase => super::delete_database::on_failure(&run, &message).await,
+                TaskKind::DeleteDatabase => {
+                    super::delete_database::on_failure(&run, &message).await
+                }
                 _ => Ok(()),
             };
             if let Err(error) = cleanup {
@@ -112,12 +129,20 @@ async fn reap_deleted_nodes(state: &AppState) {
         let mut gone = Vec::new();
         {
             let observed = state.observed.lock().expect("observed lock");
-            for node in db.nodes.iter().filter(|n| n.desired == pgfleet_core::Desired::Deleted) {
-                if observed.host_status(&node.host, state.host_timeout()) != pgfleet_core::HostStatus::Connected {
+            for node in db
+                .nodes
+                .iter()
+                .filter(|n| n.desired == pgfleet_core::Desired::Deleted)
+            {
+                if observed.host_status(&node.host, state.host_timeout())
+                    != pgfleet_core::HostStatus::Connected
+                {
                     continue;
                 }
                 let confirmed = match node.role {
-                    pgfleet_core::NodeRole::Monitor => observed.monitor(&node.host, &db.name).is_none(),
+                    pgfleet_core::NodeRole::Monitor => {
+                        observed.monitor(&node.host, &db.name).is_none()
+                    }
                     _ => observed
                         .instance(&node.host, &node.name)
                         .is_none_or(|i| i.phase == pgfleet_core::protocol::InstancePhase::Deleted),
@@ -128,7 +153,9 @@ async fn reap_deleted_nodes(state: &AppState) {
             }
         }
         if !gone.is_empty() {
-            let result = state.update_database(&db.name, |db| db.nodes.retain(|n| !gone.contains(&n.name))).await;
+            let result = state
+                .update_database(&db.name, |db| db.nodes.retain(|n| !gone.contains(&n.name)))
+                .await;
             if let Err(error) = result {
                 tracing::error!(%error, "cannot reap deleted nodes");
             }

@@ -25,17 +25,37 @@ pub enum TaskError {
 
 pub fn step_names(kind: TaskKind) -> &'static [&'static str] {
     match kind {
-        TaskKind::CreateDatabase => &["place primary", "initialize and start PostgreSQL", "publish DNS and mark online"],
+        TaskKind::CreateDatabase => &[
+            "place primary",
+            "initialize and start PostgreSQL",
+            "publish DNS and mark online",
+        ],
         TaskKind::DeleteDatabase => &["stop servers", "remove data", "remove metadata and DNS"],
-        TaskKind::CreateReplica => &["place replica and monitor", "start monitor", "clone replica and start streaming", "mark online"],
+        TaskKind::CreateReplica => &[
+            "place replica and monitor",
+            "start monitor",
+            "clone replica and start streaming",
+            "mark online",
+        ],
         TaskKind::DeleteReplica => &["remove replica"],
         TaskKind::PromoteReplica => &["update metadata", "update DNS"],
     }
 }
 
 /// Stores a queued task and wakes the engine.
-pub async fn submit(state: &AppState, kind: TaskKind, target: &str, params: serde_json::Value) -> Result<Task, pgfleet_store::StoreError> {
-    let steps = step_names(kind).iter().map(|name| TaskStep { name: name.to_string(), state: StepState::Pending }).collect();
+pub async fn submit(
+    state: &AppState,
+    kind: TaskKind,
+    target: &str,
+    params: serde_json::Value,
+) -> Result<Task, pgfleet_store::StoreError> {
+    let steps = step_names(kind)
+        .iter()
+        .map(|name| TaskStep {
+            name: name.to_string(),
+            state: StepState::Pending,
+        })
+        .collect();
     let task = Task {
         id: 0,
         kind,
@@ -94,6 +114,10 @@ impl TaskRun {
     }
 
     pub fn param_str(&self, key: &str) -> Option<String> {
-        self.task.params.get(key).and_then(|v| v.as_str()).map(str::to_string)
+        self.task
+            .params
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
     }
 }

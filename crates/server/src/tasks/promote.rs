@@ -13,7 +13,10 @@ use crate::state::AppState;
 /// Applies a primary change pushed by the monitor (or found by the reconcile
 /// poll). Returns the id of the task that records it, or `None` when the
 /// change was stale or already applied.
-pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) -> Result<Option<i64>, ApiError> {
+pub async fn record_primary_change(
+    state: &AppState,
+    change: &PrimaryChanged,
+) -> Result<Option<i64>, ApiError> {
     let started_ms = now_ms();
     let Some(db) = state.store.get_database(&change.db).await? else {
         return Err(ApiError::not_found("database", &change.db));
@@ -21,8 +24,14 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
     if change.generation <= db.ha_generation {
         return Ok(None);
     }
-    if db.node(&change.new_primary).is_none_or(|n| n.role == NodeRole::Monitor) {
-        return Err(ApiError::bad_request(format!("node {:?} is not a data node of {:?}", change.new_primary, change.db)));
+    if db
+        .node(&change.new_primary)
+        .is_none_or(|n| n.role == NodeRole::Monitor)
+    {
+        return Err(ApiError::bad_request(format!(
+            "node {:?} is not a data node of {:?}",
+            change.new_primary, change.db
+        )));
     }
     let old_primary = db.primary().map(|p| p.name.clone());
     let new_primary = change.new_primary.clone();
@@ -40,7 +49,11 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
                 if node.role == NodeRole::Monitor {
                     continue;
                 }
-                let role = if node.name == new_primary { NodeRole::Primary } else { NodeRole::Replica };
+                let role = if node.name == new_primary {
+                    NodeRole::Primary
+                } else {
+                    NodeRole::Replica
+                };
                 if node.role != role {
                     moved = true;
                     node.role = role;
@@ -69,7 +82,10 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
     state.store.insert_event(&change.db, &event).await?;
     let steps = super::step_names(TaskKind::PromoteReplica)
         .iter()
-        .map(|name| TaskStep { name: name.to_string(), state: StepState::Done })
+        .map(|name| TaskStep {
+            name: name.to_string(),
+            state: StepState::Done,
+        })
         .collect();
     let task = Task {
         id: 0,
@@ -84,7 +100,10 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
         started_at_ms: Some(started_ms),
         finished_at_ms: Some(now_ms()),
         error: None,
-        message: Some(format!("{} is the primary ({})", change.new_primary, change.reason)),
+        message: Some(format!(
+            "{} is the primary ({})",
+            change.new_primary, change.reason
+        )),
     };
     let stored = state.store.insert_task(&task).await?;
     tracing::info!(db = %change.db, new_primary = %change.new_primary, old_primary = ?old_primary, generation, task_id = stored.id, "primary changed");
@@ -94,5 +113,7 @@ pub async fn record_primary_change(state: &AppState, change: &PrimaryChanged) ->
 /// Queued `PromoteReplica` tasks are only created already finished (above);
 /// one found unfinished after a crash is closed as failed.
 pub async fn run(_run: &mut TaskRun) -> Result<(), TaskError> {
-    Err(TaskError::Refused("interrupted before it recorded the change; the reconcile poll re-applies it".into()))
+    Err(TaskError::Refused(
+        "interrupted before it recorded the change; the reconcile poll re-applies it".into(),
+    ))
 }

@@ -17,7 +17,12 @@ pub enum Check<T> {
 
 /// Polls `check` on every observation change until it decides, or fails the
 /// step after `timeout` with `what` in the message.
-pub async fn until<T, F>(state: &AppState, timeout: Duration, what: &str, mut check: F) -> Result<T, TaskError>
+pub async fn until<T, F>(
+    state: &AppState,
+    timeout: Duration,
+    what: &str,
+    mut check: F,
+) -> Result<T, TaskError>
 where
     F: FnMut(&AppState) -> Check<T>,
 {
@@ -30,14 +35,21 @@ where
             Check::Wait => {}
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(TaskError::Refused(format!("timed out after {}s waiting for {what}", timeout.as_secs())));
+            return Err(TaskError::Refused(format!(
+                "timed out after {}s waiting for {what}",
+                timeout.as_secs()
+            )));
         }
         let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
     }
 }
 
 /// The latest report of `node` on `host`, or `None` when the host is not connected.
-pub fn instance(state: &AppState, host: &str, node: &str) -> (HostStatus, Option<InstanceObserved>) {
+pub fn instance(
+    state: &AppState,
+    host: &str,
+    node: &str,
+) -> (HostStatus, Option<InstanceObserved>) {
     let observed = state.observed.lock().expect("observed lock");
     let status = observed.host_status(host, state.host_timeout());
     (status, observed.instance(host, node).cloned())

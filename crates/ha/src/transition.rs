@@ -1,0 +1,234 @@
+//! Transition driver shared by failover and switchover: [`advance`] runs one
+//! decision of the current phase (see `failover.rs` and `switchover.rs`) and applies
+//! its outcome; [`finish`] installs the promoted node as primary.
+//!
+//! Rule 4 (single writer) is enforced here: `promote` is only assigned when no other
+//! node holds a writable assignment (the old primary is `demoted` or `draining`).
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::event::{Action, PromotionReason};
+use crate::failover::{
+    collect, enroll, fast_forward, old_primary_back, record_reports, start_failover,
+};
+use crate::reconcile::{primary_assignment, primary_failed};
+use crate::states::{ClusterState, LsnPos, NodeState, Phase, Transition, TransitionKind};
+use crate::step::{assign, assign_full};
+use crate::switchover::draining;
+
+pub(crate) fn new_transition(
+    kind: TransitionKind,
+    old: String,
+    now: u64,
+    pos: LsnPos,
+) -> Transition {
+    Transition {
+        kind,
+        old_primary: old,
+        target: None,
+        started_ms: now,
+        phase: if kind == TransitionKind::Failover {
+            Phase::CollectLsn
+        } else {
+            Phase::Draining
+        },
+        old_primary_pos: pos,
+        sync_ack_lsn: None,
+        quorum_sets: vec![],
+        participants: vec![],
+        reports: BTreeMap::new(),
+        drain_pos: None,
+        waiting_on: vec![],
+        blocked: None,
+    }
+}
+
+/// Advances the running transition by one decision.
+pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
+    let Some(tr) = st.transition.clone() else {
+        return;
+    };
+    let mut tr = tr;
+    tr.blocked = None;
+    tr.waiting_on.clear();
+    if tr.kind == TransitionKind::Failover {
+        record_reports(st, &mut tr);
+    }
+    let next = match tr.phase.clone() {
+        Phase::Draining => draining(st, &mut tr, cfg),
+        Phase::CollectLsn | Phase::FastForward { .. }
+            if old_primary_back(st, &tr, cfg).is_some() =>
+        {
+            old_primary_back(st, &tr, cfg).expect("checked")
+        }
+        Phase::CollectLsn => {
+            st.transition = Some(tr);
+            enroll(st, cfg, actions);
+            tr = st.transition.clone().expect("set");
+            record_reports(st, &mut tr);
+            collect(st, &mut tr, cfg)
+        }
+        Phase::FastForward {
+            candidate,
+            upstream,
+            target,
+        } => fast_forward(st, &mut tr, cfg, &candidate, &upstream, target),
+        Phase::Promoting { candidate } if !st.nodes.contains_key(&candidate) => {
+            tr.blocked = Some(format!("promotion candidate {candidate} is unknown"));
+            Next::Wait
+        }
+        Phase::Promoting { candidate } => {
+            let c = &st.nodes[&candidate];
+            if c.reached() && c.pg_running && !c.is_in_recovery {
+                Next::Finish(candidate)
+            } else if tr.kind == TransitionKind::Switchover && !c.keeper_alive(st.now_ms, cfg) {
+                // The old primary is intact (drained, read-only): roll back to it.
+                // The target gets `demoted` first; if it did promote while cut off,
+                // its keeper fences itself (no monitor, no standby) and later rewinds.
+                Next::AbortPromotion(candidate.clone(), format!(
+                    "switchover target {candidate} became unreachable before confirming its promotion"
+                ))
+            } else {
+                if !c.keeper_alive(st.now_ms, cfg) {
+                    tr.blocked = Some(format!(
+                        "{candidate} is unreachable; its promotion is not confirmed"
+                    ));
+                }
+                tr.waiting_on = vec![candidate];
+                Next::Wait
+            }
+        }
+    };
+    match next {
+        Next::Wait => st.transition = Some(tr),
+        Next::Abort(reason) => {
+            st.transition = None;
+            actions.push(Action::TransitionAborted {
+                kind: tr.kind,
+                reason,
+            });
+            if tr.kind == TransitionKind::Switchover && primary_failed(st, cfg) {
+                start_failover(st, cfg, actions);
+            }
+        }
+        Next::AbortPromotion(candidate, reason) => {
+            assign(st, &candidate, NodeState::Demoted, None, actions);
+            st.transition = None;
+            actions.push(Action::TransitionAborted {
+                kind: tr.kind,
+                reason,
+            });
+        }
+        Next::FastForward(candidate, upstream, target) => {
+            assign(
+                st,
+                &candidate,
+                NodeState::FastForward,
+                Some(upstream.clone()),
+                actions,
+            );
+            tr.waiting_on = vec![candidate.clone()];
+            tr.phase = Phase::FastForward {
+                candidate,
+                upstream,
+                target,
+            };
+            st.transition = Some(tr);
+        }
+        Next::Promote(candidate) => {
+            // Rule 4: nobody else may hold a writable assignment.
+            if st
+                .nodes
+                .values()
+                .any(|n| n.name != candidate && n.assignment.state.is_writable())
+            {
+                tr.blocked = Some("another node still holds a writable assignment".into());
+                st.transition = Some(tr);
+                return;
+            }
+            assign(st, &candidate, NodeState::Promote, None, actions);
+            tr.waiting_on = vec![candidate.clone()];
+            tr.phase = Phase::Promoting { candidate };
+            st.transition = Some(tr);
+        }
+        Next::Finish(candidate) => finish(st, tr, &candidate, cfg, actions),
+    }
+}
+
+pub(crate) enum Next {
+    Wait,
+    Abort(String),
+    AbortPromotion(String, String),
+    FastForward(String, String, LsnPos),
+    Promote(String),
+    Finish(String),
+}
+
+/// The candidate confirmed its promotion: it becomes the primary.
+fn finish(
+    st: &mut ClusterState,
+    tr: Transition,
+    new: &str,
+    cfg: &Config,
+    actions: &mut Vec<Action>,
+) {
+    let now = st.now_ms;
+    let switchover = tr.kind == TransitionKind::Switchover;
+    let pre = tr.reports.get(new).copied().unwrap_or_default();
+    st.primary = Some(new.to_string());
+    st.transition = None;
+    for name in [new, tr.old_primary.as_str()] {
+        if let Some(r) = st.nodes.get_mut(name) {
+            r.sync_history.clear();
+            r.applied_sync = Default::default();
+            r.sync_ack_lsn = None;
+        }
+    }
+    for name in st.others(new) {
+        let r = &st.nodes[&name];
+        let follow = Some(new.to_string());
+        if name == tr.old_primary {
+            if switchover {
+                assign(st, &name, NodeState::Catchingup, follow, actions);
+            }
+            continue;
+        }
+        let pos = match r.assignment.state {
+            NodeState::ReportLsn | NodeState::FastForward => tr.reports.get(&name).copied(),
+            NodeState::Secondary if switchover => Some(r.pos()),
+            _ => continue,
+        };
+        let close = pos.is_some_and(|p| {
+            p.timeline == pre.timeline
+                && p.lsn <= pre.lsn
+                && pre.lsn - p.lsn <= cfg.catchup_lag_bytes
+        });
+        let next = if close && r.keeper_alive(now, cfg) && !r.maintenance {
+            NodeState::Secondary
+        } else {
+            NodeState::Catchingup
+        };
+        assign(st, &name, next, follow, actions);
+    }
+    let (state, sync, standbys) = primary_assignment(st, new, cfg);
+    assign_full(st, new, state, None, sync, standbys, actions);
+    let old = &st.nodes[&tr.old_primary];
+    let old_lsn = tr
+        .drain_pos
+        .map(|p| p.lsn)
+        .or_else(|| old.last_report_ms.map(|_| tr.old_primary_pos.lsn));
+    let n = &st.nodes[new];
+    actions.push(Action::PrimaryChanged {
+        old: Some(tr.old_primary.clone()),
+        new: new.to_string(),
+        reason: if switchover {
+            PromotionReason::Switchover
+        } else {
+            PromotionReason::Failover
+        },
+        generation: n.assignment.generation,
+        old_lsn,
+        new_lsn: n.lsn,
+    });
+}
