@@ -63,10 +63,9 @@ async fn database_lifecycle_through_dns_and_fleet_restart() {
     )
     .await;
     let db = connect(
-        &fleet
+        fleet
             .cli_ok(&["db", "uri", "pg-dev-db-1", "--resolved"])
-            .trim()
-            .to_string(),
+            .trim(),
     )
     .await;
     let row = db
@@ -165,12 +164,6 @@ async fn lost_host_shows_offline_and_recovers() {
         },
     )
     .await;
-    let db = connect(
-        &fleet
-            .cli_ok(&["db", "uri", "db-k", "--resolved"])
-            .trim()
-            .to_string(),
-    )
-    .await;
+    let db = connect(fleet.cli_ok(&["db", "uri", "db-k", "--resolved"]).trim()).await;
     db.query_one("SELECT 1", &[]).await.unwrap();
 }

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod specs;
 pub mod state;
 pub mod tasks;
+pub mod ui;
 pub mod views;
 
 pub use config::ServerConfig;

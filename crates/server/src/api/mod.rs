@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .nest("/api/v1", admin.merge(agent).merge(open))
+        .merge(crate::ui::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
