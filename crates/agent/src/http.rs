@@ -40,6 +40,42 @@ async fn report(
     }
 }
 
+#[derive(serde::Deserialize)]
+struct SwitchoverRequest {
+    target: String,
+}
+
+async fn switchover(
+    State(runtime): State<AgentRuntime>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    Json(request): Json<SwitchoverRequest>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    if !authorized(&runtime, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({"error": "unauthorized"})),
+        );
+    }
+    let monitor = {
+        let monitors = runtime.monitors.lock().expect("monitors lock");
+        monitors.get(&db).map(|h| h.monitor.clone())
+    };
+    let Some(monitor) = monitor else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no monitor for {db}")})),
+        );
+    };
+    match monitor.switchover(&request.target).await {
+        Ok(()) => (StatusCode::OK, Json(serde_json::json!({"ok": true}))),
+        Err(message) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": message})),
+        ),
+    }
+}
+
 async fn state(
     State(runtime): State<AgentRuntime>,
     Path(db): Path<String>,
@@ -66,6 +102,7 @@ pub async fn start(
     let router = Router::new()
         .route("/monitor/{db}/report", post(report))
         .route("/monitor/{db}/state", get(state))
+        .route("/monitor/{db}/switchover", post(switchover))
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime);
     Ok(tokio::spawn(async move {

@@ -60,6 +60,8 @@ struct Actor {
     last_monitor_contact: Instant,
     last_standby_seen: Instant,
     self_fenced: bool,
+    /// Assignment generation whose drain (read-only + sessions ended) was done.
+    drained_generation: Option<u64>,
 }
 
 impl Actor {
@@ -87,6 +89,7 @@ impl Actor {
             last_monitor_contact: Instant::now(),
             last_standby_seen: Instant::now(),
             self_fenced: false,
+            drained_generation: None,
         }
     }
 
@@ -465,13 +468,23 @@ impl Actor {
             // the old primary reads it).
             client.batch_execute("CHECKPOINT").await?;
         }
-        if *mode == Mode::Draining {
-            client.batch_execute(
-                "ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); \
-                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> 'pgfleet'; \
-                 CHECKPOINT",
-            ).await?;
-        } else if !in_recovery || matches!(mode, Mode::Primary { .. }) {
+        let drain_generation = self.assignment.as_ref().map(|a| a.generation).unwrap_or(0);
+        if *mode == Mode::Draining && self.drained_generation != Some(drain_generation) {
+            self.drained_generation = Some(drain_generation);
+            // Each statement on its own: ALTER SYSTEM refuses a transaction block.
+            client
+                .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                .await?;
+            client.batch_execute("SELECT pg_reload_conf()").await?;
+            client
+                .batch_execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> 'pgfleet'",
+                )
+                .await?;
+            client.batch_execute("CHECKPOINT").await?;
+        } else if *mode != Mode::Draining && (!in_recovery || matches!(mode, Mode::Primary { .. }))
+        {
             let read_only: String = client
                 .query_one(
                     "SELECT current_setting('default_transaction_read_only')",
@@ -481,10 +494,9 @@ impl Actor {
                 .get(0);
             if read_only == "on" {
                 client
-                    .batch_execute(
-                        "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()",
-                    )
+                    .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
                     .await?;
+                client.batch_execute("SELECT pg_reload_conf()").await?;
             }
         }
         match mode {

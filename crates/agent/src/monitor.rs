@@ -199,6 +199,23 @@ impl MonitorShared {
         answer
     }
 
+    /// Starts a planned switchover to `target`; the refusal says why.
+    pub async fn switchover(&self, target: &str) -> Result<(), String> {
+        let mut core = self.core.lock().await;
+        let event = Event::Switchover {
+            target: target.to_string(),
+            now_ms: now_ms(),
+        };
+        let (next, actions) =
+            pgfleet_ha::step(&core.state, &event, &core.config).map_err(|e| e.to_string())?;
+        core.state = next;
+        core.persist();
+        *self.observed.lock().expect("monitor lock") = Some(core.observation());
+        drop(core);
+        self.execute(actions);
+        Ok(())
+    }
+
     fn execute(&self, actions: Vec<Action>) {
         for action in actions {
             match action {

@@ -50,6 +50,9 @@ pub enum Command {
     /// Read replicas (high availability).
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// Nodes of a database.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Hosts, and the local fleet's fault-injection kit.
     #[command(subcommand)]
     Host(HostCommand),
@@ -153,6 +156,33 @@ pub enum ReplicaCommand {
         name: String,
         #[arg(long)]
         priority: Option<u8>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Planned switchover: make NODE the primary (the old primary follows it).
+    Promote {
+        db: String,
+        node: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Remove a replica (the last one also removes the monitor).
+    Delete {
+        db: String,
+        node: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Put a node in maintenance (never a failover candidate) or take it out.
+    Maintenance {
+        db: String,
+        node: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
         #[arg(long)]
         no_wait: bool,
     },

@@ -125,6 +125,29 @@ impl Client {
         )
         .await
     }
+    pub async fn promote(&self, db: &str, node: &str) -> Result<TaskRef> {
+        self.send(
+            self.http
+                .post(self.url(&format!("/databases/{db}/nodes/{node}/promote"))),
+        )
+        .await
+    }
+    pub async fn delete_replica(&self, db: &str, node: &str) -> Result<TaskRef> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/databases/{db}/replicas/{node}"))),
+        )
+        .await
+    }
+    pub async fn set_maintenance(&self, db: &str, node: &str, on: bool) -> Result<TaskRef> {
+        let body = pgfleet_core::api::MaintenanceRequest { on };
+        self.send(
+            self.http
+                .post(self.url(&format!("/databases/{db}/nodes/{node}/maintenance")))
+                .json(&body),
+        )
+        .await
+    }
     pub async fn events(&self, db: &str) -> Result<Vec<serde_json::Value>> {
         self.send(self.http.get(self.url(&format!("/databases/{db}/events"))))
             .await

@@ -8,7 +8,7 @@ use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest};
 use pgfleet_core::TaskState;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DbCommand, HostCommand, ReplicaCommand, TaskCommand};
+use crate::cli::{Cli, Command, DbCommand, HostCommand, NodeCommand, ReplicaCommand, TaskCommand};
 use crate::client::Client;
 use crate::{fleet, output};
 
@@ -116,6 +116,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Openapi => print!("{}", pgfleet_server::openapi::document_pretty()),
         Command::Db(command) => db(&cli, command).await?,
         Command::Replica(command) => replica(&cli, command).await?,
+        Command::Node(command) => node(&cli, command).await?,
         Command::Host(command) => host(&cli, command).await?,
         Command::Task(command) => task(&cli, command).await?,
     }
@@ -223,6 +224,54 @@ async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
                 "replica {name} of {db} is streaming; HA status {}",
                 output::lower(&view.ha_status)
             );
+        }
+        ReplicaCommand::Promote { db, node, no_wait } => {
+            let task = client.promote(db, node).await?;
+            if finish(&client, task.task_id, *no_wait).await? {
+                let view = client.database(db, false).await?;
+                println!(
+                    "{node} is the primary of {db}; HA status {}",
+                    output::lower(&view.ha_status)
+                );
+            }
+        }
+        ReplicaCommand::Delete { db, node, no_wait } => {
+            let task = client.delete_replica(db, node).await?;
+            if finish(&client, task.task_id, *no_wait).await? {
+                let view = client.database(db, false).await?;
+                println!(
+                    "replica {node} of {db} deleted; HA status {}",
+                    output::lower(&view.ha_status)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn finish(client: &Client, task_id: i64, no_wait: bool) -> anyhow::Result<bool> {
+    if no_wait {
+        println!("{task_id}");
+        return Ok(false);
+    }
+    wait(client, task_id).await?;
+    Ok(true)
+}
+
+async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
+    let client = client(cli)?;
+    match command {
+        NodeCommand::Maintenance {
+            db,
+            node,
+            state,
+            no_wait,
+        } => {
+            let on = state == "on";
+            let task = client.set_maintenance(db, node, on).await?;
+            if finish(&client, task.task_id, *no_wait).await? {
+                println!("node {node} of {db}: maintenance {state}");
+            }
         }
     }
     Ok(())

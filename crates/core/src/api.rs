@@ -30,6 +30,12 @@ pub struct CreateReplicaRequest {
     pub priority: Option<u8>,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceRequest {
+    pub on: bool,
+}
+
 /// Answer of every mutating call: the task that carries the change.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct TaskRef {

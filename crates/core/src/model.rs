@@ -96,6 +96,10 @@ pub struct Node {
     /// Set once the node finished being created.
     #[serde(default)]
     pub ready: bool,
+    /// Being removed: already out of the monitor's and the primary's view
+    /// (sync set, slots) but still running until that is confirmed.
+    #[serde(default)]
+    pub removing: bool,
     pub created_at_ms: i64,
 }
 
@@ -146,7 +150,7 @@ impl Database {
     pub fn replicas(&self) -> impl Iterator<Item = &Node> {
         self.nodes
             .iter()
-            .filter(|n| n.role == NodeRole::Replica && n.desired != Desired::Deleted)
+            .filter(|n| n.role == NodeRole::Replica && n.desired != Desired::Deleted && !n.removing)
     }
 
     pub fn node(&self, name: &str) -> Option<&Node> {
@@ -190,6 +194,7 @@ pub enum TaskKind {
     CreateReplica,
     DeleteReplica,
     PromoteReplica,
+    SetMaintenance,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

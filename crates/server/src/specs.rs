@@ -16,7 +16,7 @@ fn agent_port(hosts: &[Host], host: &str) -> u16 {
 pub fn data_peers(db: &Database, hosts: &[Host]) -> Vec<PeerSpec> {
     let mut peers = Vec::new();
     for node in &db.nodes {
-        if node.role == NodeRole::Monitor || node.desired == Desired::Deleted {
+        if node.role == NodeRole::Monitor || node.desired == Desired::Deleted || node.removing {
             continue;
         }
         peers.push(PeerSpec {

@@ -30,6 +30,8 @@ pub struct Inner {
     /// Serialises read-modify-write cycles of database records.
     pub db_lock: tokio::sync::Mutex<()>,
     pub running_tasks: Mutex<HashSet<i64>>,
+    /// Client for calls to agents (the monitor's switchover endpoint).
+    pub http: reqwest::Client,
 }
 
 impl std::ops::Deref for AppState {
@@ -57,6 +59,10 @@ impl AppState {
                 observation_changed: Notify::new(),
                 db_lock: tokio::sync::Mutex::new(()),
                 running_tasks: Mutex::new(HashSet::new()),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("http client"),
             }),
         }
     }

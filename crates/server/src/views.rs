@@ -6,6 +6,14 @@ use pgfleet_core::{Database, DbStatus, Desired, Host, HostStatus, NodeRole, Node
 
 use crate::observed::Observed;
 
+pub fn role_name(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Primary => "primary",
+        NodeRole::Replica => "replica",
+        NodeRole::Monitor => "monitor",
+    }
+}
+
 pub struct ViewContext<'a> {
     pub observed: &'a Observed,
     pub hosts: &'a [Host],
@@ -74,6 +82,13 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
     if node.desired == Desired::Deleted
         || db.status == DbStatus::Modifying && view.status == NodeStatus::Online && !node.ready
     {
+        view.status = NodeStatus::Modifying;
+    }
+    let transitional = matches!(
+        instance.ha_state.as_deref(),
+        Some("report_lsn" | "promote" | "fast_forward" | "draining" | "demoted")
+    );
+    if transitional && view.status == NodeStatus::Online {
         view.status = NodeStatus::Modifying;
     }
     if node.role == NodeRole::Replica {

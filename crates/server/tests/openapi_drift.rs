@@ -28,6 +28,9 @@ fn every_route_is_documented() {
         "/api/v1/tasks/{id}",
         "/api/v1/health",
     ] {
-        assert!(paths.contains_key(route), "{route} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(route),
+            "{route} missing from the OpenAPI document"
+        );
     }
 }

@@ -271,3 +271,113 @@ pub async fn events(
     load(&state, &name).await?;
     Ok(Json(state.store.list_events(&name).await?))
 }
+
+fn data_node<'a>(db: &'a Database, node: &str) -> Result<&'a pgfleet_core::Node, ApiError> {
+    let found = db
+        .node(node)
+        .filter(|n| n.desired != pgfleet_core::Desired::Deleted && !n.removing);
+    found.ok_or_else(|| ApiError::not_found("node", node))
+}
+
+#[utoipa::path(post, path = "/api/v1/databases/{db}/nodes/{node}/promote", params(("db" = String, Path), ("node" = String, Path)),
+    responses((status = 202, body = TaskRef), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
+    security(("token" = [])))]
+pub async fn promote(
+    State(state): State<AppState>,
+    Path((name, node)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+    let db = load(&state, &name).await?;
+    let target = data_node(&db, &node)?;
+    if db.monitor().is_none() {
+        return Err(ApiError::conflict(format!(
+            "database {name:?} has no monitor: create a replica first"
+        )));
+    }
+    if target.role != pgfleet_core::NodeRole::Replica {
+        return Err(ApiError::conflict(format!(
+            "node {node:?} is not a replica (it is the {})",
+            crate::views::role_name(target.role)
+        )));
+    }
+    refuse_if_busy(&state, &name).await?;
+    let hosts = view_context_parts(&state).await?;
+    let view = render(&state, &hosts, &db, false);
+    let target_view = view
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| ApiError::not_found("node", &node))?;
+    let healthy = target_view.status == pgfleet_core::NodeStatus::Online
+        && matches!(
+            target_view.replication_status,
+            Some(pgfleet_core::api::ReplicationStatus::Active)
+        )
+        && target_view.ha_state.as_deref() == Some("secondary");
+    if !healthy {
+        return Err(ApiError::conflict(format!(
+            "node {node:?} is not a healthy, caught-up replica (status {:?}, replication {:?}, ha state {:?})",
+            target_view.status, target_view.replication_status, target_view.ha_state
+        ).to_lowercase()));
+    }
+    let task = crate::tasks::submit(
+        &state,
+        TaskKind::PromoteReplica,
+        &name,
+        serde_json::json!({"node": node, "reason": "switchover"}),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
+}
+
+#[utoipa::path(delete, path = "/api/v1/databases/{db}/replicas/{node}", params(("db" = String, Path), ("node" = String, Path)),
+    responses((status = 202, body = TaskRef), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
+    security(("token" = [])))]
+pub async fn delete_replica(
+    State(state): State<AppState>,
+    Path((name, node)): Path<(String, String)>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+    let db = load(&state, &name).await?;
+    let target = data_node(&db, &node)?;
+    if target.role != pgfleet_core::NodeRole::Replica {
+        return Err(ApiError::conflict(format!(
+            "node {node:?} is the {}, not a replica: promote another node first",
+            crate::views::role_name(target.role)
+        )));
+    }
+    refuse_if_busy(&state, &name).await?;
+    let task = crate::tasks::submit(
+        &state,
+        TaskKind::DeleteReplica,
+        &name,
+        serde_json::json!({"node": node}),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
+}
+
+#[utoipa::path(post, path = "/api/v1/databases/{db}/nodes/{node}/maintenance", params(("db" = String, Path), ("node" = String, Path)),
+    request_body = pgfleet_core::api::MaintenanceRequest,
+    responses((status = 202, body = TaskRef), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
+    security(("token" = [])))]
+pub async fn set_maintenance(
+    State(state): State<AppState>,
+    Path((name, node)): Path<(String, String)>,
+    Json(request): Json<pgfleet_core::api::MaintenanceRequest>,
+) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
+    let db = load(&state, &name).await?;
+    let target = data_node(&db, &node)?;
+    if db.monitor().is_none() {
+        return Err(ApiError::conflict(format!(
+            "database {name:?} has no monitor: maintenance applies to HA databases"
+        )));
+    }
+    if request.on && target.role == pgfleet_core::NodeRole::Primary && db.replicas().count() == 0 {
+        return Err(ApiError::conflict(format!(
+            "node {node:?} is the only data node: nothing can take over"
+        )));
+    }
+    refuse_if_busy(&state, &name).await?;
+    let params = serde_json::json!({"node": node, "on": request.on});
+    let task = crate::tasks::submit(&state, TaskKind::SetMaintenance, &name, params).await?;
+    Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
+}

@@ -8,7 +8,7 @@ pub mod tasks;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
 use crate::state::AppState;
@@ -26,6 +26,18 @@ pub fn router(state: AppState) -> Router {
         .route("/databases/{db}/uri", get(databases::uri))
         .route("/databases/{db}/events", get(databases::events))
         .route("/databases/{db}/replicas", post(databases::create_replica))
+        .route(
+            "/databases/{db}/replicas/{node}",
+            delete(databases::delete_replica),
+        )
+        .route(
+            "/databases/{db}/nodes/{node}/promote",
+            post(databases::promote),
+        )
+        .route(
+            "/databases/{db}/nodes/{node}/maintenance",
+            post(databases::set_maintenance),
+        )
         .route("/hosts", get(hosts::list))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))

@@ -98,6 +98,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                                 priority: 50,
                                 maintenance: false,
                                 ready: false,
+                                removing: false,
                                 created_at_ms: now_ms(),
                             });
                         })

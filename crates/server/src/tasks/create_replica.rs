@@ -75,6 +75,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                                 priority: 0,
                                 maintenance: false,
                                 ready: false,
+                                removing: false,
                                 created_at_ms: now_ms(),
                             });
                         }
@@ -89,6 +90,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             priority,
                             maintenance: false,
                             ready: false,
+                            removing: false,
                             created_at_ms: now_ms(),
                         });
                     })

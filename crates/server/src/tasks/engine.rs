@@ -8,7 +8,7 @@ use pgfleet_core::time::now_ms;
 use pgfleet_core::{StepState, Task, TaskKind, TaskState};
 use tokio_util::sync::CancellationToken;
 
-use super::{TaskError, TaskRun};
+use super::TaskRun;
 use crate::state::AppState;
 
 pub async fn run(state: AppState, cancel: CancellationToken) {
@@ -73,10 +73,9 @@ async fn execute(state: AppState, mut task: Task) {
         TaskKind::CreateDatabase => super::create_database::run(&mut run).await,
         TaskKind::DeleteDatabase => super::delete_database::run(&mut run).await,
         TaskKind::CreateReplica => super::create_replica::run(&mut run).await,
-        TaskKind::PromoteReplica => super::promote::run(&mut run).await,
-        TaskKind::DeleteReplica => Err(TaskError::Refused(
-            "replica deletion is not available in this version".into(),
-        )),
+        TaskKind::PromoteReplica => super::switchover::run(&mut run).await,
+        TaskKind::DeleteReplica => super::delete_replica::run(&mut run).await,
+        TaskKind::SetMaintenance => super::maintenance::run(&mut run).await,
     };
     match result {
         Ok(()) => {
@@ -103,6 +102,7 @@ async fn execute(state: AppState, mut task: Task) {
                 TaskKind::DeleteDatabase => {
                     super::delete_database::on_failure(&run, &message).await
                 }
+                TaskKind::DeleteReplica => super::delete_replica::on_failure(&run, &message).await,
                 _ => Ok(()),
             };
             if let Err(error) = cleanup {

@@ -5,8 +5,11 @@
 pub mod create_database;
 pub mod create_replica;
 pub mod delete_database;
+pub mod delete_replica;
 pub mod engine;
+pub mod maintenance;
 pub mod promote;
+pub mod switchover;
 pub mod wait;
 
 use pgfleet_core::time::now_ms;
@@ -37,8 +40,20 @@ pub fn step_names(kind: TaskKind) -> &'static [&'static str] {
             "clone replica and start streaming",
             "mark online",
         ],
-        TaskKind::DeleteReplica => &["remove replica"],
-        TaskKind::PromoteReplica => &["update metadata", "update DNS"],
+        TaskKind::DeleteReplica => &[
+            "leave the synchronous set",
+            "stop the replica and remove its data",
+            "remove the monitor if no replica is left",
+        ],
+        TaskKind::PromoteReplica => &[
+            "ask the monitor to switch over",
+            "wait for the new primary",
+            "wait for the old primary to follow",
+        ],
+        TaskKind::SetMaintenance => &[
+            "switch over if the node is the primary",
+            "set the maintenance flag",
+        ],
     }
 }
 

@@ -5,7 +5,6 @@
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{NodeRole, StepState, Task, TaskKind, TaskState, TaskStep};
 
-use super::{TaskError, TaskRun};
 use crate::api::agents::PrimaryChanged;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -80,7 +79,15 @@ pub async fn record_primary_change(
         "new_primary_lsn": change.new_lsn,
     });
     state.store.insert_event(&change.db, &event).await?;
-    let steps = super::step_names(TaskKind::PromoteReplica)
+    // A user's switchover already has its PromoteReplica task.
+    let running = state.store.unfinished_tasks().await?;
+    if let Some(task) = running
+        .iter()
+        .find(|t| t.target == change.db && t.kind == TaskKind::PromoteReplica)
+    {
+        return Ok(Some(task.id));
+    }
+    let steps = ["update metadata", "update DNS"]
         .iter()
         .map(|name| TaskStep {
             name: name.to_string(),
@@ -108,12 +115,4 @@ pub async fn record_primary_change(
     let stored = state.store.insert_task(&task).await?;
     tracing::info!(db = %change.db, new_primary = %change.new_primary, old_primary = ?old_primary, generation, task_id = stored.id, "primary changed");
     Ok(Some(stored.id))
-}
-
-/// Queued `PromoteReplica` tasks are only created already finished (above);
-/// one found unfinished after a crash is closed as failed.
-pub async fn run(_run: &mut TaskRun) -> Result<(), TaskError> {
-    Err(TaskError::Refused(
-        "interrupted before it recorded the change; the reconcile poll re-applies it".into(),
-    ))
 }

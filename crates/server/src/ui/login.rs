@@ -1,0 +1,104 @@
+//! Sign-in with the admin token, and sign-out.
+//!
+//! The sign-in form has no session to hold a CSRF token yet, so it uses a
+//! double-submit cookie: a random value both in a `SameSite=Strict` cookie
+//! and in the form.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+use super::render::html;
+use super::session::{self, Protected, LOGIN_COOKIE};
+use crate::state::AppState;
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// Only local paths are followed after sign-in (no open redirect).
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && next
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if local && next != "/login" {
+        next
+    } else {
+        "/databases"
+    }
+}
+
+fn login_page(status: StatusCode, next: &str, error: Option<String>) -> Response {
+    let csrf = pgfleet_core::secrets::random_token(32);
+    let page = LoginPage {
+        csrf: csrf.clone(),
+        next: safe_next(next).to_string(),
+        error,
+    };
+    session::with_cookie(html(status, &page), session::cookie(LOGIN_COOKIE, &csrf, 3600))
+}
+
+pub async fn show(Query(query): Query<NextQuery>) -> Response {
+    login_page(StatusCode::OK, &query.next, None)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let cookie_value = session::read_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if cookie_value.is_empty() || !session::same_secret(&form.csrf, &cookie_value) {
+        return login_page(
+            StatusCode::FORBIDDEN,
+            &form.next,
+            Some("The sign-in form expired. Please try again.".into()),
+        );
+    }
+    let token = form.token.trim();
+    if !session::same_secret(token, &state.tokens.admin) {
+        tracing::info!("ui sign-in refused");
+        return login_page(
+            StatusCode::UNAUTHORIZED,
+            &form.next,
+            Some("That token is not the admin token.".into()),
+        );
+    }
+    tracing::info!("ui sign-in");
+    let response = Redirect::to(safe_next(&form.next)).into_response();
+    let response = session::with_cookie(response, session::open(&state));
+    session::with_cookie(response, session::cookie(LOGIN_COOKIE, "", 0))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+pub async fn logout(Protected { session, .. }: Protected<Empty>) -> Response {
+    let cleared = session.close();
+    session::with_cookie(Redirect::to("/login").into_response(), cleared)
+}

@@ -1,0 +1,234 @@
+//! Browser sessions of the web UI.
+//!
+//! Signing in with the admin token creates a session kept in memory (a
+//! restarted control plane signs everyone out). The browser holds only a
+//! random id in an `HttpOnly`, `SameSite=Strict` cookie. Every session has its
+//! own CSRF token; [`Protected`] checks it on every form before the handler
+//! runs. Sessions also carry a one-shot flash message shown after a redirect.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::state::AppState;
+
+pub const SESSION_COOKIE: &str = "pgfleet_session";
+/// Double-submit cookie protecting the sign-in form (there is no session yet).
+pub const LOGIN_COOKIE: &str = "pgfleet_login";
+/// A session ends this long after sign-in.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+/// More live sessions than this and the oldest are dropped.
+const MAX_SESSIONS: usize = 1000;
+
+/// A message shown once on the next page.
+#[derive(Debug, Clone)]
+pub struct Flash {
+    /// `ok` or `error` (a CSS class too).
+    pub tone: &'static str,
+    pub message: String,
+}
+
+struct SessionData {
+    /// The admin token the session was opened with: a changed token (or
+    /// another control plane in the same process) invalidates it.
+    admin_token: String,
+    csrf: String,
+    expires_at: Instant,
+    flash: Option<Flash>,
+}
+
+fn sessions() -> &'static Mutex<HashMap<String, SessionData>> {
+    static SESSIONS: OnceLock<Mutex<HashMap<String, SessionData>>> = OnceLock::new();
+    SESSIONS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Compares secrets in time independent of where they differ.
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Opens a session for a browser that presented the admin token; returns
+/// the `Set-Cookie` value.
+pub fn open(state: &AppState) -> HeaderValue {
+    let id = pgfleet_core::secrets::random_token(40);
+    let now = Instant::now();
+    let mut all = sessions().lock().expect("sessions lock");
+    all.retain(|_, s| s.expires_at > now);
+    while all.len() >= MAX_SESSIONS {
+        let oldest = all
+            .iter()
+            .min_by_key(|(_, s)| s.expires_at)
+            .map(|(id, _)| id.clone());
+        let Some(oldest) = oldest else { break };
+        all.remove(&oldest);
+    }
+    all.insert(
+        id.clone(),
+        SessionData {
+            admin_token: state.tokens.admin.clone(),
+            csrf: pgfleet_core::secrets::random_token(32),
+            expires_at: now + SESSION_LIFETIME,
+            flash: None,
+        },
+    );
+    cookie(SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs())
+}
+
+/// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
+pub fn cookie(name: &str, value: &str, max_age: u64) -> HeaderValue {
+    // The control plane has no TLS listener yet; add `Secure` with it.
+    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+    HeaderValue::from_str(&text).expect("cookie values are URL-safe tokens")
+}
+
+/// The value of cookie `name` in the request headers.
+pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    for header in headers.get_all(COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((key, value)) = pair.trim().split_once('=') {
+                if key == name {
+                    return Some(value.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A signed-in browser. Extracting it from a request without a valid
+/// session answers with a redirect to the sign-in page.
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Stores a message for the next page this session shows.
+    pub fn flash(&self, tone: &'static str, message: impl Into<String>) {
+        let mut all = sessions().lock().expect("sessions lock");
+        if let Some(data) = all.get_mut(&self.id) {
+            data.flash = Some(Flash {
+                tone,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// The pending flash message, removed.
+    pub fn take_flash(&self) -> Option<Flash> {
+        let mut all = sessions().lock().expect("sessions lock");
+        all.get_mut(&self.id).and_then(|data| data.flash.take())
+    }
+
+    /// Ends the session; returns the `Set-Cookie` value that clears it.
+    pub fn close(self) -> HeaderValue {
+        sessions().lock().expect("sessions lock").remove(&self.id);
+        cookie(SESSION_COOKIE, "", 0)
+    }
+}
+
+fn lookup(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    let id = read_cookie(headers, SESSION_COOKIE)?;
+    let mut all = sessions().lock().expect("sessions lock");
+    let data = all.get(&id)?;
+    if data.expires_at <= Instant::now() || !same_secret(&data.admin_token, &state.tokens.admin) {
+        all.remove(&id);
+        return None;
+    }
+    Some(Session {
+        csrf: data.csrf.clone(),
+        id,
+    })
+}
+
+/// Whether htmx sent the request (it then wants a fragment, not a page).
+pub fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+}
+
+fn sign_in_required(parts: &Parts) -> Response {
+    if is_htmx(&parts.headers) {
+        // htmx follows this with a full page load instead of swapping the
+        // sign-in page into a fragment.
+        return (StatusCode::UNAUTHORIZED, [("hx-redirect", "/login")]).into_response();
+    }
+    let wanted = parts.uri.path();
+    let safe_to_return = parts.method == axum::http::Method::GET
+        && wanted.starts_with('/')
+        && !wanted.starts_with("//")
+        && wanted
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if safe_to_return && wanted != "/" {
+        return Redirect::to(&format!("/login?next={wanted}")).into_response();
+    }
+    Redirect::to("/login").into_response()
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        lookup(state, &parts.headers).ok_or_else(|| sign_in_required(parts))
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfField {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A URL-encoded form posted by a signed-in browser with the session's CSRF
+/// token in the `csrf` field.
+pub struct Protected<T> {
+    pub session: Session,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Protected<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let field: CsrfField = serde_urlencoded::from_bytes(&bytes)
+            .map_err(|_| (StatusCode::BAD_REQUEST, "malformed form").into_response())?;
+        if !same_secret(&field.csrf, &session.csrf) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "This form has expired. Go back, reload the page and try again.",
+            )
+                .into_response());
+        }
+        let form = serde_urlencoded::from_bytes(&bytes).map_err(|error| {
+            (StatusCode::BAD_REQUEST, format!("malformed form: {error}")).into_response()
+        })?;
+        Ok(Protected { session, form })
+    }
+}
+
+/// Adds a `Set-Cookie` header to a response.
+pub fn with_cookie(mut response: Response, value: HeaderValue) -> Response {
+    response.headers_mut().append(SET_COOKIE, value);
+    response
+}
