@@ -3,14 +3,17 @@
 //! human-readable times and sizes.
 
 use askama::Template;
+use axum::extract::FromRequestParts;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, VARY};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{DbStatus, HaStatus, HostStatus, NodeRole, NodeStatus, TaskState};
 
-use super::session::{Flash, Session};
+use super::session::{is_htmx, Flash, Session};
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// What the page frame needs: which navigation entry is current, the CSRF
 /// token for the sign-out form and a message left by the previous request.
@@ -27,6 +30,39 @@ impl Layout {
             csrf: session.csrf.clone(),
             flash: session.take_flash(),
         }
+    }
+}
+
+/// A signed-in page request: a full page, or (from htmx polling) only the
+/// page's live fragment.
+pub struct Viewer {
+    pub session: Session,
+    pub fragment: bool,
+}
+
+impl Viewer {
+    /// The layout; a fragment request leaves the flash for the next page.
+    pub fn layout(&self, active: &'static str) -> Layout {
+        if self.fragment {
+            return Layout {
+                active,
+                csrf: self.session.csrf.clone(),
+                flash: None,
+            };
+        }
+        Layout::new(&self.session, active)
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let session = Session::from_request_parts(parts, state).await?;
+        Ok(Viewer {
+            session,
+            fragment: is_htmx(&parts.headers),
+        })
     }
 }
 

@@ -1,0 +1,178 @@
+//! The lifecycle around an HA database: planned switchover (Promote
+//! Replica), its refusals, maintenance, scale down to unconfigured, and the
+//! failover history.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, eventually, resolve, Fleet};
+use pgfleet_core::api::ReplicationStatus;
+use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
+
+async fn wait_complete(fleet: &Fleet, db: &str) {
+    let client = fleet.client();
+    eventually(
+        Duration::from_secs(30),
+        "HA complete with two active replicas",
+        || async {
+            let view = client.database(db, false).await.ok()?;
+            let active = view
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
+                .count();
+            let settled = view.nodes.iter().all(|n| n.status == NodeStatus::Online);
+            (view.ha_status == HaStatus::Complete
+                && active == 2
+                && settled
+                && view.health.sync_mode == "sync")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_maintenance_scale_down_and_events() {
+    let fleet = Fleet::up(4);
+    let client = fleet.client();
+    fleet.cli_ok(&["db", "create", "pg-dev-db-1"]);
+
+    // No monitor yet: promote is refused and nothing changes.
+    let refused = fleet.cli(&["replica", "promote", "pg-dev-db-1", "pg-dev-db-1"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("has no monitor"));
+
+    fleet.cli_ok(&["replica", "create", "pg-dev-db-1", "--name", "pg-replica-1"]);
+    fleet.cli_ok(&["replica", "create", "pg-dev-db-1", "--name", "pg-replica-2"]);
+    wait_complete(&fleet, "pg-dev-db-1").await;
+
+    let uri = fleet
+        .cli_ok(&["db", "uri", "pg-dev-db-1"])
+        .trim()
+        .to_string();
+    let primary_address = resolve(fleet.dns, "primary.pg-dev-db-1.pgfleet.internal").await[0];
+    let db = connect(&uri.replace(
+        "primary.pg-dev-db-1.pgfleet.internal",
+        &primary_address.to_string(),
+    ))
+    .await;
+    db.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 500)")
+        .await
+        .unwrap();
+    drop(db);
+
+    // Refusals: the primary is not a replica; unknown node.
+    let not_replica = fleet.cli(&["replica", "promote", "pg-dev-db-1", "pg-dev-db-1"]);
+    assert!(String::from_utf8_lossy(&not_replica.stderr).contains("is not a replica"));
+    let unknown = client.promote("pg-dev-db-1", "nope").await.unwrap_err();
+    assert_eq!(unknown.status, Some(404));
+    let delete_primary = fleet.cli(&["replica", "delete", "pg-dev-db-1", "pg-dev-db-1"]);
+    assert!(String::from_utf8_lossy(&delete_primary.stderr).contains("promote another node first"));
+
+    // Planned switchover to pg-replica-1: zero data loss, DNS follows, old primary follows.
+    fleet.cli_ok(&["replica", "promote", "pg-dev-db-1", "pg-replica-1"]);
+    let view = client.database("pg-dev-db-1", false).await.unwrap();
+    let new_primary = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap();
+    assert_eq!(new_primary.name, "pg-replica-1");
+    let answer = resolve(fleet.dns, "primary.pg-dev-db-1.pgfleet.internal").await;
+    assert_eq!(
+        answer,
+        vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()]
+    );
+    wait_complete(&fleet, "pg-dev-db-1").await;
+    let db = connect(&uri.replace(
+        "primary.pg-dev-db-1.pgfleet.internal",
+        &answer[0].to_string(),
+    ))
+    .await;
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 500);
+    db.batch_execute("INSERT INTO t VALUES (501)")
+        .await
+        .expect("the new primary takes writes");
+    drop(db);
+
+    let events = client.events("pg-dev-db-1").await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["kind"], "switchover");
+    assert_eq!(events[0]["old_primary"], "pg-dev-db-1");
+    assert_eq!(events[0]["new_primary"], "pg-replica-1");
+    assert!(
+        events[0]["new_primary_lsn"].as_u64().unwrap()
+            >= events[0]["old_primary_lsn"].as_u64().unwrap()
+    );
+    let events_cli = fleet.cli_ok(&["db", "events", "pg-dev-db-1", "--json"]);
+    assert!(events_cli.contains("switchover"));
+
+    // Maintenance on the primary switches over first.
+    fleet.cli_ok(&["node", "maintenance", "pg-dev-db-1", "pg-replica-1", "on"]);
+    let view = client.database("pg-dev-db-1", false).await.unwrap();
+    let primary = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap();
+    assert_ne!(primary.name, "pg-replica-1");
+    assert!(
+        view.nodes
+            .iter()
+            .find(|n| n.name == "pg-replica-1")
+            .unwrap()
+            .maintenance
+    );
+    fleet.cli_ok(&["node", "maintenance", "pg-dev-db-1", "pg-replica-1", "off"]);
+    wait_complete(&fleet, "pg-dev-db-1").await;
+
+    // Scale down: one replica → incomplete, the last one → unconfigured, monitor gone.
+    let view = client.database("pg-dev-db-1", false).await.unwrap();
+    let replicas: Vec<String> = view
+        .nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Replica)
+        .map(|n| n.name.clone())
+        .collect();
+    fleet.cli_ok(&["replica", "delete", "pg-dev-db-1", &replicas[0]]);
+    assert_eq!(
+        client
+            .database("pg-dev-db-1", false)
+            .await
+            .unwrap()
+            .ha_status,
+        HaStatus::Incomplete
+    );
+    fleet.cli_ok(&["replica", "delete", "pg-dev-db-1", &replicas[1]]);
+    let view = client.database("pg-dev-db-1", false).await.unwrap();
+    assert_eq!(view.ha_status, HaStatus::Unconfigured);
+    assert_eq!(
+        view.nodes.len(),
+        1,
+        "only the primary is left: {:?}",
+        view.nodes.iter().map(|n| &n.name).collect::<Vec<_>>()
+    );
+    // Commits are not blocked by a leftover synchronous standby name.
+    let address = view.nodes[0].address.clone();
+    let db = connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &address)).await;
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        db.batch_execute("INSERT INTO t VALUES (502)"),
+    )
+    .await
+    .expect("commit not blocked")
+    .unwrap();
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 502);
+}
