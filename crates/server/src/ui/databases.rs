@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use pgfleet_core::api::{CreateDatabaseRequest, DatabaseView};
@@ -153,14 +152,4 @@ pub async fn create(
 /// `/` shows the databases.
 pub async fn home() -> Response {
     Redirect::to("/databases").into_response()
-}
-
-/// Unknown pages.
-pub async fn not_found(viewer: Viewer) -> Response {
-    let error = ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: "not_found",
-        message: "there is no such page".into(),
-    };
-    render::error_page(&viewer.session, error)
 }
