@@ -6,5 +6,6 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod fleet;
+pub mod localfleet;
 pub mod output;
 pub mod up;

@@ -1,0 +1,268 @@
+//! A real local fleet (`pgfleet up` as a child process) on its own loopback
+//! addresses, with helpers that wait for conditions with deadlines. Used by
+//! the end-to-end tests, the benchmarks and `pgfleet demo`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::client::Client;
+
+pub struct Fleet {
+    pub dir: PathBuf,
+    pub api: String,
+    pub dns: SocketAddr,
+    pub subnet: [u8; 2],
+    pub hosts: u32,
+    extra: Vec<String>,
+    child: Option<Child>,
+    /// Keep the directory after drop.
+    pub keep: bool,
+}
+
+fn unique_subnet() -> [u8; 2] {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let seed = std::process::id().wrapping_mul(2654435761) ^ nanos;
+    [(10 + seed % 240) as u8, ((seed >> 8) % 250) as u8 + 1]
+}
+
+impl Fleet {
+    /// The `pgfleet` binary: `PGFLEET_BIN`, else next to the running executable
+    /// (target/debug/pgfleet for tests and benchmarks), else the current one.
+    pub fn bin() -> String {
+        if let Ok(bin) = std::env::var("PGFLEET_BIN") {
+            return bin;
+        }
+        let current = std::env::current_exe().expect("current executable");
+        for dir in current.ancestors().skip(1).take(3) {
+            let candidate = dir.join("pgfleet");
+            if candidate.is_file() {
+                return candidate.display().to_string();
+            }
+        }
+        current.display().to_string()
+    }
+
+    /// Starts a fleet of `hosts` hosts in a new directory under /tmp.
+    pub fn up(hosts: u32) -> Fleet {
+        let subnet = unique_subnet();
+        let name = format!(
+            "pgfleet-test-{}-{}-{}",
+            std::process::id(),
+            subnet[0],
+            subnet[1]
+        );
+        let dir = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&dir).expect("fleet dir");
+        Self::up_in(dir, hosts, &[])
+    }
+
+    /// Starts a fleet in `dir` with extra `pgfleet up` arguments.
+    pub fn up_in(dir: PathBuf, hosts: u32, extra: &[&str]) -> Fleet {
+        let subnet = unique_subnet();
+        let mut fleet = Fleet {
+            api: format!("http://127.{}.{}.1:7070", subnet[0], subnet[1]),
+            dns: format!("127.{}.{}.1:8053", subnet[0], subnet[1])
+                .parse()
+                .unwrap(),
+            dir,
+            subnet,
+            hosts,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            keep: false,
+        };
+        fleet.start();
+        fleet
+    }
+
+    pub fn host_address(&self, index: u32) -> String {
+        format!("127.{}.{}.{}", self.subnet[0], self.subnet[1], index + 1)
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("up.log"))
+            .unwrap();
+        let child = Command::new(Self::bin())
+            .args(["up", "--hosts", &self.hosts.to_string(), "--api", &self.api])
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args([
+                "--dns",
+                &self.dns.to_string(),
+                "--first-host-address",
+                &self.host_address(1),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(token) = std::fs::read_to_string(self.dir.join("admin.token")) {
+                let client = Client::new(&self.api, token.trim());
+                let expected = self.hosts;
+                // Its own runtime on its own thread: callers may be inside one.
+                let ready = std::thread::scope(|scope| {
+                    scope
+                        .spawn(|| {
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()
+                                .unwrap();
+                            rt.block_on(async {
+                                match client.hosts().await {
+                                    Ok(hosts) => {
+                                        hosts.len() as u32 == expected
+                                            && hosts.iter().all(|h| {
+                                                h.status == pgfleet_core::HostStatus::Connected
+                                            })
+                                    }
+                                    Err(_) => false,
+                                }
+                            })
+                        })
+                        .join()
+                        .unwrap()
+                });
+                if ready {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fleet did not come up; see {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM `pgfleet up` and wait for it to exit; returns its exit code.
+    pub fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("pgfleet up did not stop within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.api, &self.token())
+    }
+
+    /// Runs the CLI against this fleet.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(Self::bin())
+            .args(args)
+            .env("PGFLEET_API", &self.api)
+            .env("PGFLEET_DATA_DIR", &self.dir)
+            .env_remove("PGFLEET_TOKEN")
+            .output()
+            .unwrap()
+    }
+
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "pgfleet {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // Anything left (a host started by a test) is killed by its recorded pid.
+            for host in crate::fleet::list_hosts(&self.dir) {
+                let _ = crate::fleet::kill_host(&self.dir, &host);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() || self.keep {
+            eprintln!("fleet kept for inspection in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn resolve(dns: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
+    pgfleet_dns::query_a(dns, name, Duration::from_secs(2))
+        .await
+        .map(|(a, _)| a)
+        .unwrap_or_default()
+}
+
+/// Connects with a `postgresql://` URI.
+pub async fn connect(uri: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
