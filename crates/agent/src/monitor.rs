@@ -22,9 +22,13 @@ pub struct MonitorShared {
     runtime: AgentRuntime,
     core: tokio::sync::Mutex<Core>,
     observed: Mutex<Option<MonitorObserved>>,
+    /// Start of the transition whose end is being reported.
+    detected_ms: Mutex<Option<u64>>,
 }
 
 struct Core {
+    /// When the transition that is being finished started (for the history).
+    transition_started_ms: Option<u64>,
     state: ClusterState,
     config: Config,
     spec: MonitorSpec,
@@ -52,6 +56,9 @@ fn parse_state(name: &str, in_recovery: bool) -> NodeState {
 
 impl Core {
     fn apply(&mut self, event: Event) -> Vec<Action> {
+        if let Some(transition) = &self.state.transition {
+            self.transition_started_ms = Some(transition.started_ms);
+        }
         match pgfleet_ha::step(&self.state, &event, &self.config) {
             Ok((next, actions)) => {
                 self.state = next;
@@ -192,6 +199,7 @@ impl MonitorShared {
             now_ms: now_ms(),
         });
         let actions = core.apply(event);
+        *self.detected_ms.lock().expect("monitor lock") = core.transition_started_ms;
         let answer = core.keeper_assignment(&report.node);
         *self.observed.lock().expect("monitor lock") = Some(core.observation());
         drop(core);
@@ -230,11 +238,12 @@ impl MonitorShared {
                     old_lsn,
                     new_lsn,
                 } => {
+                    let detected = *self.detected_ms.lock().expect("monitor lock");
                     tracing::warn!(db = %self.db, ?old, %new, ?reason, generation, "primary changed");
                     let body = serde_json::json!({
                         "db": self.db, "old_primary": old, "new_primary": new,
                         "generation": generation, "reason": serde_json::to_value(reason).unwrap_or_default(),
-                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": now_ms(),
+                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": now_ms(), "detected_at_ms": detected,
                     });
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, body));
@@ -294,6 +303,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         None => ClusterState::new(),
     };
     let core = Core {
+        transition_started_ms: None,
         state,
         config,
         spec: spec.clone(),
@@ -304,6 +314,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         node: spec.node.clone(),
         runtime: runtime.clone(),
         observed: Mutex::new(Some(core.observation())),
+        detected_ms: Mutex::new(None),
         core: tokio::sync::Mutex::new(core),
     });
     let task = tokio::spawn(run(runtime, monitor.clone(), rx));

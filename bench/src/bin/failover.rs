@@ -1,0 +1,152 @@
+//! `bench/failover`: kill (or freeze) the primary's host under write load,
+//! N rounds; prints detection, promotion, DNS switch, RTO (kill → first
+//! acknowledged write on the new primary), rejoin, and lost acknowledged
+//! writes.
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use pgfleet::localfleet::{eventually, resolve};
+use pgfleet_bench::{ha_fleet, lost_writes, max, median, wait_complete, Writer, DB, PRIMARY_NAME};
+use pgfleet_core::api::ReplicationStatus;
+use pgfleet_core::NodeRole;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// SIGSTOP the primary's host for `--freeze-secs`, then SIGCONT, instead of killing it.
+    #[arg(long)]
+    freeze: bool,
+    #[arg(long, default_value_t = 15)]
+    freeze_secs: u64,
+}
+
+fn wall_ms() -> i64 {
+    pgfleet_core::time::now_ms()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let fleet = ha_fleet().await;
+    let client = fleet.client();
+    let writer = Writer::start(&fleet).await;
+    eventually(Duration::from_secs(10), "the writer", || async {
+        (writer.count() > 10).then_some(())
+    })
+    .await;
+    let (mut rtos, mut dns_switches, mut detections, mut promotions, mut rejoins) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut split_brain_acks = 0usize;
+    let mode = if args.freeze { "freeze" } else { "kill" };
+    for round in 1..=args.rounds {
+        let view = client.database(DB, false).await?;
+        let old = view
+            .nodes
+            .iter()
+            .find(|n| n.role == NodeRole::Primary)
+            .expect("primary")
+            .clone();
+        let old_address: std::net::Ipv4Addr = old.address.parse()?;
+        let events_before = client.events(DB).await?.len();
+        let kill_wall = wall_ms();
+        let t0 = Instant::now();
+        if args.freeze {
+            fleet.cli_ok(&["host", "freeze", &old.host]);
+        } else {
+            fleet.cli_ok(&["host", "kill", &old.host]);
+        }
+        let new_address = eventually(Duration::from_secs(60), "DNS to switch", || async {
+            let answer = resolve(fleet.dns, PRIMARY_NAME).await;
+            answer.first().copied().filter(|a| *a != old_address)
+        })
+        .await;
+        let dns_switch = t0.elapsed().as_secs_f64();
+        let first_write = eventually(
+            Duration::from_secs(60),
+            "a write on the new primary",
+            || async { writer.first_ack_from(new_address, t0) },
+        )
+        .await;
+        let rto = (first_write - t0).as_secs_f64();
+        let events = client.events(DB).await?;
+        let event = events.get(events_before).cloned().unwrap_or_default();
+        let detection = event["detected_at_ms"]
+            .as_i64()
+            .map(|ms| (ms - kill_wall) as f64 / 1000.0);
+        let promotion = event["promoted_at_ms"]
+            .as_i64()
+            .map(|ms| (ms - kill_wall) as f64 / 1000.0);
+        let back = Instant::now();
+        if args.freeze {
+            tokio::time::sleep(Duration::from_secs(args.freeze_secs).saturating_sub(t0.elapsed()))
+                .await;
+            let thawed = Instant::now();
+            fleet.cli_ok(&["host", "thaw", &old.host]);
+            // Give a woken old primary every chance to acknowledge a write it must not.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let acks = writer.acks.lock().expect("acks").clone();
+            split_brain_acks += acks
+                .iter()
+                .filter(|a| {
+                    a.server == old_address
+                        && a.at > t0 + Duration::from_secs_f64(dns_switch)
+                        && a.at >= thawed
+                })
+                .count();
+        } else {
+            fleet.cli_ok(&["host", "start", &old.host]);
+        }
+        eventually(
+            Duration::from_secs(120),
+            "the old primary to rejoin",
+            || async {
+                let view = client.database(DB, false).await.ok()?;
+                let node = view.nodes.iter().find(|n| n.name == old.name)?;
+                (node.role == NodeRole::Replica
+                    && matches!(node.replication_status, Some(ReplicationStatus::Active)))
+                .then_some(())
+            },
+        )
+        .await;
+        let rejoin = back.elapsed().as_secs_f64();
+        wait_complete(&fleet).await;
+        println!(
+            "round {round} ({mode} {}): detection_s {} promotion_s {} dns_switch_s {dns_switch:.2} rto_s {rto:.2} rejoin_s {rejoin:.2}",
+            old.host,
+            detection.map(|d| format!("{d:.2}")).unwrap_or("-".into()),
+            promotion.map(|p| format!("{p:.2}")).unwrap_or("-".into()),
+        );
+        rtos.push(rto);
+        dns_switches.push(dns_switch);
+        rejoins.push(rejoin);
+        if let Some(d) = detection {
+            detections.push(d);
+        }
+        if let Some(p) = promotion {
+            promotions.push(p);
+        }
+    }
+    let acks = writer.stop().await;
+    let lost = lost_writes(&fleet, &acks).await;
+    println!(
+        "rounds: {} ({mode}), acknowledged writes: {}",
+        args.rounds,
+        acks.len()
+    );
+    println!("detection_s_median: {:.2}", median(&mut detections));
+    println!("promotion_s_median: {:.2}", median(&mut promotions));
+    println!("dns_switch_s_median: {:.2}", median(&mut dns_switches));
+    println!("rto_s_median: {:.2}", median(&mut rtos.clone()));
+    println!("rto_s_max: {:.2}", max(&rtos));
+    println!("rejoin_s_median: {:.2}", median(&mut rejoins));
+    println!("lost_acked_writes: {}", lost.len());
+    if args.freeze {
+        println!("acks_from_old_primary_after_failover: {split_brain_acks}");
+    }
+    if !lost.is_empty() || split_brain_acks > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
