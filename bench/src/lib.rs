@@ -11,14 +11,19 @@ use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{HaStatus, NodeStatus};
 
 pub const DB: &str = "bench-db";
+
+/// Runs the CLI without stalling the writer (the call blocks its thread).
+pub fn cli(fleet: &Fleet, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| fleet.cli_ok(args))
+}
 pub const PRIMARY_NAME: &str = "primary.bench-db.pgfleet.internal";
 
 /// A fleet of 4 hosts with `bench-db` and two replicas, HA complete.
 pub async fn ha_fleet() -> Fleet {
     let fleet = Fleet::up(4);
-    fleet.cli_ok(&["db", "create", DB]);
-    fleet.cli_ok(&["replica", "create", DB, "--name", "replica-1"]);
-    fleet.cli_ok(&["replica", "create", DB, "--name", "replica-2"]);
+    cli(&fleet, &["db", "create", DB]);
+    cli(&fleet, &["replica", "create", DB, "--name", "replica-1"]);
+    cli(&fleet, &["replica", "create", DB, "--name", "replica-2"]);
     wait_complete(&fleet).await;
     fleet
 }
@@ -60,7 +65,7 @@ impl Writer {
     /// Inserts an increasing id every ~20 ms through the primary's DNS name,
     /// re-resolving on every reconnect.
     pub async fn start(fleet: &Fleet) -> Writer {
-        let uri = fleet.cli_ok(&["db", "uri", DB]).trim().to_string();
+        let uri = cli(fleet, &["db", "uri", DB]).trim().to_string();
         let first = resolve(fleet.dns, PRIMARY_NAME).await[0];
         let (setup, conn) = tokio_postgres::connect(
             &uri.replace(PRIMARY_NAME, &first.to_string()),
@@ -148,8 +153,7 @@ impl Writer {
 
 /// Acknowledged ids missing from the current primary.
 pub async fn lost_writes(fleet: &Fleet, acks: &[Ack]) -> Vec<i64> {
-    let uri = fleet
-        .cli_ok(&["db", "uri", DB, "--resolved"])
+    let uri = cli(fleet, &["db", "uri", DB, "--resolved"])
         .trim()
         .to_string();
     let (db, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)

@@ -21,15 +21,15 @@ async fn main() -> anyhow::Result<()> {
     for run in 1..=args.runs {
         let name = format!("bench-create-{run}");
         let started = Instant::now();
-        fleet.cli_ok(&["db", "create", &name]);
+        pgfleet_bench::cli(&fleet, &["db", "create", &name]);
         let create = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        fleet.cli_ok(&["replica", "create", &name, "--name", "r1"]);
+        pgfleet_bench::cli(&fleet, &["replica", "create", &name, "--name", "r1"]);
         let replica = started.elapsed().as_secs_f64();
         println!("run {run}: db_create_s {create:.2} first_replica_s {replica:.2}");
         creates.push(create);
         replicas.push(replica);
-        fleet.cli_ok(&["db", "delete", &name]);
+        pgfleet_bench::cli(&fleet, &["db", "delete", &name]);
     }
     println!("db_create_s_median: {:.2}", median(&mut creates.clone()));
     println!("db_create_s_max: {:.2}", max(&creates));

@@ -53,9 +53,9 @@ async fn main() -> anyhow::Result<()> {
         let kill_wall = wall_ms();
         let t0 = Instant::now();
         if args.freeze {
-            fleet.cli_ok(&["host", "freeze", &old.host]);
+            pgfleet_bench::cli(&fleet, &["host", "freeze", &old.host]);
         } else {
-            fleet.cli_ok(&["host", "kill", &old.host]);
+            pgfleet_bench::cli(&fleet, &["host", "kill", &old.host]);
         }
         let new_address = eventually(Duration::from_secs(60), "DNS to switch", || async {
             let answer = resolve(fleet.dns, PRIMARY_NAME).await;
@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(args.freeze_secs).saturating_sub(t0.elapsed()))
                 .await;
             let thawed = Instant::now();
-            fleet.cli_ok(&["host", "thaw", &old.host]);
+            pgfleet_bench::cli(&fleet, &["host", "thaw", &old.host]);
             // Give a woken old primary every chance to acknowledge a write it must not.
             tokio::time::sleep(Duration::from_secs(3)).await;
             let acks = writer.acks.lock().expect("acks").clone();
@@ -96,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
                 })
                 .count();
         } else {
-            fleet.cli_ok(&["host", "start", &old.host]);
+            pgfleet_bench::cli(&fleet, &["host", "start", &old.host]);
         }
         eventually(
             Duration::from_secs(120),

@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
             .expect("replica");
         tokio::time::sleep(Duration::from_millis(500)).await;
         let started = Instant::now();
-        fleet.cli_ok(&["replica", "promote", DB, &target]);
+        pgfleet_bench::cli(&fleet, &["replica", "promote", DB, &target]);
         let took = started.elapsed().as_secs_f64();
         tokio::time::sleep(Duration::from_secs(1)).await;
         let acks = writer.acks.lock().expect("acks").clone();
