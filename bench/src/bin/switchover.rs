@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let fleet = ha_fleet().await;
     let client = fleet.client();
-    let writer = Writer::start(&fleet).await;
+    let writer = Writer::start(&fleet, DB).await;
     eventually(Duration::from_secs(10), "the writer", || async {
         (writer.count() > 10).then_some(())
     })

@@ -62,6 +62,8 @@ struct Actor {
     self_fenced: bool,
     /// Assignment generation whose drain (read-only + sessions ended) was done.
     drained_generation: Option<u64>,
+    /// Since when this standby has not been streaming from its upstream.
+    stalled_since: Option<Instant>,
 }
 
 impl Actor {
@@ -90,6 +92,7 @@ impl Actor {
             last_standby_seen: Instant::now(),
             self_fenced: false,
             drained_generation: None,
+            stalled_since: None,
         }
     }
 
@@ -145,10 +148,20 @@ impl Actor {
     }
 
     async fn stop_server(&mut self) {
+        self.stop_server_with(false).await;
+    }
+
+    /// `immediate`: no shutdown checkpoint, so a demoted primary streams no
+    /// WAL past the new primary's fork point to the other standbys.
+    async fn stop_server_with(&mut self, immediate: bool) {
         self.client = None;
         self.applied = None;
         if process::running_pid(&self.paths).is_some() {
-            process::stop(&self.paths, Duration::from_secs(10)).await;
+            if immediate {
+                process::stop_immediate(&self.paths).await;
+            } else {
+                process::stop(&self.paths, Duration::from_secs(10)).await;
+            }
         }
         if let Some(mut child) = self.child.take() {
             let _ = child.wait().await;
@@ -402,6 +415,17 @@ impl Actor {
             self.mark_reached();
             return Ok(());
         }
+        // A standby that cannot stream from a reachable upstream for a while
+        // (e.g. it received WAL past the new primary's fork point) is
+        // rewound, or cloned again.
+        if let (Mode::Standby { upstream }, Some(since)) = (mode, self.stalled_since) {
+            if since.elapsed() > STALL_REJOIN && upstream_reachable(upstream).await {
+                tracing::warn!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "standby stalled; rejoining");
+                self.stalled_since = None;
+                self.stop_server().await;
+                self.rejoin(spec, upstream).await?;
+            }
+        }
         let was_primary = std::fs::read_to_string(self.paths.root.join("role"))
             .map(|r| r.trim() == "primary")
             .unwrap_or(spec.role == NodeRole::Primary);
@@ -443,7 +467,7 @@ impl Actor {
             if let Mode::Standby { upstream } = mode {
                 tracing::info!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "demoting to standby");
                 drop(client);
-                self.stop_server().await;
+                self.stop_server_with(true).await;
                 self.rejoin(spec, upstream).await?;
                 conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
                 self.client = Some(self.start(spec).await?);
@@ -630,7 +654,13 @@ impl Actor {
                 self.last_standby_seen = Instant::now();
             }
         }
-        let _ = mode;
+        let stalled =
+            obs.in_recovery && !obs.wal_receiver_streaming && matches!(mode, Mode::Standby { .. });
+        if stalled {
+            self.stalled_since.get_or_insert_with(Instant::now);
+        } else {
+            self.stalled_since = None;
+        }
         let mut observed = self.observed.lock().expect("observed lock");
         observed.phase = InstancePhase::Running;
         observed.error = None;
@@ -646,6 +676,21 @@ impl Actor {
         observed.ha_state = self.assignment.as_ref().map(|a| a.state.clone());
         Ok(())
     }
+}
+
+/// How long a standby may fail to stream before it is rewound.
+const STALL_REJOIN: Duration = Duration::from_secs(3);
+
+async fn upstream_reachable(upstream: &PrimaryRef) -> bool {
+    let address = format!("{}:{}", upstream.address, upstream.port);
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 fn standby_conninfo(upstream: &PrimaryRef, node: &str) -> String {

@@ -59,6 +59,8 @@ pub enum Command {
     /// Tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Tell the product's story on a fresh local fleet, with timings.
+    Demo(crate::demo::DemoArgs),
     /// Print the OpenAPI document.
     Openapi,
 }

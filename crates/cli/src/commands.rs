@@ -113,6 +113,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             init_logs("warn,hickory_server=warn");
             crate::up::run(args.clone(), crate::cli::bind_address(&cli.api)?).await?;
         }
+        Command::Demo(args) => {
+            init_logs("warn");
+            crate::demo::run(args.clone()).await?;
+        }
         Command::Openapi => print!("{}", pgfleet_server::openapi::document_pretty()),
         Command::Db(command) => db(&cli, command).await?,
         Command::Replica(command) => replica(&cli, command).await?,

@@ -5,7 +5,9 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod demo;
 pub mod fleet;
 pub mod localfleet;
 pub mod output;
 pub mod up;
+pub mod workload;

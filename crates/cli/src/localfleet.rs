@@ -100,6 +100,7 @@ impl Fleet {
                 "--first-host-address",
                 &self.host_address(1),
             ])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

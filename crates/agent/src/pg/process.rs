@@ -207,6 +207,18 @@ pub fn start(
     Ok(child)
 }
 
+/// Immediate shutdown (SIGQUIT): no shutdown checkpoint is written.
+pub async fn stop_immediate(paths: &InstancePaths) {
+    let Some(pid) = running_pid(paths) else {
+        return;
+    };
+    let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+    if !wait_gone(pid, Duration::from_secs(5)).await {
+        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
+        wait_gone(pid, Duration::from_secs(3)).await;
+    }
+}
+
 /// Fast shutdown (SIGINT); escalates to SIGQUIT then SIGKILL of the group.
 pub async fn stop(paths: &InstancePaths, timeout: Duration) {
     let Some(pid) = running_pid(paths) else {

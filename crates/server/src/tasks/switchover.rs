@@ -106,7 +106,19 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
         match index {
             0 => {
                 if db.primary().is_some_and(|p| p.name != target) {
-                    ask_monitor(&state, &db, &target).await?;
+                    // The API checked the target; the monitor may still be a
+                    // report behind (e.g. a node that just caught up): retry briefly.
+                    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+                    loop {
+                        match ask_monitor(&state, &db, &target).await {
+                            Ok(()) => break,
+                            Err(error) if tokio::time::Instant::now() < deadline => {
+                                tracing::debug!(%error, "switchover not accepted yet");
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                            Err(error) => return Err(error),
+                        }
+                    }
                 }
             }
             1 => wait_primary(&state, &name, &target, Duration::from_secs(60)).await?,

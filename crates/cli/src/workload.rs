@@ -1,0 +1,137 @@
+//! A write workload for demos and benchmarks: a writer that inserts an
+//! increasing id every ~20 ms through the primary's DNS name (re-resolving
+//! on every reconnect) and records every acknowledged id.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::localfleet::{resolve, Fleet};
+
+/// Runs the CLI without stalling other tasks (the call blocks its thread).
+pub fn cli(fleet: &Fleet, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| fleet.cli_ok(args))
+}
+
+/// One acknowledged insert: id, when, and which server acknowledged it.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub id: i64,
+    pub at: Instant,
+    pub server: Ipv4Addr,
+}
+
+pub struct Writer {
+    pub acks: Arc<Mutex<Vec<Ack>>>,
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    /// Inserts an increasing id every ~20 ms through the primary's DNS name,
+    /// re-resolving on every reconnect.
+    pub async fn start(fleet: &Fleet, db: &str) -> Writer {
+        let primary_name = format!("primary.{db}.pgfleet.internal");
+        let uri = cli(fleet, &["db", "uri", db]).trim().to_string();
+        let first = resolve(fleet.dns, &primary_name).await[0];
+        let (setup, conn) = tokio_postgres::connect(
+            &uri.replace(&primary_name, &first.to_string()),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("connect");
+        tokio::spawn(conn);
+        setup.batch_execute("CREATE TABLE IF NOT EXISTS acked (id bigint primary key, at timestamptz default now())").await.expect("table");
+        let start: i64 = setup
+            .query_one("SELECT COALESCE(max(id), 0) + 1 FROM acked", &[])
+            .await
+            .expect("max")
+            .get(0);
+        drop(setup);
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let dns = fleet.dns;
+        let task = {
+            let (acks, stop, primary_name) = (acks.clone(), stop.clone(), primary_name.clone());
+            tokio::spawn(async move {
+                let mut next = start;
+                while !stop.load(Ordering::SeqCst) {
+                    let Some(server) = resolve(dns, &primary_name).await.first().copied() else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    let target =
+                        uri.replace(&primary_name, &server.to_string()) + "?connect_timeout=1";
+                    let connected = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio_postgres::connect(&target, tokio_postgres::NoTls),
+                    )
+                    .await;
+                    let Ok(Ok((db, conn))) = connected else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    };
+                    tokio::spawn(conn);
+                    while !stop.load(Ordering::SeqCst) {
+                        let insert = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            db.execute("INSERT INTO acked (id) VALUES ($1)", &[&next]),
+                        )
+                        .await;
+                        let id = next;
+                        next += 1;
+                        match insert {
+                            Ok(Ok(_)) => acks.lock().expect("acks").push(Ack {
+                                id,
+                                at: Instant::now(),
+                                server,
+                            }),
+                            _ => break,
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            })
+        };
+        Writer { acks, stop, task }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acks.lock().expect("acks").len()
+    }
+
+    /// First ack after `after` from `server`.
+    pub fn first_ack_from(&self, server: Ipv4Addr, after: Instant) -> Option<Instant> {
+        self.acks
+            .lock()
+            .expect("acks")
+            .iter()
+            .find(|a| a.server == server && a.at > after)
+            .map(|a| a.at)
+    }
+
+    pub async fn stop(self) -> Vec<Ack> {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.task.await;
+        let acks = self.acks.lock().expect("acks").clone();
+        acks
+    }
+}
+
+/// Acknowledged ids missing from the current primary.
+pub async fn lost_writes(fleet: &Fleet, db: &str, acks: &[Ack]) -> Vec<i64> {
+    let uri = cli(fleet, &["db", "uri", db, "--resolved"])
+        .trim()
+        .to_string();
+    let (db, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    let rows = db.query("SELECT id FROM acked", &[]).await.expect("select");
+    let present: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    acks.iter()
+        .map(|a| a.id)
+        .filter(|id| !present.contains(id))
+        .collect()
+}
