@@ -50,6 +50,9 @@ pub enum Command {
     /// Read replicas (high availability).
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// API tokens (admin or viewer).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Nodes of a database.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -174,6 +177,24 @@ pub enum ReplicaCommand {
         node: String,
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once.
+    Create {
+        #[arg(long, value_parser = ["admin", "viewer"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Revoke {
+        name: String,
     },
 }
 

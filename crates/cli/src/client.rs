@@ -148,6 +148,41 @@ impl Client {
         )
         .await
     }
+    pub async fn create_token(&self, name: &str, role: &str) -> Result<serde_json::Value> {
+        let body = serde_json::json!({"name": name, "role": role});
+        self.send(self.http.post(self.url("/tokens")).json(&body))
+            .await
+    }
+    pub async fn tokens(&self) -> Result<Vec<serde_json::Value>> {
+        self.send(self.http.get(self.url("/tokens"))).await
+    }
+    pub async fn revoke_token(&self, name: &str) -> Result<()> {
+        let response = self
+            .http
+            .delete(self.url(&format!("/tokens/{name}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError {
+                status: None,
+                code: "unreachable".into(),
+                message: format!("cannot reach the control plane at {}: {e}", self.base),
+            })?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status().as_u16();
+        let body: ErrorBody = response.json().await.map_err(|e| ClientError {
+            status: Some(status),
+            code: "decode".into(),
+            message: e.to_string(),
+        })?;
+        Err(ClientError {
+            status: Some(status),
+            code: body.error.code,
+            message: body.error.message,
+        })
+    }
     pub async fn events(&self, db: &str) -> Result<Vec<serde_json::Value>> {
         self.send(self.http.get(self.url(&format!("/databases/{db}/events"))))
             .await

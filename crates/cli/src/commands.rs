@@ -8,7 +8,9 @@ use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest};
 use pgfleet_core::TaskState;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, DbCommand, HostCommand, NodeCommand, ReplicaCommand, TaskCommand};
+use crate::cli::{
+    Cli, Command, DbCommand, HostCommand, NodeCommand, ReplicaCommand, TaskCommand, TokenCommand,
+};
 use crate::client::Client;
 use crate::{fleet, output};
 
@@ -121,6 +123,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => db(&cli, command).await?,
         Command::Replica(command) => replica(&cli, command).await?,
         Command::Node(command) => node(&cli, command).await?,
+        Command::Token(command) => token(&cli, command).await?,
         Command::Host(command) => host(&cli, command).await?,
         Command::Task(command) => task(&cli, command).await?,
     }
@@ -260,6 +263,38 @@ async fn finish(client: &Client, task_id: i64, no_wait: bool) -> anyhow::Result<
     }
     wait(client, task_id).await?;
     Ok(true)
+}
+
+async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
+    let client = client(cli)?;
+    match command {
+        TokenCommand::Create { role, name } => {
+            let created = client.create_token(name, role).await?;
+            println!("{}", created["token"].as_str().unwrap_or_default());
+        }
+        TokenCommand::List { json } => {
+            let tokens = client.tokens().await?;
+            if *json {
+                print_json(&tokens)?;
+            } else {
+                let rows: Vec<Vec<String>> = tokens
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t["name"].as_str().unwrap_or("").to_string(),
+                            t["role"].as_str().unwrap_or("").to_string(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", output::table(&["NAME", "ROLE"], &rows));
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            client.revoke_token(name).await?;
+            println!("token {name} revoked");
+        }
+    }
+    Ok(())
 }
 
 async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {

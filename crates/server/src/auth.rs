@@ -1,25 +1,72 @@
-//! API tokens. The admin token is created at first start and written to
-//! `DATA_DIR/admin.token` (mode 0600); agents authenticate with the join token
-//! (`DATA_DIR/join.token`).
+//! API tokens and roles. Tokens are stored as SHA-256 hashes (never in
+//! clear); the first admin token is created at first start and written to
+//! `DATA_DIR/admin.token` (mode 0600). Viewers may read, not change. Agents
+//! authenticate with the join token (`DATA_DIR/join.token`).
 
 use std::path::Path;
+use std::sync::RwLock;
 
 use axum::extract::{Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use pgfleet_store::Store;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Viewer,
+}
+
+/// A token as stored: its hash, never the token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredToken {
+    name: String,
+    role: Role,
+    sha256: String,
+    created_at_ms: i64,
+}
+
+/// A token as listed by the API (no secret).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at_ms: i64,
+}
+
 pub struct Tokens {
+    tokens: RwLock<Vec<StoredToken>>,
+    /// The first admin token when this process knows it in clear (created now,
+    /// or read back from `admin.token`); empty otherwise.
     pub admin: String,
     pub join: String,
 }
 
-fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
+const META_KEY: &str = "api_tokens";
+
+fn hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -34,14 +81,32 @@ fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
 
 impl Tokens {
     pub async fn load_or_create(store: &dyn Store, data_dir: &Path) -> anyhow::Result<Tokens> {
-        let admin = match store.get_meta("admin_token").await? {
-            Some(token) => token,
-            None => {
-                let token = pgfleet_core::secrets::random_token(40);
-                store.put_meta("admin_token", &token).await?;
-                token
-            }
+        let mut tokens: Vec<StoredToken> = match store.get_meta(META_KEY).await? {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Vec::new(),
         };
+        let mut admin = String::new();
+        if tokens.is_empty() {
+            admin = pgfleet_core::secrets::random_token(40);
+            tokens.push(StoredToken {
+                name: "admin".into(),
+                role: Role::Admin,
+                sha256: hash(&admin),
+                created_at_ms: pgfleet_core::time::now_ms(),
+            });
+            store
+                .put_meta(META_KEY, &serde_json::to_string(&tokens)?)
+                .await?;
+            write_secret(&data_dir.join("admin.token"), &admin)?;
+        } else if let Ok(text) = std::fs::read_to_string(data_dir.join("admin.token")) {
+            let candidate = text.trim();
+            if tokens
+                .iter()
+                .any(|t| t.role == Role::Admin && same(&t.sha256, &hash(candidate)))
+            {
+                admin = candidate.to_string();
+            }
+        }
         let join = match store.get_meta("join_token").await? {
             Some(token) => token,
             None => {
@@ -50,9 +115,79 @@ impl Tokens {
                 token
             }
         };
-        write_secret(&data_dir.join("admin.token"), &admin)?;
         write_secret(&data_dir.join("join.token"), &join)?;
-        Ok(Tokens { admin, join })
+        Ok(Tokens {
+            tokens: RwLock::new(tokens),
+            admin,
+            join,
+        })
+    }
+
+    /// The role of `token`, if it is a valid API token.
+    pub fn verify(&self, token: &str) -> Option<Role> {
+        let digest = hash(token);
+        let tokens = self.tokens.read().expect("tokens lock");
+        tokens
+            .iter()
+            .find(|t| same(&t.sha256, &digest))
+            .map(|t| t.role)
+    }
+
+    pub fn list(&self) -> Vec<TokenInfo> {
+        let tokens = self.tokens.read().expect("tokens lock");
+        tokens
+            .iter()
+            .map(|t| TokenInfo {
+                name: t.name.clone(),
+                role: t.role,
+                created_at_ms: t.created_at_ms,
+            })
+            .collect()
+    }
+
+    /// Creates a token named `name`; returns it in clear (the only time).
+    pub async fn create(
+        &self,
+        store: &dyn Store,
+        name: &str,
+        role: Role,
+    ) -> Result<String, ApiError> {
+        let token = pgfleet_core::secrets::random_token(40);
+        let snapshot = {
+            let mut tokens = self.tokens.write().expect("tokens lock");
+            if tokens.iter().any(|t| t.name == name) {
+                return Err(ApiError::conflict(format!("token {name:?} already exists")));
+            }
+            tokens.push(StoredToken {
+                name: name.into(),
+                role,
+                sha256: hash(&token),
+                created_at_ms: pgfleet_core::time::now_ms(),
+            });
+            serde_json::to_string(&*tokens).map_err(ApiError::internal)?
+        };
+        store.put_meta(META_KEY, &snapshot).await?;
+        Ok(token)
+    }
+
+    /// Revokes `name`; the last admin token cannot be revoked.
+    pub async fn revoke(&self, store: &dyn Store, name: &str) -> Result<(), ApiError> {
+        let snapshot = {
+            let mut tokens = self.tokens.write().expect("tokens lock");
+            let Some(index) = tokens.iter().position(|t| t.name == name) else {
+                return Err(ApiError::not_found("token", name));
+            };
+            let admins = tokens.iter().filter(|t| t.role == Role::Admin).count();
+            if tokens[index].role == Role::Admin && admins == 1 {
+                return Err(ApiError::conflict(
+                    "the last admin token cannot be revoked".to_string(),
+                ));
+            }
+            tokens.remove(index);
+            serde_json::to_string(&*tokens).map_err(ApiError::internal)?
+        };
+        store.put_meta(META_KEY, &snapshot).await?;
+        Ok(())
     }
 }
 
@@ -65,24 +200,29 @@ fn bearer(request: &Request) -> Option<&str> {
         .strip_prefix("Bearer ")
 }
 
-fn same(a: &str, b: &str) -> bool {
-    // Constant-time comparison of equal-length tokens.
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-pub async fn require_admin(
+/// Every API route but the health check: a valid token; changes need an admin.
+pub async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match bearer(&request) {
-        Some(token) if same(token, &state.tokens.admin) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
+    let Some(role) = bearer(&request).and_then(|t| state.tokens.verify(t)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if role == Role::Viewer && !reads {
+        return ApiError::forbidden("viewer tokens can only read").into_response();
     }
+    let reveals_secret = request.uri().path().ends_with("/uri")
+        || request
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("show_password=true"));
+    if role == Role::Viewer && reveals_secret {
+        return ApiError::forbidden("passwords are shown to admin tokens only").into_response();
+    }
+    request.extensions_mut().insert(role);
+    next.run(request).await
 }
 
 pub async fn require_agent(
@@ -91,9 +231,7 @@ pub async fn require_agent(
     next: Next,
 ) -> Response {
     match bearer(&request) {
-        Some(token) if same(token, &state.tokens.join) || same(token, &state.tokens.admin) => {
-            next.run(request).await
-        }
+        Some(token) if same(token, &state.tokens.join) => next.run(request).await,
         _ => ApiError::unauthorized().into_response(),
     }
 }

@@ -15,7 +15,7 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/api/v1/agents/heartbeat", request_body = HeartbeatRequest, responses((status = 200, body = HeartbeatResponse)), security(("token" = [])))]
 pub async fn heartbeat(
     State(state): State<AppState>,
-    Json(beat): Json<HeartbeatRequest>,
+    crate::api::ApiJson(beat): crate::api::ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     pgfleet_core::names::validate_name(&beat.host.name)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -86,7 +86,7 @@ pub struct PrimaryChanged {
 #[utoipa::path(post, path = "/api/v1/agents/primary-changed", request_body = PrimaryChanged, responses((status = 200, body = pgfleet_core::api::TaskRef)), security(("token" = [])))]
 pub async fn primary_changed(
     State(state): State<AppState>,
-    Json(change): Json<PrimaryChanged>,
+    crate::api::ApiJson(change): crate::api::ApiJson<PrimaryChanged>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
     let _ = TaskKind::PromoteReplica;

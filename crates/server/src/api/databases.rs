@@ -66,7 +66,7 @@ fn render(
     security(("token" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    Json(request): Json<CreateDatabaseRequest>,
+    crate::api::ApiJson(request): crate::api::ApiJson<CreateDatabaseRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     validate_database_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let admin_user = request
@@ -234,7 +234,7 @@ pub async fn delete(
 pub async fn create_replica(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Json(request): Json<CreateReplicaRequest>,
+    crate::api::ApiJson(request): crate::api::ApiJson<CreateReplicaRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let priority = request.priority.unwrap_or(50);
@@ -362,7 +362,7 @@ pub async fn delete_replica(
 pub async fn set_maintenance(
     State(state): State<AppState>,
     Path((name, node)): Path<(String, String)>,
-    Json(request): Json<pgfleet_core::api::MaintenanceRequest>,
+    crate::api::ApiJson(request): crate::api::ApiJson<pgfleet_core::api::MaintenanceRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     let db = load(&state, &name).await?;
     let target = data_node(&db, &node)?;

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod databases;
 pub mod hosts;
 pub mod tasks;
+pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
@@ -41,9 +42,11 @@ pub fn router(state: AppState) -> Router {
         .route("/hosts", get(hosts::list))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{name}", delete(tokens::revoke))
         .route_layer(from_fn_with_state(
             state.clone(),
-            crate::auth::require_admin,
+            crate::auth::require_token,
         ));
     let agent = Router::new()
         .route("/agents/heartbeat", post(agents::heartbeat))
@@ -69,4 +72,36 @@ pub async fn health() -> Json<serde_json::Value> {
 
 pub async fn openapi_json() -> Json<serde_json::Value> {
     Json(crate::openapi::document())
+}
+
+/// `Json` whose rejections (bad JSON, wrong fields, wrong content type) are
+/// 400 answers in the API's error format instead of axum's plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = crate::error::ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(crate::error::ApiError {
+                    status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "too_large",
+                    message: format!("request body larger than {MAX_BODY_BYTES} bytes"),
+                })
+            }
+            Err(rejection) => Err(crate::error::ApiError::bad_request(format!(
+                "invalid request body: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
 }

@@ -51,7 +51,7 @@ fn row(view: &DatabaseView) -> DatabaseRow {
 }
 
 /// What the user typed into the create form, shown again after a refusal.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct CreateForm {
     #[serde(default)]
     pub name: String,
@@ -63,12 +63,25 @@ pub struct CreateForm {
     pub database: String,
 }
 
+impl CreateForm {
+    /// An empty form shows the defaults the API applies.
+    fn with_defaults() -> CreateForm {
+        CreateForm {
+            name: String::new(),
+            version: "15".into(),
+            admin_user: "pgadmin".into(),
+            database: "postgres".into(),
+        }
+    }
+}
+
 #[derive(Template)]
 #[template(path = "databases.html", blocks = ["live"])]
 struct DatabasesPage {
     layout: Layout,
     rows: Vec<DatabaseRow>,
-    online: usize,
+    /// `2 databases · 1 online`
+    counts: String,
     form: CreateForm,
     error: Option<String>,
 }
@@ -82,10 +95,15 @@ async fn build(
     let Json(views) = crate::api::databases::list(State(state.clone())).await?;
     let rows: Vec<DatabaseRow> = views.iter().map(row).collect();
     let online = rows.iter().filter(|r| r.status.text == "Online").count();
+    let noun = if rows.len() == 1 {
+        "database"
+    } else {
+        "databases"
+    };
     Ok(DatabasesPage {
         layout,
+        counts: format!("{} {noun} · {online} online", rows.len()),
         rows,
-        online,
         form,
         error,
     })
@@ -93,8 +111,8 @@ async fn build(
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Response {
     let layout = viewer.layout("databases");
-    match build(&state, layout, CreateForm::default(), None).await {
-        Ok(databases) if viewer.fragment => page(&databases.as_live()),
+    match build(&state, layout, CreateForm::with_defaults(), None).await {
+        Ok(databases) if viewer.fragment.is_some() => page(&databases.as_live()),
         Ok(databases) => page(&databases),
         Err(error) => render::error_page(&viewer.session, error),
     }
@@ -120,7 +138,8 @@ async fn submit_create(state: &AppState, form: &CreateForm) -> Result<i64, ApiEr
         admin_user: optional(&form.admin_user),
         database: optional(&form.database),
     };
-    let (_, Json(task)) = crate::api::databases::create(State(state.clone()), Json(request)).await?;
+    let (_, Json(task)) =
+        crate::api::databases::create(State(state.clone()), crate::api::ApiJson(request)).await?;
     Ok(task.task_id)
 }
 
@@ -133,7 +152,9 @@ pub async fn create(
             let name = form.name.trim();
             session.flash(
                 "ok",
-                format!("Creating database {name} (task #{task_id}). It is online in a few seconds."),
+                format!(
+                    "Creating database {name} (task #{task_id}). It is online in a few seconds."
+                ),
             );
             Redirect::to(&format!("/databases/{name}")).into_response()
         }

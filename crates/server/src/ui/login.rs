@@ -1,4 +1,5 @@
-//! Sign-in with the admin token, and sign-out.
+//! Sign-in with an API token (admin, or viewer for read-only use), and
+//! sign-out.
 //!
 //! The sign-in form has no session to hold a CSRF token yet, so it uses a
 //! double-submit cookie: a random value both in a `SameSite=Strict` cookie
@@ -12,7 +13,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::render::html;
-use super::session::{self, Protected, LOGIN_COOKIE};
+use super::session::{self, SignedIn, LOGIN_COOKIE};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -50,7 +51,10 @@ fn login_page(status: StatusCode, next: &str, error: Option<String>) -> Response
         next: safe_next(next).to_string(),
         error,
     };
-    session::with_cookie(html(status, &page), session::cookie(LOGIN_COOKIE, &csrf, 3600))
+    session::with_cookie(
+        html(status, &page),
+        session::cookie(LOGIN_COOKIE, &csrf, 3600),
+    )
 }
 
 pub async fn show(Query(query): Query<NextQuery>) -> Response {
@@ -81,24 +85,24 @@ pub async fn submit(
         );
     }
     let token = form.token.trim();
-    if !session::same_secret(token, &state.tokens.admin) {
+    let Some(role) = state.tokens.verify(token) else {
         tracing::info!("ui sign-in refused");
         return login_page(
             StatusCode::UNAUTHORIZED,
             &form.next,
-            Some("That token is not the admin token.".into()),
+            Some("That is not a valid API token.".into()),
         );
-    }
-    tracing::info!("ui sign-in");
+    };
+    tracing::info!(?role, "ui sign-in");
     let response = Redirect::to(safe_next(&form.next)).into_response();
-    let response = session::with_cookie(response, session::open(&state));
+    let response = session::with_cookie(response, session::open(token));
     session::with_cookie(response, session::cookie(LOGIN_COOKIE, "", 0))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
-pub async fn logout(Protected { session, .. }: Protected<Empty>) -> Response {
+pub async fn logout(SignedIn { session }: SignedIn) -> Response {
     let cleared = session.close();
     session::with_cookie(Redirect::to("/login").into_response(), cleared)
 }

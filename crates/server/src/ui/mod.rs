@@ -10,12 +10,19 @@
 //! session cookie (`session`); every form carries the session's CSRF token.
 
 mod assets;
+mod cluster;
+mod confirm;
+mod database;
 mod databases;
+mod events;
+mod fleet;
 mod login;
+mod node_actions;
 mod render;
 mod session;
+mod tasks;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::AppState;
@@ -24,7 +31,39 @@ pub fn router(_state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(databases::home))
         .route("/login", get(login::show).post(login::submit))
-        .route("/logout", axum::routing::post(login::logout))
+        .route("/logout", post(login::logout))
         .route("/assets/{name}", get(assets::serve))
         .route("/databases", get(databases::list).post(databases::create))
+        .route("/databases/{db}", get(database::summary))
+        .route("/databases/{db}/uri", post(database::reveal_uri))
+        .route(
+            "/databases/{db}/delete",
+            get(database::confirm_delete).post(database::delete),
+        )
+        .route("/databases/{db}/cluster", get(cluster::show))
+        .route("/databases/{db}/tasks", get(database::tasks))
+        .route("/databases/{db}/events", get(database::events))
+        .route(
+            "/databases/{db}/replicas/new",
+            get(node_actions::new_replica),
+        )
+        .route(
+            "/databases/{db}/replicas",
+            post(node_actions::create_replica),
+        )
+        .route(
+            "/databases/{db}/replicas/{node}/delete",
+            get(node_actions::confirm_delete_replica).post(node_actions::delete_replica),
+        )
+        .route(
+            "/databases/{db}/nodes/{node}/promote",
+            get(node_actions::confirm_promote).post(node_actions::promote),
+        )
+        .route(
+            "/databases/{db}/nodes/{node}/maintenance",
+            post(node_actions::maintenance),
+        )
+        .route("/hosts", get(fleet::hosts))
+        .route("/tasks", get(tasks::list))
+        .route("/ha", get(fleet::ha))
 }

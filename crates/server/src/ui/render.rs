@@ -21,6 +21,8 @@ pub struct Layout {
     pub active: &'static str,
     pub csrf: String,
     pub flash: Option<Flash>,
+    /// Whether the session may change things (pages hide actions otherwise).
+    pub admin: bool,
 }
 
 impl Layout {
@@ -29,25 +31,28 @@ impl Layout {
             active,
             csrf: session.csrf.clone(),
             flash: session.take_flash(),
+            admin: session.is_admin(),
         }
     }
 }
 
-/// A signed-in page request: a full page, or (from htmx polling) only the
-/// page's live fragment.
+/// A signed-in page request: a full page, or (from htmx polling) only one
+/// fragment of it, named by the id of the element htmx swaps (`HX-Target`).
 pub struct Viewer {
     pub session: Session,
-    pub fragment: bool,
+    /// `Some` for htmx requests: the target element's id (may be empty).
+    pub fragment: Option<String>,
 }
 
 impl Viewer {
     /// The layout; a fragment request leaves the flash for the next page.
     pub fn layout(&self, active: &'static str) -> Layout {
-        if self.fragment {
+        if self.fragment.is_some() {
             return Layout {
                 active,
                 csrf: self.session.csrf.clone(),
                 flash: None,
+                admin: self.session.is_admin(),
             };
         }
         Layout::new(&self.session, active)
@@ -59,10 +64,15 @@ impl FromRequestParts<AppState> for Viewer {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let session = Session::from_request_parts(parts, state).await?;
-        Ok(Viewer {
-            session,
-            fragment: is_htmx(&parts.headers),
-        })
+        let fragment = is_htmx(&parts.headers).then(|| {
+            parts
+                .headers
+                .get("hx-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        });
+        Ok(Viewer { session, fragment })
     }
 }
 
@@ -125,6 +135,15 @@ pub fn sentence(message: &str) -> String {
         text.push('.');
     }
     text
+}
+
+/// The address of a database page (`suffix` empty or like `/cluster`); a
+/// name that is not a valid database name leads to the database list.
+pub fn db_path(name: &str, suffix: &str) -> String {
+    match pgfleet_core::names::validate_name(name) {
+        Ok(()) => format!("/databases/{name}{suffix}"),
+        Err(_) => "/databases".into(),
+    }
 }
 
 /// A status shown with colour and text. `tone` is a CSS class:
@@ -222,9 +241,12 @@ pub fn timestamp(ms: i64) -> String {
     )
 }
 
-/// `0.4 s`, `12 s`, `3 min`, `5 h`, `2 d`.
+/// `40 ms`, `1.4 s`, `12 s`, `3 min`, `5 h`, `2 d`.
 pub fn duration_ms(ms: i64) -> String {
     let ms = ms.max(0);
+    if ms < 1000 {
+        return format!("{ms} ms");
+    }
     if ms < 10_000 {
         return format!("{:.1} s", ms as f64 / 1000.0);
     }
@@ -272,14 +294,18 @@ mod tests {
     fn sizes_and_durations_read_naturally() {
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(16 * 1024 * 1024), "16.0 MiB");
-        assert_eq!(duration_ms(420), "0.4 s");
+        assert_eq!(duration_ms(42), "42 ms");
+        assert_eq!(duration_ms(1420), "1.4 s");
         assert_eq!(duration_ms(90_000), "90 s");
         assert_eq!(duration_ms(600_000), "10 min");
     }
 
     #[test]
     fn messages_become_sentences() {
-        assert_eq!(sentence("database \"x\" not found"), "Database \"x\" not found.");
+        assert_eq!(
+            sentence("database \"x\" not found"),
+            "Database \"x\" not found."
+        );
         assert_eq!(sentence("done."), "Done.");
     }
 }

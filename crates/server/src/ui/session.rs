@@ -1,10 +1,13 @@
 //! Browser sessions of the web UI.
 //!
-//! Signing in with the admin token creates a session kept in memory (a
+//! Signing in with an API token creates a session kept in memory (a
 //! restarted control plane signs everyone out). The browser holds only a
-//! random id in an `HttpOnly`, `SameSite=Strict` cookie. Every session has its
-//! own CSRF token; [`Protected`] checks it on every form before the handler
-//! runs. Sessions also carry a one-shot flash message shown after a redirect.
+//! random id in an `HttpOnly`, `SameSite=Strict` cookie. Every request checks
+//! the session's token again, so revoking the token ends the session; a
+//! viewer token's session may read but not change anything. Every session
+//! has its own CSRF token; [`Protected`] checks it (and the admin role) on
+//! every form before the handler runs. Sessions also carry a one-shot flash
+//! message shown after a redirect.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -19,6 +22,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use crate::auth::Role;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "pgfleet_session";
@@ -38,9 +42,9 @@ pub struct Flash {
 }
 
 struct SessionData {
-    /// The admin token the session was opened with: a changed token (or
-    /// another control plane in the same process) invalidates it.
-    admin_token: String,
+    /// The API token the session was opened with, checked on every request:
+    /// a revoked token (or another control plane in the same process) ends it.
+    token: String,
     csrf: String,
     expires_at: Instant,
     flash: Option<Flash>,
@@ -61,9 +65,9 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
             == 0
 }
 
-/// Opens a session for a browser that presented the admin token; returns
-/// the `Set-Cookie` value.
-pub fn open(state: &AppState) -> HeaderValue {
+/// Opens a session for a browser that presented a valid API `token`;
+/// returns the `Set-Cookie` value.
+pub fn open(token: &str) -> HeaderValue {
     let id = pgfleet_core::secrets::random_token(40);
     let now = Instant::now();
     let mut all = sessions().lock().expect("sessions lock");
@@ -79,7 +83,7 @@ pub fn open(state: &AppState) -> HeaderValue {
     all.insert(
         id.clone(),
         SessionData {
-            admin_token: state.tokens.admin.clone(),
+            token: token.to_string(),
             csrf: pgfleet_core::secrets::random_token(32),
             expires_at: now + SESSION_LIFETIME,
             flash: None,
@@ -116,6 +120,7 @@ pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 pub struct Session {
     id: String,
     pub csrf: String,
+    pub role: Role,
 }
 
 impl Session {
@@ -131,6 +136,10 @@ impl Session {
     }
 
     /// The pending flash message, removed.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
     pub fn take_flash(&self) -> Option<Flash> {
         let mut all = sessions().lock().expect("sessions lock");
         all.get_mut(&self.id).and_then(|data| data.flash.take())
@@ -147,12 +156,14 @@ fn lookup(state: &AppState, headers: &HeaderMap) -> Option<Session> {
     let id = read_cookie(headers, SESSION_COOKIE)?;
     let mut all = sessions().lock().expect("sessions lock");
     let data = all.get(&id)?;
-    if data.expires_at <= Instant::now() || !same_secret(&data.admin_token, &state.tokens.admin) {
+    let role = state.tokens.verify(&data.token);
+    let Some(role) = role.filter(|_| data.expires_at > Instant::now()) else {
         all.remove(&id);
         return None;
-    }
+    };
     Some(Session {
         csrf: data.csrf.clone(),
+        role,
         id,
     })
 }
@@ -195,8 +206,42 @@ struct CsrfField {
     csrf: String,
 }
 
-/// A URL-encoded form posted by a signed-in browser with the session's CSRF
-/// token in the `csrf` field.
+/// Reads a form posted by a signed-in browser and checks its CSRF token
+/// (and, when `admin_only`, that the session may change things).
+async fn signed_form<T: DeserializeOwned>(
+    request: Request,
+    state: &AppState,
+    admin_only: bool,
+) -> Result<(Session, T), Response> {
+    let (mut parts, body) = request.into_parts();
+    let session = Session::from_request_parts(&mut parts, state).await?;
+    let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let field: CsrfField = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| (StatusCode::BAD_REQUEST, "malformed form").into_response())?;
+    if !same_secret(&field.csrf, &session.csrf) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "This form has expired. Go back, reload the page and try again.",
+        )
+            .into_response());
+    }
+    if admin_only && !session.is_admin() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            "You are signed in with a viewer token, which can only read. Sign in with an admin token to make changes.",
+        )
+            .into_response());
+    }
+    let form = serde_urlencoded::from_bytes(&bytes).map_err(|error| {
+        (StatusCode::BAD_REQUEST, format!("malformed form: {error}")).into_response()
+    })?;
+    Ok((session, form))
+}
+
+/// A URL-encoded form posted by a signed-in admin with the session's CSRF
+/// token in the `csrf` field: every form that changes something.
 pub struct Protected<T> {
     pub session: Session,
     pub form: T,
@@ -206,24 +251,23 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Protected<T> {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
-        let (mut parts, body) = request.into_parts();
-        let session = Session::from_request_parts(&mut parts, state).await?;
-        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let field: CsrfField = serde_urlencoded::from_bytes(&bytes)
-            .map_err(|_| (StatusCode::BAD_REQUEST, "malformed form").into_response())?;
-        if !same_secret(&field.csrf, &session.csrf) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "This form has expired. Go back, reload the page and try again.",
-            )
-                .into_response());
-        }
-        let form = serde_urlencoded::from_bytes(&bytes).map_err(|error| {
-            (StatusCode::BAD_REQUEST, format!("malformed form: {error}")).into_response()
-        })?;
+        let (session, form) = signed_form(request, state, true).await?;
         Ok(Protected { session, form })
+    }
+}
+
+/// Like [`Protected`] for a form without fields that any signed-in session
+/// may post (sign-out).
+pub struct SignedIn {
+    pub session: Session,
+}
+
+impl FromRequest<AppState> for SignedIn {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (session, _) = signed_form::<CsrfField>(request, state, false).await?;
+        Ok(SignedIn { session })
     }
 }
 

@@ -1,0 +1,258 @@
+// The web UI, end to end in headless Chromium against a real local fleet:
+// the story of the seed blog post told through the browser. A platform
+// engineer signs in, creates pg-dev-db-1, makes it highly available with two
+// read replicas from the Cluster Settings wizard, promotes a replica and
+// watches it become the primary without reloading, and meets readable
+// refusals on the way. Screenshots of every page go to tests/ui/output/.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Fleet, BASE_URL, launchBrowser, screenshot, expectText, waitFor } from './fleet.mjs';
+
+const DB = 'pg-dev-db-1';
+let fleet;
+let browser;
+let page;
+let failed = false;
+
+before(async () => {
+  fleet = await Fleet.start();
+  browser = await launchBrowser();
+  page = await (await browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
+  page.setDefaultTimeout(15_000);
+});
+
+after(async () => {
+  await browser?.close();
+  await fleet?.stop({ keep: failed });
+});
+
+/** Runs a step; a failure keeps the fleet's folder and stops later steps. */
+function step(name, body) {
+  test(name, { skip: false }, async (t) => {
+    if (failed) return t.skip('an earlier step failed');
+    try {
+      await body();
+    } catch (error) {
+      failed = true;
+      await screenshot(page, `failed-${name.replace(/\W+/g, '-')}`).catch(() => {});
+      throw error;
+    }
+  });
+}
+
+const nodeRow = (name) => page.locator(`#nodes-table tr[data-node="${name}"]`);
+
+step('the sign-in page refuses a wrong token and accepts the admin token', async () => {
+  await page.goto(BASE_URL + '/');
+  assert.match(page.url(), /\/login/);
+  await screenshot(page, '01-sign-in');
+  await page.getByLabel('API token').fill('not-the-token');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expectText(page.locator('#login-error'), /not a valid API token/);
+  await page.getByLabel('API token').fill(fleet.token);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/databases$/);
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === 'pgfleet_session');
+  assert.ok(session?.httpOnly, 'session cookie is HttpOnly');
+  assert.equal(session.sameSite, 'Strict');
+});
+
+step('an invalid database name is refused with a readable message', async () => {
+  await page.getByLabel('Name').fill('Bad_Name');
+  await page.getByRole('button', { name: 'Create database' }).click();
+  await expectText(page.locator('#create-error'), /invalid name "Bad_Name".*lowercase letters/i, 5_000);
+  assert.equal(await page.getByLabel('Name').inputValue(), 'Bad_Name', 'the form keeps what was typed');
+  await screenshot(page, '02-databases-invalid-name');
+});
+
+step('a database created through the form goes online without a reload', async () => {
+  await page.getByLabel('Name').fill(DB);
+  await page.getByRole('button', { name: 'Create database' }).click();
+  await page.waitForURL(new RegExp(`/databases/${DB}$`));
+  await expectText(page.locator('.alert.ok'), /Creating database pg-dev-db-1/, 5_000);
+  await page.evaluate(() => { window.__noReload = true; });
+  await expectText(page.locator('#db-status'), /^Online$/, 90_000);
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+  await screenshot(page, '03-database-summary');
+});
+
+step('the connection URI shows its password only after a click', async () => {
+  const uri = page.locator('#uri');
+  assert.match(await uri.inputValue(), /postgresql:\/\/pgadmin:•+@primary\.pg-dev-db-1\./);
+  await page.getByRole('button', { name: 'Show password' }).click();
+  await waitFor('the revealed URI', async () => /pgadmin:[A-Za-z0-9]{32}@/.test(await uri.inputValue()), 5_000);
+  await screenshot(page, '04-database-summary-uri');
+});
+
+step('Cluster Settings shows HA status Unconfigured for a standalone database', async () => {
+  await page.getByRole('link', { name: 'Cluster Settings' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await expectText(page.locator('#ha-status'), /^Unconfigured$/, 5_000);
+  await expectText(page.locator('#ha-missing'), /Complete/, 5_000);
+  await expectText(nodeRow(DB).locator('[data-field="role"]'), /^Primary$/, 5_000);
+  await screenshot(page, '05-cluster-unconfigured');
+});
+
+async function createReplica(name, haStatus, screenshotName) {
+  await page.getByRole('link', { name: '+ Create' }).click();
+  await page.waitForURL(/\/replicas\/new$/);
+  if (screenshotName) await screenshot(page, screenshotName);
+  await page.getByLabel('Replica name').fill(name);
+  await page.getByRole('button', { name: 'Create read replica' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await page.evaluate(() => { window.__noReload = true; });
+  await expectText(page.locator('#ha-status'), haStatus, 150_000);
+  await expectText(nodeRow(name).locator('[data-field="replication"]'), /^Active$/, 30_000);
+  await expectText(nodeRow(name).locator('[data-field="status"]'), /^Online$/, 30_000);
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+}
+
+step('the first read replica from the wizard makes HA status Incomplete', async () => {
+  await createReplica('pg-replica-1', /^Incomplete$/, '06-replica-wizard');
+  await expectText(page.locator('#ha-missing + ul'), /one more read replica/, 5_000);
+  await screenshot(page, '07-cluster-incomplete');
+});
+
+step('the wizard refuses an invalid replica name with a readable message', async () => {
+  await page.getByRole('link', { name: '+ Create' }).click();
+  await page.getByLabel('Replica name').fill('Bad_Name');
+  await page.getByRole('button', { name: 'Create read replica' }).click();
+  await expectText(page.locator('#replica-error'), /invalid name "Bad_Name"/i, 5_000);
+  await screenshot(page, '08-replica-wizard-invalid-name');
+  await page.getByRole('link', { name: 'Cancel' }).click();
+  await page.waitForURL(/\/cluster$/);
+});
+
+step('the second read replica makes HA status Complete, both replicas Active', async () => {
+  await createReplica('pg-replica-2', /^Complete$/);
+  await expectText(nodeRow('pg-replica-1').locator('[data-field="replication"]'), /^Active$/, 30_000);
+  await expectText(nodeRow('pg-replica-2').locator('[data-field="replication"]'), /^Active$/, 30_000);
+  await screenshot(page, '09-cluster-complete');
+});
+
+step('Promote Replica asks for confirmation and the replica becomes Primary live', async () => {
+  // The API promotes only a caught-up secondary; wait until the keeper says so.
+  await waitFor('pg-replica-1 to be a secondary', async () => {
+    const db = await fleet.api(`/api/v1/databases/${DB}`);
+    return db.nodes.find((n) => n.name === 'pg-replica-1')?.ha_state === 'secondary';
+  }, 60_000);
+  const row = nodeRow('pg-replica-1');
+  await row.getByText('Database Actions').click();
+  await screenshot(page, '10-database-actions');
+  await row.getByRole('link', { name: 'Promote Replica…' }).click();
+  await page.waitForURL(/\/promote$/);
+  await screenshot(page, '11-promote-confirm');
+  await page.getByRole('button', { name: 'Promote Replica' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await page.evaluate(() => {
+    window.__noReload = true;
+    window.__seen = [];
+    const record = () => {
+      const cells = document.querySelector('#nodes-table tr[data-node="pg-replica-1"]');
+      if (!cells) return;
+      const role = cells.querySelector('[data-field="role"]')?.textContent.trim();
+      const status = cells.querySelector('[data-field="status"]')?.textContent.trim();
+      const last = window.__seen[window.__seen.length - 1];
+      const now = `${status}/${role}`;
+      if (now !== last) window.__seen.push(now);
+    };
+    record();
+    new MutationObserver(record).observe(document.body, { childList: true, subtree: true });
+  });
+  const flash = (await page.locator('.alert').first().textContent()).trim();
+  assert.match(flash, /Promoting pg-replica-1/, `the promote was accepted (page says: ${flash})`);
+  await expectText(row.locator('[data-field="role"]'), /^Primary$/, 60_000);
+  await expectText(row.locator('[data-field="status"]'), /^Online$/, 60_000);
+  await expectText(nodeRow(DB).locator('[data-field="role"]'), /^Replica$/, 60_000);
+  const seen = await page.evaluate(() => window.__seen);
+  console.log(`# pg-replica-1 went through: ${seen.join(' → ')}`);
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+  await screenshot(page, '12-cluster-after-promote');
+});
+
+step('the Tasks and Events tabs show the history', async () => {
+  const tabs = page.getByRole('navigation', { name: 'Database sections' });
+  await tabs.getByRole('link', { name: 'Tasks' }).click();
+  await page.waitForURL(/\/databases\/pg-dev-db-1\/tasks$/);
+  await expectText(page.locator('.tasks-table tbody'), /Create replica/, 5_000);
+  await screenshot(page, '13-database-tasks');
+  await tabs.getByRole('link', { name: 'Events' }).click();
+  await expectText(page.locator('main table tbody'), /pg-replica-1/, 30_000);
+  await screenshot(page, '14-database-events');
+});
+
+step('the fleet pages: hosts, tasks and the HA overview', async () => {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  // A second, standalone database gives the HA overview something to flag.
+  await nav.getByRole('link', { name: 'Databases' }).click();
+  await page.getByLabel('Name').fill('pg-dev-db-2');
+  await page.getByRole('button', { name: 'Create database' }).click();
+  await page.waitForURL(/\/databases\/pg-dev-db-2$/);
+  await expectText(page.locator('#db-status'), /^Online$/, 90_000);
+  await nav.getByRole('link', { name: 'Hosts' }).click();
+  await expectText(page.locator('#hosts-table tbody'), /host-4/, 5_000);
+  await screenshot(page, '15-hosts');
+  await nav.getByRole('link', { name: 'Tasks' }).click();
+  await expectText(page.locator('.tasks-table tbody'), /Create database/, 5_000);
+  await screenshot(page, '16-tasks');
+  await nav.getByRole('link', { name: 'HA overview' }).click();
+  await expectText(page.locator('#attention-table tr[data-db="pg-dev-db-2"]'), /Unconfigured/, 5_000);
+  await expectText(page.locator('#healthy-list'), /pg-dev-db-1/, 5_000);
+  await screenshot(page, '17-ha-overview');
+  await nav.getByRole('link', { name: 'Databases' }).click();
+  await expectText(page.locator(`tr[data-db="${DB}"] [data-field="ha"]`), /^Complete$/, 5_000);
+  await screenshot(page, '18-databases');
+});
+
+step('without JavaScript the pages read and forms still work', async () => {
+  const context = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1366, height: 900 } });
+  const plain = await context.newPage();
+  await plain.goto(BASE_URL + '/databases/' + DB + '/cluster');
+  await plain.getByLabel('API token').fill(fleet.token);
+  await plain.getByRole('button', { name: 'Sign in' }).click();
+  await plain.waitForURL(/\/cluster$/);
+  await expectText(plain.locator('#ha-status'), /^Complete$/, 5_000);
+  await plain.goto(BASE_URL + '/databases');
+  await plain.getByLabel('Name').fill('-bad');
+  await plain.getByRole('button', { name: 'Create database' }).click();
+  await expectText(plain.locator('#create-error'), /invalid name/i, 5_000);
+  await context.close();
+});
+
+step('a viewer token signs in read-only, and revoking it ends the session', async () => {
+  const { token } = await fleet.api('/api/v1/tokens', { method: 'POST', body: { name: 'ui-viewer', role: 'viewer' } });
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const viewer = await context.newPage();
+  await viewer.goto(BASE_URL + '/databases/' + DB + '/cluster');
+  await viewer.getByLabel('API token').fill(token);
+  await viewer.getByRole('button', { name: 'Sign in' }).click();
+  await viewer.waitForURL(/\/cluster$/);
+  await expectText(viewer.locator('.role-badge'), /Read-only/, 5_000);
+  assert.equal(await viewer.getByRole('link', { name: '+ Create' }).count(), 0, 'no + Create for a viewer');
+  assert.equal(await viewer.getByText('Database Actions').count(), 0, 'no Database Actions for a viewer');
+  await screenshot(viewer, '19-viewer-cluster');
+  const status = await viewer.evaluate(async (db) => {
+    const csrf = document.querySelector('form.signout input[name=csrf]').value;
+    const body = new URLSearchParams({ csrf, name: 'pg-replica-9' });
+    return (await fetch(`/databases/${db}/replicas`, { method: 'POST', body })).status;
+  }, DB);
+  assert.equal(status, 403, 'a viewer cannot create a replica');
+  await fleet.api('/api/v1/tokens/ui-viewer', { method: 'DELETE' });
+  await viewer.goto(BASE_URL + '/databases');
+  assert.match(viewer.url(), /\/login/, 'the revoked token no longer signs in');
+  await context.close();
+});
+
+step('a form without the CSRF token is refused, and sign-out ends the session', async () => {
+  const status = await page.evaluate(async () => {
+    const response = await fetch('/databases', { method: 'POST', body: new URLSearchParams({ name: 'x' }) });
+    return response.status;
+  });
+  assert.equal(status, 403);
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.waitForURL(/\/login$/);
+  await page.goto(BASE_URL + '/databases');
+  assert.match(page.url(), /\/login/);
+});
