@@ -210,6 +210,7 @@ impl Actor {
             primary_conninfo: conninfo,
             primary_slot_name: slot,
             synchronous_standby_names: sync,
+            trusted: trusted_addresses(spec),
         }
     }
 
@@ -676,6 +677,25 @@ impl Actor {
         observed.ha_state = self.assignment.as_ref().map(|a| a.state.clone());
         Ok(())
     }
+}
+
+/// The database's own nodes and monitor: allowed to replicate and to log in
+/// as the agents' superuser.
+fn trusted_addresses(spec: &InstanceSpec) -> Vec<String> {
+    let mut addresses: Vec<String> = spec.peers.iter().map(|p| p.address.clone()).collect();
+    addresses.push(spec.address.clone());
+    if let Some(monitor) = &spec.monitor {
+        addresses.push(monitor.address.clone());
+    }
+    // On one machine (a local fleet) connections between loopback addresses
+    // leave from 127.0.0.1 whatever host they come from; libpq cannot bind a
+    // source address. Real hosts are matched by their own addresses.
+    if addresses.iter().any(|a| a.starts_with("127.")) {
+        addresses.push("127.0.0.1".into());
+    }
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }
 
 /// How long a standby may fail to stream before it is rewound.

@@ -24,6 +24,8 @@ pub struct MonitorShared {
     observed: Mutex<Option<MonitorObserved>>,
     /// Start of the transition whose end is being reported.
     detected_ms: Mutex<Option<u64>>,
+    /// Set once the spec said deleted: the monitor answers and reports nothing.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 struct Core {
@@ -177,13 +179,18 @@ impl Core {
 
 impl MonitorShared {
     pub fn observed(&self) -> Option<MonitorObserved> {
+        if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         self.observed.lock().expect("monitor lock").clone()
     }
 
     /// Handles a keeper report and answers with the node's assignment.
     pub async fn keeper_report(&self, report: KeeperReport) -> Option<Assignment> {
         let mut core = self.core.lock().await;
-        if !core.state.nodes.contains_key(&report.node) {
+        if self.deleted.load(std::sync::atomic::Ordering::SeqCst)
+            || !core.state.nodes.contains_key(&report.node)
+        {
             return None;
         }
         let event = Event::KeeperReport(pgfleet_ha::KeeperReport {
@@ -315,6 +322,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         runtime: runtime.clone(),
         observed: Mutex::new(Some(core.observation())),
         detected_ms: Mutex::new(None),
+        deleted: std::sync::atomic::AtomicBool::new(false),
         core: tokio::sync::Mutex::new(core),
     });
     let task = tokio::spawn(run(runtime, monitor.clone(), rx));
@@ -335,6 +343,9 @@ async fn run(
         let spec = rx.borrow_and_update().clone();
         if spec.desired == Desired::Deleted {
             let core = monitor.core.lock().await;
+            monitor
+                .deleted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = std::fs::remove_file(&core.path);
             *monitor.observed.lock().expect("monitor lock") = None;
             tracing::info!(db = %spec.db, "monitor removed");

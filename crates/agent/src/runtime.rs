@@ -101,6 +101,11 @@ impl AgentRuntime {
         }
         let mut running = self.monitors.lock().expect("monitors lock");
         for spec in monitors {
+            // A monitor that was deleted here and is wanted again starts afresh.
+            let finished = running.get(&spec.db).is_some_and(|h| h.task.is_finished());
+            if finished && spec.desired != pgfleet_core::Desired::Deleted {
+                running.remove(&spec.db);
+            }
             match running.get(&spec.db) {
                 Some(handle) => {
                     handle.spec.send_if_modified(|current| {

@@ -15,6 +15,8 @@ pub struct ServerSettings {
     pub primary_conninfo: Option<String>,
     pub primary_slot_name: Option<String>,
     pub synchronous_standby_names: String,
+    /// Addresses allowed to replicate and to log in as `pgfleet`.
+    pub trusted: Vec<String>,
 }
 
 /// Slot names allow only `[a-z0-9_]`.
@@ -65,11 +67,26 @@ pub fn render(settings: &ServerSettings) -> String {
     text
 }
 
-pub const HBA: &str = "# Written by the pgfleet agent.\n\
-local   all          all                          scram-sha-256\n\
-host    all          all          0.0.0.0/0       scram-sha-256\n\
-host    replication  pgfleet_replication 0.0.0.0/0 scram-sha-256\n\
-host    replication  pgfleet      0.0.0.0/0       scram-sha-256\n";
+/// pg_hba.conf: scram-sha-256 only. Replication and the `pgfleet`
+/// superuser are accepted only from the database's own nodes and monitor;
+/// the user's roles from anywhere.
+pub fn render_hba(trusted: &[String]) -> String {
+    let mut text =
+        String::from("# Written by the pgfleet agent.\nlocal   all  all  scram-sha-256\n");
+    for address in trusted {
+        text.push_str(&format!(
+            "host    replication  pgfleet_replication  {address}/32  scram-sha-256\n"
+        ));
+        text.push_str(&format!(
+            "host    all          pgfleet              {address}/32  scram-sha-256\n"
+        ));
+    }
+    text.push_str("host    all          pgfleet              0.0.0.0/0  reject\n");
+    text.push_str("host    all          pgfleet_replication  0.0.0.0/0  reject\n");
+    text.push_str("host    replication  all                  0.0.0.0/0  reject\n");
+    text.push_str("host    all          all                  0.0.0.0/0  scram-sha-256\n");
+    text
+}
 
 fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -95,7 +112,11 @@ pub fn write_all(
         )?;
     }
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
-    write_owned(&data_dir.join("pg_hba.conf"), HBA, user)?;
+    write_owned(
+        &data_dir.join("pg_hba.conf"),
+        &render_hba(&settings.trusted),
+        user,
+    )?;
     let signal = data_dir.join("standby.signal");
     if settings.primary_conninfo.is_some() {
         write_owned(&signal, "", user)?;
@@ -125,7 +146,12 @@ pub fn write_settings(
     settings: &ServerSettings,
     user: &super::user::PgUser,
 ) -> anyhow::Result<()> {
-    write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)
+    write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
+    write_owned(
+        &data_dir.join("pg_hba.conf"),
+        &render_hba(&settings.trusted),
+        user,
+    )
 }
 
 #[cfg(test)]
@@ -142,11 +168,22 @@ mod tests {
             primary_conninfo: Some("host=127.0.0.2 port=5432".into()),
             primary_slot_name: Some(slot_name("pg-replica-1")),
             synchronous_standby_names: String::new(),
+            trusted: vec!["127.0.0.2".into()],
         };
         let text = render(&settings);
         assert!(text.contains("listen_addresses = '127.0.0.3'"));
         assert!(text.contains("primary_slot_name = 'pg_replica_1'"));
         assert!(text.contains("wal_level = 'replica'"));
         assert!(text.contains("wal_log_hints = 'on'"));
+        let hba = render_hba(&settings.trusted);
+        let replication_from_node = hba
+            .find("replication  pgfleet_replication  127.0.0.2/32")
+            .unwrap();
+        let reject = hba.find("pgfleet_replication  0.0.0.0/0  reject").unwrap();
+        assert!(
+            replication_from_node < reject,
+            "node lines come before the rejects"
+        );
+        assert!(!hba.contains("trust") && !hba.contains(" md5"));
     }
 }
