@@ -5,6 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -14,7 +15,6 @@ export const repoRoot = path.resolve(here, '..', '..');
 export const outputDir = path.join(here, 'output');
 
 export const API = '127.0.77.1:7070';
-export const BASE_URL = `http://${API}`;
 
 const CHROMIUM_FLAGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -34,6 +34,9 @@ function binary() {
   return candidate;
 }
 
+/** An error that ends a `waitFor` at once instead of being retried. */
+class Fatal extends Error {}
+
 /** Polls `check` (async, returns a truthy value when done) until `timeoutMs`. */
 export async function waitFor(what, check, timeoutMs = 60_000, intervalMs = 200) {
   const deadline = Date.now() + timeoutMs;
@@ -43,6 +46,7 @@ export async function waitFor(what, check, timeoutMs = 60_000, intervalMs = 200)
       const value = await check();
       if (value) return value;
     } catch (error) {
+      if (error instanceof Fatal) throw error;
       lastError = error;
     }
     if (Date.now() > deadline) {
@@ -75,9 +79,17 @@ export class Fleet {
   }
 
   async waitUntilReady() {
+    // `pgfleet up` serves HTTPS with its own CA unless told otherwise; it
+    // prints the API address (and so the scheme) once it is up.
+    const log = path.join(this.dataDir, 'up.log');
+    const scheme = await waitFor('pgfleet up to print its API address', () => {
+      if (this.exited) throw new Fatal(`pgfleet up exited early (${JSON.stringify(this.exited)}); see ${log}`);
+      return /API:\s+(https?):\/\//.exec(fs.readFileSync(log, 'utf8'))?.[1];
+    }, 30_000);
+    this.baseUrl = `${scheme}://${API}`;
     const tokenFile = path.join(this.dataDir, 'admin.token');
     await waitFor('the admin token file', () => {
-      if (this.exited) throw new Error(`pgfleet up exited early (${JSON.stringify(this.exited)}); see ${this.dataDir}/up.log`);
+      if (this.exited) throw new Fatal(`pgfleet up exited early (${JSON.stringify(this.exited)}); see ${this.dataDir}/up.log`);
       return fs.existsSync(tokenFile) && fs.readFileSync(tokenFile, 'utf8').trim();
     }, 30_000);
     this.token = fs.readFileSync(tokenFile, 'utf8').trim();
@@ -106,15 +118,35 @@ export class Fleet {
     this.child = child;
     this.exited = null;
     this.token = '';
+    this.baseUrl = '';
+  }
+
+  get tls() {
+    return this.baseUrl.startsWith('https:');
   }
 
   /** A call to the REST API with the admin token; the JSON answer or null. */
   async api(urlPath, { method = 'GET', body } = {}) {
     const headers = { authorization: `Bearer ${this.token}` };
     if (body) headers['content-type'] = 'application/json';
-    const response = await fetch(BASE_URL + urlPath, { method, headers, body: body && JSON.stringify(body) });
-    if (!response.ok) throw new Error(`${method} ${urlPath}: HTTP ${response.status} ${await response.text()}`);
-    return response.status === 204 ? null : response.json();
+    const payload = body && JSON.stringify(body);
+    if (!this.tls) {
+      const response = await fetch(this.baseUrl + urlPath, { method, headers, body: payload });
+      return answer(method, urlPath, response.status, await response.text());
+    }
+    // HTTPS: trust the fleet's CA (fetch cannot be given a CA).
+    const ca = fs.readFileSync(path.join(this.dataDir, 'ca.crt'));
+    const { status, text } = await new Promise((resolve, reject) => {
+      const request = https.request(this.baseUrl + urlPath, { method, headers, ca }, (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => { text += chunk; });
+        response.on('end', () => resolve({ status: response.statusCode, text }));
+      });
+      request.on('error', reject);
+      request.end(payload);
+    });
+    return answer(method, urlPath, status, text);
   }
 
   /** SIGTERM to the `up` process we started; it stops its agents first. */
@@ -134,6 +166,11 @@ export class Fleet {
       fs.rmSync(this.dataDir, { recursive: true, force: true, maxRetries: 3 });
     }
   }
+}
+
+function answer(method, urlPath, status, text) {
+  if (status < 200 || status >= 300) throw new Error(`${method} ${urlPath}: HTTP ${status} ${text}`);
+  return status === 204 ? null : JSON.parse(text);
 }
 
 export async function launchBrowser() {

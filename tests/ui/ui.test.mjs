@@ -7,7 +7,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Fleet, BASE_URL, launchBrowser, screenshot, expectText, waitFor } from './fleet.mjs';
+import { Fleet, launchBrowser, screenshot, expectText, waitFor } from './fleet.mjs';
 
 const DB = 'pg-dev-db-1';
 let fleet;
@@ -18,7 +18,7 @@ let failed = false;
 before(async () => {
   fleet = await Fleet.start();
   browser = await launchBrowser();
-  page = await (await browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
+  page = await (await browser.newContext(contextOptions())).newPage();
   page.setDefaultTimeout(15_000);
 });
 
@@ -26,6 +26,11 @@ after(async () => {
   await browser?.close();
   await fleet?.stop({ keep: failed });
 });
+
+/** The fleet's HTTPS certificate comes from its own CA, unknown to Chromium. */
+function contextOptions() {
+  return { viewport: { width: 1366, height: 900 }, ignoreHTTPSErrors: true };
+}
 
 /** Runs a step; a failure keeps the fleet's folder and stops later steps. */
 function step(name, body) {
@@ -44,7 +49,7 @@ function step(name, body) {
 const nodeRow = (name) => page.locator(`#nodes-table tr[data-node="${name}"]`);
 
 step('the sign-in page refuses a wrong token and accepts the admin token', async () => {
-  await page.goto(BASE_URL + '/');
+  await page.goto(fleet.baseUrl + '/');
   assert.match(page.url(), /\/login/);
   await screenshot(page, '01-sign-in');
   await page.getByLabel('API token').fill('not-the-token');
@@ -57,6 +62,7 @@ step('the sign-in page refuses a wrong token and accepts the admin token', async
   const session = cookies.find((c) => c.name === 'pgfleet_session');
   assert.ok(session?.httpOnly, 'session cookie is HttpOnly');
   assert.equal(session.sameSite, 'Strict');
+  assert.equal(session.secure, fleet.tls, 'session cookie is Secure over HTTPS');
 });
 
 step('an invalid database name is refused with a readable message', async () => {
@@ -139,6 +145,7 @@ step('Promote Replica asks for confirmation and the replica becomes Primary live
     return db.nodes.find((n) => n.name === 'pg-replica-1')?.ha_state === 'secondary';
   }, 60_000);
   const row = nodeRow('pg-replica-1');
+  await expectText(row.locator('[data-field="status"]'), /^Online$/, 5_000);
   await row.getByText('Database Actions').click();
   await screenshot(page, '10-database-actions');
   await row.getByRole('link', { name: 'Promote Replica…' }).click();
@@ -167,7 +174,8 @@ step('Promote Replica asks for confirmation and the replica becomes Primary live
   await expectText(row.locator('[data-field="status"]'), /^Online$/, 60_000);
   await expectText(nodeRow(DB).locator('[data-field="role"]'), /^Replica$/, 60_000);
   const seen = await page.evaluate(() => window.__seen);
-  console.log(`# pg-replica-1 went through: ${seen.join(' → ')}`);
+  console.log(`# pg-replica-1 went through: Online/Replica → ${seen.join(' → ')}`);
+  assert.ok(seen.some((state) => state.startsWith('Modifying/')), `Modifying was shown while it switched over (${seen})`);
   assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
   await screenshot(page, '12-cluster-after-promote');
 });
@@ -206,15 +214,59 @@ step('the fleet pages: hosts, tasks and the HA overview', async () => {
   await screenshot(page, '18-databases');
 });
 
+/** Waits until the latest task on the Cluster Settings tab has succeeded. */
+async function latestTaskSucceeded(kind) {
+  await expectText(page.locator('#latest-task'), new RegExp(`${kind}[\\s\\S]*Succeeded`), 90_000);
+}
+
+step('Maintenance goes on and off from Database Actions', async () => {
+  await page.goto(`${fleet.baseUrl}/databases/${DB}/cluster`);
+  const row = nodeRow('pg-replica-2');
+  await row.getByText('Database Actions').click();
+  await row.getByRole('button', { name: 'Maintenance on' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await expectText(page.locator('.alert').first(), /Turning maintenance on for pg-replica-2/, 5_000);
+  await expectText(row.locator('.badge.warn'), /Maintenance/, 30_000);
+  await latestTaskSucceeded('Set maintenance');
+  await screenshot(page, '20-cluster-maintenance');
+  await row.getByText('Database Actions').click();
+  await row.getByRole('button', { name: 'Maintenance off' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await waitFor('the maintenance badge to go', async () => (await row.locator('.badge.warn').count()) === 0, 30_000);
+  await latestTaskSucceeded('Set maintenance');
+});
+
+step('Delete replica asks for confirmation and HA status drops to Incomplete', async () => {
+  const row = nodeRow('pg-replica-2');
+  await row.getByText('Database Actions').click();
+  await row.getByRole('link', { name: 'Delete replica…' }).click();
+  await page.waitForURL(/\/replicas\/pg-replica-2\/delete$/);
+  await screenshot(page, '21-delete-replica-confirm');
+  await page.getByRole('button', { name: 'Delete replica' }).click();
+  await page.waitForURL(/\/cluster$/);
+  await waitFor('pg-replica-2 to leave the table', async () => (await row.count()) === 0, 90_000);
+  await expectText(page.locator('#ha-status'), /^Incomplete$/, 30_000);
+});
+
+step('Delete database asks for confirmation and the database goes away', async () => {
+  await page.goto(`${fleet.baseUrl}/databases/pg-dev-db-2`);
+  await page.getByRole('link', { name: 'Delete database…' }).click();
+  await page.waitForURL(/\/databases\/pg-dev-db-2\/delete$/);
+  await page.getByRole('button', { name: 'Delete database' }).click();
+  await page.waitForURL(/\/databases$/);
+  await expectText(page.locator('.alert').first(), /Deleting database pg-dev-db-2/, 5_000);
+  await waitFor('pg-dev-db-2 to leave the list', async () => (await page.locator('tr[data-db="pg-dev-db-2"]').count()) === 0, 90_000);
+});
+
 step('without JavaScript the pages read and forms still work', async () => {
-  const context = await browser.newContext({ javaScriptEnabled: false, viewport: { width: 1366, height: 900 } });
+  const context = await browser.newContext({ ...contextOptions(), javaScriptEnabled: false });
   const plain = await context.newPage();
-  await plain.goto(BASE_URL + '/databases/' + DB + '/cluster');
+  await plain.goto(fleet.baseUrl + '/databases/' + DB + '/cluster');
   await plain.getByLabel('API token').fill(fleet.token);
   await plain.getByRole('button', { name: 'Sign in' }).click();
   await plain.waitForURL(/\/cluster$/);
-  await expectText(plain.locator('#ha-status'), /^Complete$/, 5_000);
-  await plain.goto(BASE_URL + '/databases');
+  await expectText(plain.locator('#ha-status'), /^Incomplete$/, 5_000);
+  await plain.goto(fleet.baseUrl + '/databases');
   await plain.getByLabel('Name').fill('-bad');
   await plain.getByRole('button', { name: 'Create database' }).click();
   await expectText(plain.locator('#create-error'), /invalid name/i, 5_000);
@@ -223,9 +275,9 @@ step('without JavaScript the pages read and forms still work', async () => {
 
 step('a viewer token signs in read-only, and revoking it ends the session', async () => {
   const { token } = await fleet.api('/api/v1/tokens', { method: 'POST', body: { name: 'ui-viewer', role: 'viewer' } });
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const context = await browser.newContext(contextOptions());
   const viewer = await context.newPage();
-  await viewer.goto(BASE_URL + '/databases/' + DB + '/cluster');
+  await viewer.goto(fleet.baseUrl + '/databases/' + DB + '/cluster');
   await viewer.getByLabel('API token').fill(token);
   await viewer.getByRole('button', { name: 'Sign in' }).click();
   await viewer.waitForURL(/\/cluster$/);
@@ -240,7 +292,7 @@ step('a viewer token signs in read-only, and revoking it ends the session', asyn
   }, DB);
   assert.equal(status, 403, 'a viewer cannot create a replica');
   await fleet.api('/api/v1/tokens/ui-viewer', { method: 'DELETE' });
-  await viewer.goto(BASE_URL + '/databases');
+  await viewer.goto(fleet.baseUrl + '/databases');
   assert.match(viewer.url(), /\/login/, 'the revoked token no longer signs in');
   await context.close();
 });
@@ -253,6 +305,6 @@ step('a form without the CSRF token is refused, and sign-out ends the session', 
   assert.equal(status, 403);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.waitForURL(/\/login$/);
-  await page.goto(BASE_URL + '/databases');
+  await page.goto(fleet.baseUrl + '/databases');
   assert.match(page.url(), /\/login/);
 });

@@ -9,6 +9,8 @@ pub struct AgentConfig {
     pub failure_domain: String,
     pub data_dir: PathBuf,
     pub server_url: String,
+    /// Fleet CA (PEM) trusted for an https:// control plane.
+    pub ca_pem: Option<String>,
     pub join_token: String,
     pub pg_bin: Option<PathBuf>,
     /// Port of the agent's HTTP endpoint on `address`.

@@ -58,10 +58,14 @@ impl AgentRuntime {
         std::fs::create_dir_all(host_dir.join("monitors"))?;
         let host_dir = host_dir.canonicalize()?;
         user.check_reachable(&host_dir.join("pg"))?;
-        let http = reqwest::Client::builder()
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(2))
-            .connect_timeout(std::time::Duration::from_millis(500))
-            .build()?;
+            .connect_timeout(std::time::Duration::from_millis(500));
+        if let Some(pem) = &config.ca_pem {
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+        }
+        let http = builder.build()?;
         Ok(AgentRuntime {
             inner: Arc::new(Inner {
                 config,

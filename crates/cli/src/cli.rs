@@ -18,7 +18,7 @@ pub struct Cli {
         long,
         global = true,
         env = "PGFLEET_API",
-        default_value = "http://127.0.0.1:7070"
+        default_value = "https://127.0.0.1:7070"
     )]
     pub api: String,
     /// API token (default: read DATA_DIR/admin.token).
@@ -81,6 +81,9 @@ pub struct ServerArgs {
     pub data_dir: PathBuf,
     #[arg(long, default_value_t = 2000)]
     pub host_timeout_ms: u64,
+    /// Serve the API over plain HTTP instead of HTTPS (fleet CA).
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -99,6 +102,9 @@ pub struct AgentArgs {
     pub join_token: String,
     #[arg(long)]
     pub pg_bin: Option<PathBuf>,
+    /// The fleet CA certificate (PEM) to trust for an https:// server.
+    #[arg(long, env = "PGFLEET_CA")]
+    pub ca_file: Option<PathBuf>,
     #[arg(long, default_value_t = 7071)]
     pub agent_port: u16,
     #[arg(long, default_value_t = 200)]
@@ -240,15 +246,19 @@ pub enum TaskCommand {
     },
 }
 
-/// `http://127.0.0.1:7070` or `127.0.0.1:7070` → a socket address to bind.
+/// `https://127.0.0.1:7070`, `http://…` or `127.0.0.1:7070` → a socket address to bind.
 pub fn bind_address(api: &str) -> anyhow::Result<SocketAddr> {
-    let trimmed = api.trim_start_matches("http://").trim_end_matches('/');
+    let trimmed = api
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
     trimmed
         .parse()
         .map_err(|_| anyhow::anyhow!("--api {api:?}: expected ADDRESS:PORT such as 127.0.0.1:7070"))
 }
 
 pub fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,18 +35,35 @@ impl std::error::Error for ClientError {}
 pub type Result<T> = std::result::Result<T, ClientError>;
 
 impl Client {
+    /// A client that trusts the system's roots (plain HTTP needs nothing).
     pub fn new(base: &str, token: &str) -> Client {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("http client");
+        Self::with_ca(base, token, None)
+    }
+
+    /// A client that also trusts the fleet CA (PEM), as HTTPS to the control
+    /// plane needs.
+    pub fn with_ca(base: &str, token: &str, ca_pem: Option<&str>) -> Client {
         Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http,
+            http: http_client(ca_pem, Duration::from_secs(30)),
         }
     }
+}
 
+/// An HTTP client (rustls with ring) trusting `ca_pem` in addition.
+pub fn http_client(ca_pem: Option<&str>, timeout: Duration) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(pem) = ca_pem {
+        if let Ok(cert) = reqwest::Certificate::from_pem(pem.as_bytes()) {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().expect("http client")
+}
+
+impl Client {
     async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
         let response = request
             .bearer_auth(&self.token)

@@ -41,7 +41,22 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
                 .to_string()
         }
     };
-    Ok(Client::new(&cli.api, &token))
+    Ok(Client::with_ca(&cli.api, &token, fleet_ca(cli)?.as_deref()))
+}
+
+/// The fleet CA the CLI trusts: `PGFLEET_CA` (a file), else `FLEET_DIR/ca.crt`.
+fn fleet_ca(cli: &Cli) -> anyhow::Result<Option<String>> {
+    if !cli.api.starts_with("https://") {
+        return Ok(None);
+    }
+    let path = match std::env::var("PGFLEET_CA") {
+        Ok(path) => std::path::PathBuf::from(path),
+        Err(_) => cli.fleet_dir.join("ca.crt"),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(_) => Ok(None),
+    }
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
@@ -80,6 +95,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.dns_addr = args.dns;
             config.zone = args.zone.clone();
             config.host_timeout_ms = args.host_timeout_ms;
+            config.tls = !args.insecure_http;
             if let Some(store) = &args.store {
                 config.store_url = store.clone();
             }
@@ -97,6 +113,13 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 failure_domain: args.failure_domain.clone(),
                 data_dir: args.data_dir.clone(),
                 server_url: args.server.clone(),
+                ca_pem: match &args.ca_file {
+                    Some(path) => Some(
+                        std::fs::read_to_string(path)
+                            .with_context(|| format!("reading --ca-file {}", path.display()))?,
+                    ),
+                    None => None,
+                },
                 join_token: args.join_token.clone(),
                 pg_bin: args.pg_bin.clone(),
                 agent_port: args.agent_port,

@@ -124,6 +124,8 @@ pub fn start_agent(data_dir: &Path, host: &str, join_token: &str) -> anyhow::Res
             "--failure-timeout-ms",
             &launch.failure_timeout_ms.to_string(),
         ])
+        .arg("--ca-file")
+        .arg(data_dir.join("ca.crt"))
         .env("PGFLEET_JOIN_TOKEN", join_token)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)

@@ -65,7 +65,7 @@ impl Fleet {
     pub fn up_in(dir: PathBuf, hosts: u32, extra: &[&str]) -> Fleet {
         let subnet = unique_subnet();
         let mut fleet = Fleet {
-            api: format!("http://127.{}.{}.1:7070", subnet[0], subnet[1]),
+            api: format!("https://127.{}.{}.1:7070", subnet[0], subnet[1]),
             dns: format!("127.{}.{}.1:8053", subnet[0], subnet[1])
                 .parse()
                 .unwrap(),
@@ -110,7 +110,7 @@ impl Fleet {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(token) = std::fs::read_to_string(self.dir.join("admin.token")) {
-                let client = Client::new(&self.api, token.trim());
+                let client = Client::with_ca(&self.api, token.trim(), self.ca().as_deref());
                 let expected = self.hosts;
                 // Its own runtime on its own thread: callers may be inside one.
                 let ready = std::thread::scope(|scope| {
@@ -176,7 +176,12 @@ impl Fleet {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.api, &self.token())
+        Client::with_ca(&self.api, &self.token(), self.ca().as_deref())
+    }
+
+    /// The fleet CA certificate (PEM), once the control plane wrote it.
+    pub fn ca(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("ca.crt")).ok()
     }
 
     /// Runs the CLI against this fleet.

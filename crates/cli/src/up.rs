@@ -29,6 +29,9 @@ pub struct UpArgs {
     /// A node silent for this long is failed over (monitor) / fences itself (keeper).
     #[arg(long, default_value_t = 2000)]
     pub failure_timeout_ms: u64,
+    /// Serve the API over plain HTTP instead of HTTPS.
+    #[arg(long)]
+    pub insecure_http: bool,
     /// A host without heartbeat for this long is `lost`.
     #[arg(long, default_value_t = 2000)]
     pub host_timeout_ms: u64,
@@ -44,8 +47,10 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     config.dns_addr = args.dns;
     config.zone = args.zone.clone();
     config.host_timeout_ms = args.host_timeout_ms;
+    config.tls = !args.insecure_http;
     let server = pgfleet_server::start(config, cancel.clone()).await?;
-    let server_url = format!("http://{}", server.api_addr);
+    let scheme = if args.insecure_http { "http" } else { "https" };
+    let server_url = format!("{scheme}://{}", server.api_addr);
     let join_token = server.state.tokens.join.clone();
 
     let first = u32::from(args.first_host_address);

@@ -54,7 +54,8 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
         .trim()
         .to_string();
     let admin = fleet.token();
-    let http = reqwest::Client::new();
+    let http =
+        pgfleet::client::http_client(fleet.ca().as_deref(), std::time::Duration::from_secs(10));
     let open = ["/api/v1/health", "/api/v1/openapi.json"];
     for (method, path) in routes() {
         let target = concrete(&path);
@@ -125,7 +126,7 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
         .as_u16();
     assert_eq!(status, 413);
     // Viewers read, but never see passwords; revoked tokens stop working.
-    let reader = pgfleet::client::Client::new(&fleet.api, &viewer);
+    let reader = pgfleet::client::Client::with_ca(&fleet.api, &viewer, fleet.ca().as_deref());
     assert!(reader.database("sec-db", false).await.is_ok());
     assert_eq!(
         reader.database("sec-db", true).await.unwrap_err().status,
@@ -137,6 +138,11 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
     );
     fleet.cli_ok(&["token", "revoke", "reader"]);
     assert_eq!(reader.list_databases().await.unwrap_err().status, Some(401));
+    // The API speaks TLS with a certificate from the fleet CA: a client that
+    // does not trust that CA cannot talk to it.
+    assert!(fleet.api.starts_with("https://"));
+    let untrusting = pgfleet::client::Client::new(&fleet.api, &admin);
+    assert_eq!(untrusting.list_databases().await.unwrap_err().status, None);
     // Stored tokens are hashed, and the token file is private.
     let mode = std::fs::metadata(fleet.dir().join("admin.token"))
         .unwrap()

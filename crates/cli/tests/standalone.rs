@@ -121,7 +121,7 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(duplicate.status, Some(409));
     let unknown = fleet.client().database("nope", false).await.unwrap_err();
     assert_eq!(unknown.status, Some(404));
-    let unauthorized = pgfleet::client::Client::new(&fleet.api, "wrong")
+    let unauthorized = pgfleet::client::Client::with_ca(&fleet.api, "wrong", fleet.ca().as_deref())
         .list_databases()
         .await
         .unwrap_err();

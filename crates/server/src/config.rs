@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub host_timeout_ms: u64,
     /// Longest a task waits for an agent to carry out a step.
     pub step_timeout_ms: u64,
+    /// Serve the API over HTTPS with a certificate from the fleet CA.
+    pub tls: bool,
 }
 
 impl ServerConfig {
@@ -33,6 +35,7 @@ impl ServerConfig {
             heartbeat_interval_ms: 200,
             host_timeout_ms: 2000,
             step_timeout_ms: 120_000,
+            tls: false,
         }
     }
 }

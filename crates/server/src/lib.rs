@@ -9,11 +9,13 @@ pub mod auth;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
+pub mod https;
 pub mod observed;
 pub mod openapi;
 pub mod specs;
 pub mod state;
 pub mod tasks;
+pub mod tls;
 pub mod ui;
 pub mod views;
 
@@ -54,7 +56,8 @@ pub async fn start(
         .with_context(|| format!("opening store {}", config.store_url))?;
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
-    let state = AppState::new(config.clone(), store, zone.clone(), tokens);
+    let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir).await?;
+    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca);
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
@@ -78,13 +81,25 @@ pub async fn start(
 
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();
-    handles.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { api_cancel.cancelled().await });
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "api server stopped");
+    if config.tls {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        if !api_addr.ip().is_unspecified() {
+            names.push(api_addr.ip().to_string());
         }
-    }));
+        let cert = state.ca.issue("pgfleet control plane", &names)?;
+        let tls_config = tls::server_config(&cert, &state.ca.cert_pem)?;
+        handles.push(tokio::spawn(https::serve(
+            listener, tls_config, router, api_cancel,
+        )));
+    } else {
+        handles.push(tokio::spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { api_cancel.cancelled().await });
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "api server stopped");
+            }
+        }));
+    }
     tracing::info!(api = %api_addr, dns = %dns_addr, zone = %config.zone, "control plane started");
     Ok(RunningServer {
         api_addr,

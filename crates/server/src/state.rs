@@ -22,6 +22,8 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub zone: pgfleet_dns::ZoneHandle,
     pub tokens: Tokens,
+    /// The fleet CA: API and PostgreSQL server certificates.
+    pub ca: Arc<crate::tls::FleetCa>,
     pub observed: Mutex<Observed>,
     /// Wakes the task engine when a task is queued.
     pub task_wakeup: Notify,
@@ -47,13 +49,16 @@ impl AppState {
         store: Arc<dyn Store>,
         zone: pgfleet_dns::ZoneHandle,
         tokens: Tokens,
+        ca: crate::tls::FleetCa,
     ) -> AppState {
+        crate::tls::install_crypto_provider();
         AppState {
             inner: Arc::new(Inner {
                 config,
                 store,
                 zone,
                 tokens,
+                ca: Arc::new(ca),
                 observed: Mutex::new(Observed::default()),
                 task_wakeup: Notify::new(),
                 observation_changed: Notify::new(),

@@ -31,7 +31,8 @@ pub struct NodeRow {
     pub error: Option<String>,
     pub is_replica: bool,
     pub is_primary: bool,
-    /// Data nodes (not the monitor) have actions.
+    /// Whether the node has a *Database Actions* menu: replicas always, the
+    /// primary once maintenance applies (with a monitor); never the monitor.
     pub has_actions: bool,
     pub can_maintain: bool,
 }
@@ -80,7 +81,7 @@ fn node_row(node: &NodeView, has_monitor: bool) -> NodeRow {
         error: node.error.clone(),
         is_replica: node.role == NodeRole::Replica,
         is_primary: node.role == NodeRole::Primary,
-        has_actions: is_data_node,
+        has_actions: node.role == NodeRole::Replica || (is_data_node && has_monitor),
         can_maintain: is_data_node && has_monitor,
     }
 }

@@ -114,7 +114,7 @@ mod tests {
         assert_eq!(row.kind, "Failover");
         assert_eq!(
             row.timeline,
-            "promoted 1.5 s after detection · DNS switched 0.1 s later"
+            "promoted 1.5 s after detection · DNS switched 100 ms later"
         );
         assert_eq!(row.lsn, "0/3000100 → 0/3000060 (160 B not replicated)");
     }

@@ -44,7 +44,7 @@ fn safe_next(next: &str) -> &str {
     }
 }
 
-fn login_page(status: StatusCode, next: &str, error: Option<String>) -> Response {
+fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<String>) -> Response {
     let csrf = pgfleet_core::secrets::random_token(32);
     let page = LoginPage {
         csrf: csrf.clone(),
@@ -53,12 +53,12 @@ fn login_page(status: StatusCode, next: &str, error: Option<String>) -> Response
     };
     session::with_cookie(
         html(status, &page),
-        session::cookie(LOGIN_COOKIE, &csrf, 3600),
+        session::cookie(state, LOGIN_COOKIE, &csrf, 3600),
     )
 }
 
-pub async fn show(Query(query): Query<NextQuery>) -> Response {
-    login_page(StatusCode::OK, &query.next, None)
+pub async fn show(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
+    login_page(&state, StatusCode::OK, &query.next, None)
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +79,7 @@ pub async fn submit(
     let cookie_value = session::read_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
     if cookie_value.is_empty() || !session::same_secret(&form.csrf, &cookie_value) {
         return login_page(
+            &state,
             StatusCode::FORBIDDEN,
             &form.next,
             Some("The sign-in form expired. Please try again.".into()),
@@ -88,6 +89,7 @@ pub async fn submit(
     let Some(role) = state.tokens.verify(token) else {
         tracing::info!("ui sign-in refused");
         return login_page(
+            &state,
             StatusCode::UNAUTHORIZED,
             &form.next,
             Some("That is not a valid API token.".into()),
@@ -95,14 +97,14 @@ pub async fn submit(
     };
     tracing::info!(?role, "ui sign-in");
     let response = Redirect::to(safe_next(&form.next)).into_response();
-    let response = session::with_cookie(response, session::open(token));
-    session::with_cookie(response, session::cookie(LOGIN_COOKIE, "", 0))
+    let response = session::with_cookie(response, session::open(&state, token));
+    session::with_cookie(response, session::cookie(&state, LOGIN_COOKIE, "", 0))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Empty {}
 
-pub async fn logout(SignedIn { session }: SignedIn) -> Response {
-    let cleared = session.close();
+pub async fn logout(State(state): State<AppState>, SignedIn { session }: SignedIn) -> Response {
+    let cleared = session.close(&state);
     session::with_cookie(Redirect::to("/login").into_response(), cleared)
 }

@@ -21,6 +21,8 @@ mod node_actions;
 mod render;
 mod session;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use axum::routing::{get, post};
 use axum::Router;

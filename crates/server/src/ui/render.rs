@@ -112,6 +112,7 @@ pub fn error_page(session: &Session, error: ApiError) -> Response {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::CONFLICT => "Not possible right now",
         StatusCode::BAD_REQUEST => "Invalid request",
+        StatusCode::FORBIDDEN => "Not allowed",
         _ => "Something went wrong",
     };
     html(

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::auth::Role;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "pgfleet_session";
@@ -67,7 +68,7 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
 
 /// Opens a session for a browser that presented a valid API `token`;
 /// returns the `Set-Cookie` value.
-pub fn open(token: &str) -> HeaderValue {
+pub fn open(state: &AppState, token: &str) -> HeaderValue {
     let id = pgfleet_core::secrets::random_token(40);
     let now = Instant::now();
     let mut all = sessions().lock().expect("sessions lock");
@@ -89,13 +90,15 @@ pub fn open(token: &str) -> HeaderValue {
             flash: None,
         },
     );
-    cookie(SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs())
+    cookie(state, SESSION_COOKIE, &id, SESSION_LIFETIME.as_secs())
 }
 
-/// A `Set-Cookie` value; `max_age` 0 deletes the cookie.
-pub fn cookie(name: &str, value: &str, max_age: u64) -> HeaderValue {
-    // The control plane has no TLS listener yet; add `Secure` with it.
-    let text = format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}");
+/// A `Set-Cookie` value, `Secure` when the control plane serves HTTPS;
+/// `max_age` 0 deletes the cookie.
+pub fn cookie(state: &AppState, name: &str, value: &str, max_age: u64) -> HeaderValue {
+    let secure = if state.config.tls { "; Secure" } else { "" };
+    let text =
+        format!("{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}");
     HeaderValue::from_str(&text).expect("cookie values are URL-safe tokens")
 }
 
@@ -146,9 +149,9 @@ impl Session {
     }
 
     /// Ends the session; returns the `Set-Cookie` value that clears it.
-    pub fn close(self) -> HeaderValue {
+    pub fn close(self, state: &AppState) -> HeaderValue {
         sessions().lock().expect("sessions lock").remove(&self.id);
-        cookie(SESSION_COOKIE, "", 0)
+        cookie(state, SESSION_COOKIE, "", 0)
     }
 }
 
@@ -200,6 +203,15 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+fn forbidden(session: &Session, message: &str) -> Response {
+    let error = ApiError {
+        status: StatusCode::FORBIDDEN,
+        code: "forbidden",
+        message: message.into(),
+    };
+    super::render::error_page(session, error)
+}
+
 #[derive(Deserialize)]
 struct CsrfField {
     #[serde(default)]
@@ -221,18 +233,13 @@ async fn signed_form<T: DeserializeOwned>(
     let field: CsrfField = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| (StatusCode::BAD_REQUEST, "malformed form").into_response())?;
     if !same_secret(&field.csrf, &session.csrf) {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "This form has expired. Go back, reload the page and try again.",
-        )
-            .into_response());
+        let message = "this form has expired: go back, reload the page and try again";
+        return Err(forbidden(&session, message));
     }
     if admin_only && !session.is_admin() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            "You are signed in with a viewer token, which can only read. Sign in with an admin token to make changes.",
-        )
-            .into_response());
+        let message = "you are signed in with a viewer token, which can only read: \
+                       sign in with an admin token to make changes";
+        return Err(forbidden(&session, message));
     }
     let form = serde_urlencoded::from_bytes(&bytes).map_err(|error| {
         (StatusCode::BAD_REQUEST, format!("malformed form: {error}")).into_response()

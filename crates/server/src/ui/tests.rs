@@ -1,0 +1,248 @@
+//! The UI's HTTP contract against a real control plane (no agents, no
+//! PostgreSQL): sign-in and its cookies, CSRF refusals, readable API errors,
+//! htmx fragments, assets, sign-out. The browser tests in `tests/ui` cover
+//! the flows end to end.
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServerConfig;
+
+struct Ui {
+    base: String,
+    client: reqwest::Client,
+    token: String,
+    cancel: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+async fn start() -> Ui {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::local(dir.path().to_path_buf());
+    config.api_addr = "127.0.0.1:0".parse().expect("address");
+    config.dns_addr = "127.0.0.1:0".parse().expect("address");
+    let cancel = CancellationToken::new();
+    let running = crate::start(config, cancel.clone())
+        .await
+        .expect("control plane starts");
+    let token = std::fs::read_to_string(dir.path().join("admin.token"))
+        .expect("admin token written")
+        .trim()
+        .to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    Ui {
+        base: format!("http://{}", running.api_addr),
+        client,
+        token,
+        cancel,
+        _dir: dir,
+    }
+}
+
+/// The `name=value` part of the response's `Set-Cookie` for `name`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    for header in response.headers().get_all(SET_COOKIE) {
+        let text = header.to_str().ok()?;
+        if let Some(rest) = text.strip_prefix(&format!("{name}=")) {
+            let value = rest.split(';').next().unwrap_or_default().to_string();
+            return Some((value, text.to_string()));
+        }
+    }
+    None
+}
+
+/// A URL-encoded form body (reqwest's `form` needs a feature we do not build).
+fn form(request: reqwest::RequestBuilder, fields: &[(&str, &str)]) -> reqwest::RequestBuilder {
+    let body = serde_urlencoded::to_string(fields).expect("encodable form");
+    request
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+}
+
+/// The value of the first hidden `csrf` field in `html`.
+fn csrf_field(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("page has a csrf field") + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].to_string()
+}
+
+impl Ui {
+    /// Signs in with `token`; returns the session cookie header value.
+    async fn sign_in(&self, token: &str) -> reqwest::Response {
+        let login = self
+            .client
+            .get(format!("{}/login", self.base))
+            .send()
+            .await
+            .expect("login page");
+        assert_eq!(login.status(), StatusCode::OK);
+        let (login_cookie, _) = set_cookie(&login, "pgfleet_login").expect("login cookie");
+        let html = login.text().await.expect("body");
+        assert_eq!(csrf_field(&html), login_cookie, "double-submit value");
+        let request = self
+            .client
+            .post(format!("{}/login", self.base))
+            .header(COOKIE, format!("pgfleet_login={login_cookie}"));
+        let fields = [
+            ("csrf", login_cookie.as_str()),
+            ("token", token),
+            ("next", "/hosts"),
+        ];
+        form(request, &fields).send().await.expect("sign-in")
+    }
+
+    async fn session(&self) -> String {
+        let response = self.sign_in(&self.token.clone()).await;
+        let (session, _) = set_cookie(&response, "pgfleet_session").expect("session cookie");
+        format!("pgfleet_session={session}")
+    }
+
+    async fn get(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, cookie)
+            .send()
+            .await
+            .expect("get")
+    }
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_sign_in_sets_a_strict_http_only_cookie() {
+    let ui = start().await;
+    let anonymous = ui.get("/databases", "").await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()[LOCATION], "/login?next=/databases");
+
+    let refused = ui.sign_in("wrong").await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused
+        .text()
+        .await
+        .unwrap()
+        .contains("not a valid API token"));
+
+    let accepted = ui.sign_in(&ui.token.clone()).await;
+    assert_eq!(accepted.status(), StatusCode::SEE_OTHER);
+    assert_eq!(accepted.headers()[LOCATION], "/hosts", "returns to `next`");
+    let (_, attributes) = set_cookie(&accepted, "pgfleet_session").expect("session cookie");
+    assert!(attributes.contains("HttpOnly") && attributes.contains("SameSite=Strict"));
+}
+
+#[tokio::test]
+async fn forms_need_the_csrf_token_and_api_errors_read_as_messages() {
+    let ui = start().await;
+    let cookie = ui.session().await;
+    let page = ui.get("/databases", &cookie).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    let csrf = csrf_field(&page.text().await.unwrap());
+
+    let post = |fields: &[(&str, &str)]| {
+        let request = ui
+            .client
+            .post(format!("{}/databases", ui.base))
+            .header(COOKIE, cookie.clone());
+        form(request, fields).send()
+    };
+    let forged = post(&[("name", "x")]).await.unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let invalid = post(&[("csrf", &csrf), ("name", "Bad_Name")])
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let html = invalid.text().await.unwrap();
+    assert!(html.contains("Invalid name &#34;Bad_Name&#34;"), "{html}");
+    assert!(
+        html.contains("value=\"Bad_Name\""),
+        "the form keeps the input"
+    );
+
+    let bad_version = post(&[("csrf", &csrf), ("name", "pg-a"), ("version", "x")])
+        .await
+        .unwrap();
+    assert_eq!(bad_version.status(), StatusCode::BAD_REQUEST);
+    assert!(bad_version
+        .text()
+        .await
+        .unwrap()
+        .contains("Invalid version"));
+}
+
+#[tokio::test]
+async fn htmx_gets_only_the_fragment_it_targets() {
+    let ui = start().await;
+    let cookie = ui.session().await;
+    let fragment = ui
+        .client
+        .get(format!("{}/hosts", ui.base))
+        .header(COOKIE, &cookie)
+        .header("HX-Request", "true")
+        .header("HX-Target", "hosts-live")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fragment.status(), StatusCode::OK);
+    let html = fragment.text().await.unwrap();
+    assert!(
+        html.contains("id=\"hosts-table\"") && !html.contains("<html"),
+        "{html}"
+    );
+
+    let expired = ui
+        .client
+        .get(format!("{}/hosts", ui.base))
+        .header("HX-Request", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(expired.headers()["hx-redirect"], "/login");
+
+    let missing = ui.get("/databases/nope/cluster", &cookie).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("Database &#34;nope&#34; not found"));
+}
+
+#[tokio::test]
+async fn assets_are_served_from_the_binary_and_sign_out_ends_the_session() {
+    let ui = start().await;
+    let htmx = ui.get("/assets/htmx.min.js", "").await;
+    assert_eq!(htmx.status(), StatusCode::OK);
+    assert!(htmx.text().await.unwrap().contains("htmx"));
+    assert_eq!(
+        ui.get("/assets/nope.js", "").await.status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let cookie = ui.session().await;
+    let page = ui.get("/tasks", &cookie).await.text().await.unwrap();
+    let request = ui
+        .client
+        .post(format!("{}/logout", ui.base))
+        .header(COOKIE, &cookie);
+    let signed_out = form(request, &[("csrf", &csrf_field(&page))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        ui.get("/tasks", &cookie).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
