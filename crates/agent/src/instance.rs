@@ -211,6 +211,7 @@ impl Actor {
             primary_slot_name: slot,
             synchronous_standby_names: sync,
             trusted: trusted_addresses(spec),
+            tls: spec.tls.clone(),
         }
     }
 

@@ -38,6 +38,25 @@ async fn database_lifecycle_through_dns_and_fleet_restart() {
         uri.contains("@primary.pg-dev-db-1.pgfleet.internal:"),
         "{uri}"
     );
+    // TLS with a certificate from the fleet CA: verify-full against the DNS name.
+    let verified = std::process::Command::new("psql")
+        .arg(format!(
+            "{uri}?sslmode=verify-full&sslrootcert={}&hostaddr={}",
+            fleet.dir().join("ca.crt").display(),
+            answer[0]
+        ))
+        .args([
+            "-Atc",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        verified.status.success(),
+        "verify-full: {}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "t");
     let resolved_uri = uri.replace(
         "primary.pg-dev-db-1.pgfleet.internal",
         &answer[0].to_string(),

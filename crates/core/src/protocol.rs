@@ -70,10 +70,22 @@ pub struct InstanceSpec {
     pub database_name: String,
     pub upstream: Option<Upstream>,
     pub monitor: Option<MonitorEndpoint>,
+    /// Server certificate and key (PEM) from the fleet CA, for PostgreSQL's TLS.
+    #[serde(default)]
+    pub tls: Option<TlsMaterial>,
     /// Names of the other data nodes (for pg_hba and synchronous_standby_names).
     #[serde(default)]
     pub peers: Vec<PeerSpec>,
     pub generation: u64,
+}
+
+/// A server certificate issued by the fleet CA. Its names include
+/// `<node>.<db>.<zone>`, `<db>.<zone>`, `primary.<db>.<zone>` and the node's
+/// address, so `sslmode=verify-full` works whichever node is primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TlsMaterial {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

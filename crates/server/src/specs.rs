@@ -82,6 +82,7 @@ pub fn host_intent(
                 upstream,
                 monitor: monitor.clone(),
                 peers: data_peers(db, hosts),
+                tls: None,
                 generation: db.generation,
             });
         }

@@ -97,6 +97,44 @@ impl FleetCa {
     }
 }
 
+/// The PostgreSQL server certificate of `node` (issued once, kept in the store).
+pub async fn node_certificate(
+    state: &crate::state::AppState,
+    db: &str,
+    node: &str,
+    address: &str,
+) -> Result<pgfleet_core::protocol::TlsMaterial, crate::error::ApiError> {
+    let key = format!("tls/{db}/{node}/{address}");
+    if let Some(text) = state.store.get_meta(&key).await? {
+        if let Ok(material) = serde_json::from_str(&text) {
+            return Ok(material);
+        }
+    }
+    let zone = state.zone.zone();
+    let names = vec![
+        format!("{node}.{db}.{zone}"),
+        format!("{db}.{zone}"),
+        format!("primary.{db}.{zone}"),
+        address.to_string(),
+    ];
+    let issued = state
+        .ca
+        .issue(&format!("{node}.{db}.{zone}"), &names)
+        .map_err(crate::error::ApiError::internal)?;
+    let material = pgfleet_core::protocol::TlsMaterial {
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    };
+    state
+        .store
+        .put_meta(
+            &key,
+            &serde_json::to_string(&material).map_err(crate::error::ApiError::internal)?,
+        )
+        .await?;
+    Ok(material)
+}
+
 /// A rustls server configuration from PEM certificate and key.
 pub fn server_config(cert: &IssuedCert, ca_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     install_crypto_provider();

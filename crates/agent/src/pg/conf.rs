@@ -17,6 +17,8 @@ pub struct ServerSettings {
     pub synchronous_standby_names: String,
     /// Addresses allowed to replicate and to log in as `pgfleet`.
     pub trusted: Vec<String>,
+    /// Server certificate and key from the fleet CA: TLS on when present.
+    pub tls: Option<pgfleet_core::protocol::TlsMaterial>,
 }
 
 /// Slot names allow only `[a-z0-9_]`.
@@ -58,6 +60,12 @@ pub fn render(settings: &ServerSettings) -> String {
         settings.synchronous_standby_names.clone(),
     );
     put("log_line_prefix", "%m [%p] %q%u@%d ".into());
+    if settings.tls.is_some() {
+        put("ssl", "on".into());
+        put("ssl_cert_file", "pgfleet-server.crt".into());
+        put("ssl_key_file", "pgfleet-server.key".into());
+        put("ssl_min_protocol_version", "TLSv1.2".into());
+    }
     if let Some(conninfo) = &settings.primary_conninfo {
         put("primary_conninfo", conninfo.clone());
     }
@@ -111,6 +119,7 @@ pub fn write_all(
             user,
         )?;
     }
+    write_tls(data_dir, settings, user)?;
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
     write_owned(
         &data_dir.join("pg_hba.conf"),
@@ -146,12 +155,25 @@ pub fn write_settings(
     settings: &ServerSettings,
     user: &super::user::PgUser,
 ) -> anyhow::Result<()> {
+    write_tls(data_dir, settings, user)?;
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
     write_owned(
         &data_dir.join("pg_hba.conf"),
         &render_hba(&settings.trusted),
         user,
     )
+}
+
+fn write_tls(
+    data_dir: &Path,
+    settings: &ServerSettings,
+    user: &super::user::PgUser,
+) -> anyhow::Result<()> {
+    if let Some(tls) = &settings.tls {
+        write_owned(&data_dir.join("pgfleet-server.crt"), &tls.cert_pem, user)?;
+        write_owned(&data_dir.join("pgfleet-server.key"), &tls.key_pem, user)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -169,6 +191,7 @@ mod tests {
             primary_slot_name: Some(slot_name("pg-replica-1")),
             synchronous_standby_names: String::new(),
             trusted: vec!["127.0.0.2".into()],
+            tls: None,
         };
         let text = render(&settings);
         assert!(text.contains("listen_addresses = '127.0.0.3'"));

@@ -59,7 +59,11 @@ pub async fn heartbeat(
     reconcile_primaries(&state, &beat).await;
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
-    let (instances, monitors) = crate::specs::host_intent(&databases, &hosts, &beat.host.name);
+    let (mut instances, monitors) = crate::specs::host_intent(&databases, &hosts, &beat.host.name);
+    for spec in instances.iter_mut() {
+        spec.tls =
+            Some(crate::tls::node_certificate(&state, &spec.db, &spec.node, &spec.address).await?);
+    }
     Ok(Json(HeartbeatResponse {
         instances,
         monitors,
