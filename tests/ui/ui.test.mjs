@@ -17,6 +17,7 @@ let failed = false;
 
 before(async () => {
   fleet = await Fleet.start();
+  console.log(`# fleet up at ${fleet.baseUrl} (data in ${fleet.dataDir})`);
   browser = await launchBrowser();
   page = await (await browser.newContext(contextOptions())).newPage();
   page.setDefaultTimeout(15_000);
