@@ -2,7 +2,8 @@
 # Property-based API fuzzing with schemathesis against a real control plane:
 # every operation of openapi/pgfleet.json, generated inputs, and the check
 # that no answer is a server error. Agent-only routes (/api/v1/agents/*) are
-# covered by the hostile-input test in crates/cli/tests/security.rs.
+# and token revocation (a generated revoke of the admin token would end the
+# run's access) are covered by crates/cli/tests/security.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${PGFLEET_BIN:-target/debug/pgfleet}"
@@ -18,7 +19,7 @@ done
 token="$(cat "$dir/admin.token")"
 "$(python3 -c "import sysconfig; print(sysconfig.get_path('scripts'))")/st" run openapi/pgfleet.json --url https://127.0.56.1:7070 \
   -H "Authorization: Bearer $token" --tls-verify "$dir/ca.crt" \
-  --checks not_a_server_error --exclude-path-regex '^/api/v1/agents/' \
+  --checks not_a_server_error --exclude-path-regex '^/api/v1/(agents/|tokens/)' \
   -n 20 --max-time 90 --no-color --seed 1
 status=$?
 if grep -q "panicked" "$dir/up.log"; then

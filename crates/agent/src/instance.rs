@@ -238,19 +238,12 @@ impl Actor {
                 .upstream
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("replica has no upstream"))?;
-            let conninfo = format!(
-                "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
-                upstream.address, upstream.port, spec.node
-            );
-            process::basebackup(
-                &rt.bin,
-                &rt.user,
-                &self.paths,
-                &conninfo,
-                &slot_name(&spec.node),
-                &spec.replication_password,
-            )
-            .await?;
+            let upstream = PrimaryRef {
+                node: upstream.node.clone(),
+                address: upstream.address.clone(),
+                port: upstream.port,
+            };
+            self.clone_from(spec, &upstream).await?;
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
             self.start(spec).await?;
@@ -587,6 +580,18 @@ impl Actor {
 
     /// Replaces the data directory with a fresh clone of `upstream`.
     async fn reclone(&mut self, spec: &InstanceSpec, upstream: &PrimaryRef) -> anyhow::Result<()> {
+        self.clone_from(spec, upstream).await?;
+        std::fs::write(self.paths.root.join("role"), "standby")?;
+        tracing::info!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "cloned again from the primary");
+        Ok(())
+    }
+
+    /// pg_basebackup from `upstream` (fast checkpoint, into the node's slot).
+    async fn clone_from(
+        &mut self,
+        spec: &InstanceSpec,
+        upstream: &PrimaryRef,
+    ) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
         let conninfo = format!(
             "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
@@ -600,10 +605,7 @@ impl Actor {
             &slot_name(&spec.node),
             &spec.replication_password,
         )
-        .await?;
-        std::fs::write(self.paths.root.join("role"), "standby")?;
-        tracing::info!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "cloned again from the primary");
-        Ok(())
+        .await
     }
 
     /// Copies the upstream's timeline history files into pg_wal, so that with

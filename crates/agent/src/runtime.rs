@@ -87,14 +87,7 @@ impl AgentRuntime {
             for spec in instances {
                 match running.get(&spec.node) {
                     Some(handle) => {
-                        handle.spec.send_if_modified(|current| {
-                            if *current != spec {
-                                *current = spec.clone();
-                                true
-                            } else {
-                                false
-                            }
-                        });
+                        update_spec(&handle.spec, &spec);
                     }
                     None => {
                         let handle = crate::instance::spawn(self.clone(), spec.clone());
@@ -112,14 +105,7 @@ impl AgentRuntime {
             }
             match running.get(&spec.db) {
                 Some(handle) => {
-                    handle.spec.send_if_modified(|current| {
-                        if *current != spec {
-                            *current = spec.clone();
-                            true
-                        } else {
-                            false
-                        }
-                    });
+                    update_spec(&handle.spec, &spec);
                 }
                 None => {
                     let handle = crate::monitor::spawn(self.clone(), spec.clone());
@@ -166,4 +152,16 @@ impl AgentRuntime {
             let _ = task.await;
         }
     }
+}
+
+/// Hands `spec` to an actor, waking it only when something changed.
+fn update_spec<T: PartialEq + Clone>(sender: &watch::Sender<T>, spec: &T) {
+    sender.send_if_modified(|current| {
+        if current != spec {
+            *current = spec.clone();
+            true
+        } else {
+            false
+        }
+    });
 }

@@ -73,11 +73,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let name = run.task.target.clone();
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state
-            .store
-            .get_database(&name)
-            .await?
-            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = run.database().await?;
         match index {
             0 => {
                 if db.primary().is_none() {

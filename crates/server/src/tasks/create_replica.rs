@@ -29,11 +29,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let step_timeout = Duration::from_millis(state.config.step_timeout_ms);
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state
-            .store
-            .get_database(&name)
-            .await?
-            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = run.database().await?;
         match index {
             0 => {
                 if db.node(&node_name).is_some() {

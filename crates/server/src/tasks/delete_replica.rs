@@ -20,11 +20,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let grace = state.host_timeout() * 5;
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state
-            .store
-            .get_database(&name)
-            .await?
-            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = run.database().await?;
         match index {
             0 => {
                 let node = node_name.clone();

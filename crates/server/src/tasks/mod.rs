@@ -128,6 +128,13 @@ impl TaskRun {
         self.save().await
     }
 
+    /// The task's database, or a refusal when it was deleted meanwhile.
+    pub async fn database(&self) -> Result<pgfleet_core::Database, TaskError> {
+        let name = &self.task.target;
+        let found = self.state.store.get_database(name).await?;
+        found.ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))
+    }
+
     pub fn param_str(&self, key: &str) -> Option<String> {
         self.task
             .params

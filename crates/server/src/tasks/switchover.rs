@@ -98,11 +98,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     };
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
-        let db = state
-            .store
-            .get_database(&name)
-            .await?
-            .ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))?;
+        let db = run.database().await?;
         match index {
             0 => {
                 if db.primary().is_some_and(|p| p.name != target) {
