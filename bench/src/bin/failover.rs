@@ -78,11 +78,12 @@ async fn main() -> anyhow::Result<()> {
         let promotion = event["promoted_at_ms"]
             .as_i64()
             .map(|ms| (ms - kill_wall) as f64 / 1000.0);
-        let back = Instant::now();
+        let mut back = Instant::now();
         if args.freeze {
             tokio::time::sleep(Duration::from_secs(args.freeze_secs).saturating_sub(t0.elapsed()))
                 .await;
             let thawed = Instant::now();
+            back = thawed;
             pgfleet_bench::cli(&fleet, &["host", "thaw", &old.host]);
             // Give a woken old primary every chance to acknowledge a write it must not.
             tokio::time::sleep(Duration::from_secs(3)).await;

@@ -358,15 +358,15 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
         }
         HostCommand::Kill { host } => {
             let killed = fleet::kill_host(data_dir, host)?;
-            println!("host {host} killed ({killed} process groups)");
+            println!("host {host} killed ({killed} processes)");
         }
         HostCommand::Freeze { host } => {
             let count = fleet::signal_host(data_dir, host, nix::sys::signal::Signal::SIGSTOP);
-            println!("host {host} frozen ({count} process groups)");
+            println!("host {host} frozen ({count} processes)");
         }
         HostCommand::Thaw { host } => {
             let count = fleet::signal_host(data_dir, host, nix::sys::signal::Signal::SIGCONT);
-            println!("host {host} thawed ({count} process groups)");
+            println!("host {host} thawed ({count} processes)");
         }
     }
     Ok(())

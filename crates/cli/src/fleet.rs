@@ -149,34 +149,57 @@ pub fn write_launch(data_dir: &Path, launch: &AgentLaunch) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The postmaster and every process it forked. PostgreSQL's children each
+/// start their own session, so a process-group signal reaches only the
+/// postmaster: the children are found by their parent pid.
+fn postgres_tree(postmaster: i32) -> Vec<i32> {
+    let mut pids = vec![postmaster];
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // Fields after the command name: state, ppid, ...
+        let ppid = stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 /// SIGKILL the agent and every PostgreSQL process of the host (power loss).
 pub fn kill_host(data_dir: &Path, host: &str) -> anyhow::Result<usize> {
-    let mut killed = 0;
-    if let Some(pid) = agent_pid(data_dir, host) {
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        killed += 1;
-    }
-    for pid in postgres_pids(data_dir, host) {
-        let _ = kill(Pid::from_raw(-pid), Signal::SIGKILL);
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        killed += 1;
-    }
-    Ok(killed)
+    signal_all(data_dir, host, Signal::SIGKILL)
 }
 
 /// SIGSTOP (freeze) or SIGCONT (thaw) the agent and PostgreSQL processes.
 pub fn signal_host(data_dir: &Path, host: &str, signal: Signal) -> usize {
+    signal_all(data_dir, host, signal).unwrap_or(0)
+}
+
+/// Signals the agent first (so it sees no half-signalled host), then each
+/// PostgreSQL server with all its processes. Returns how many processes.
+fn signal_all(data_dir: &Path, host: &str, signal: Signal) -> anyhow::Result<usize> {
     let mut count = 0;
     if let Some(pid) = agent_pid(data_dir, host) {
-        let _ = kill(Pid::from_raw(-pid), signal);
         let _ = kill(Pid::from_raw(pid), signal);
         count += 1;
     }
-    for pid in postgres_pids(data_dir, host) {
-        let _ = kill(Pid::from_raw(-pid), signal);
-        count += 1;
+    for postmaster in postgres_pids(data_dir, host) {
+        for pid in postgres_tree(postmaster) {
+            let _ = kill(Pid::from_raw(pid), signal);
+            count += 1;
+        }
     }
-    count
+    Ok(count)
 }
 
 /// SIGTERM the agent (it stops its servers cleanly) and wait for it.

@@ -50,8 +50,8 @@ pub fn render(settings: &ServerSettings) -> String {
     put("password_encryption", "scram-sha-256".into());
     put("shared_buffers", "32MB".into());
     put("max_connections", "60".into());
-    put("wal_sender_timeout", "5s".into());
-    put("wal_receiver_timeout", "5s".into());
+    put("wal_sender_timeout", "3s".into());
+    put("wal_receiver_timeout", "3s".into());
     put("wal_receiver_status_interval", "1s".into());
     put("wal_retrieve_retry_interval", "500ms".into());
     put("recovery_target_timeline", "latest".into());
