@@ -104,6 +104,7 @@ impl Actor {
                 self.stop_server().await;
                 return;
             }
+            let reached_before = self.reached.clone();
             let result = match spec.desired {
                 Desired::Deleted => self.delete(&spec).await,
                 Desired::Stopped => {
@@ -118,6 +119,11 @@ impl Actor {
                 tracing::warn!(db = %spec.db, node = %spec.node, error = %message, "instance step failed");
                 self.observed.lock().expect("observed lock").error = Some(message);
                 self.client = None;
+            }
+            // A transition step just completed: tell the monitor now rather
+            // than after a full interval (each failover hop saves one).
+            if self.reached != reached_before && !reached_before.is_empty() {
+                continue;
             }
             tokio::select! {
                 _ = self.runtime.stopping.cancelled() => {}
@@ -483,9 +489,19 @@ impl Actor {
             tracing::info!(db = %spec.db, node = %spec.node, "promoting");
             client.batch_execute("SELECT pg_promote(true, 30)").await?;
             std::fs::write(self.paths.root.join("role"), "primary")?;
-            // Puts the new timeline into the control file at once (pg_rewind of
-            // the old primary reads it).
-            client.batch_execute("CHECKPOINT").await?;
+            // Puts the new timeline into the control file soon (pg_rewind of the
+            // old primary reads it; rejoin also checkpoints first). In the
+            // background, so the keeper reports the promotion at once.
+            let (socket_dir, port, password) = (
+                self.paths.socket_dir.clone(),
+                spec.port,
+                spec.superuser_password.clone(),
+            );
+            tokio::spawn(async move {
+                if let Ok(checkpointer) = sql::connect(&socket_dir, port, &password).await {
+                    let _ = checkpointer.batch_execute("CHECKPOINT").await;
+                }
+            });
         }
         let drain_generation = self.assignment.as_ref().map(|a| a.generation).unwrap_or(0);
         if *mode == Mode::Draining && self.drained_generation != Some(drain_generation) {
@@ -501,7 +517,6 @@ impl Actor {
                      WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND usename <> 'pgfleet'",
                 )
                 .await?;
-            client.batch_execute("CHECKPOINT").await?;
         } else if *mode != Mode::Draining && (!in_recovery || matches!(mode, Mode::Primary { .. }))
         {
             let read_only: String = client

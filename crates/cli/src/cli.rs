@@ -107,7 +107,7 @@ pub struct AgentArgs {
     pub ca_file: Option<PathBuf>,
     #[arg(long, default_value_t = 7071)]
     pub agent_port: u16,
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 100)]
     pub keeper_interval_ms: u64,
     #[arg(long, default_value_t = 2000)]
     pub failure_timeout_ms: u64,

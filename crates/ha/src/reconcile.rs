@@ -82,11 +82,7 @@ fn stable(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
                 Catchingup => (Catchingup, follow),
                 // A live standby that stopped streaming because the *primary* is
                 // unreachable stays a secondary (it is the failover candidate).
-                Secondary
-                    if same_primary
-                        && (rec.sync_healthy(now, cfg)
-                            || (rec.pg_alive(now, cfg) && !prec.pg_alive(now, cfg))) =>
-                {
+                Secondary if same_primary && rec.sync_member(&prec, now, cfg) => {
                     (Secondary, follow)
                 }
                 Secondary => (Catchingup, follow),
@@ -137,7 +133,7 @@ pub(crate) fn primary_assignment(
             let r = &st.nodes[n.as_str()];
             r.assignment.state == NodeState::Secondary
                 && r.assignment.primary.as_deref() == Some(p)
-                && r.sync_healthy(now, cfg)
+                && r.sync_member(&st.nodes[p], now, cfg)
         })
         .cloned()
         .collect();

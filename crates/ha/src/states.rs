@@ -223,6 +223,33 @@ impl NodeRecord {
         !self.maintenance && self.pg_alive(now, cfg) && cfg.recent(now, Some(since))
     }
 
+    /// The standby stopped streaming although the primary demonstrably kept
+    /// running for a whole failure timeout after that: the standby's fault.
+    /// A primary that just died looks alive for up to a failure timeout; a
+    /// standby that lost its stream at the same moment must stay a candidate.
+    pub fn stream_lost_to_live_primary(
+        &self,
+        primary: &NodeRecord,
+        now: u64,
+        cfg: &Config,
+    ) -> bool {
+        if self.sync_healthy(now, cfg) {
+            return false;
+        }
+        let lost_at = self.last_streaming_ms.unwrap_or(0).max(self.assigned_ms);
+        primary.pg_alive(now, cfg)
+            && primary.last_pg_ok_ms.unwrap_or(0) >= lost_at + cfg.failure_timeout_ms
+    }
+
+    /// Kept in the sync set: streaming, or alive and not (yet) known to have
+    /// lost its stream through its own fault.
+    pub fn sync_member(&self, primary: &NodeRecord, now: u64, cfg: &Config) -> bool {
+        !self.maintenance
+            && (self.sync_healthy(now, cfg)
+                || (self.pg_alive(now, cfg)
+                    && !self.stream_lost_to_live_primary(primary, now, cfg)))
+    }
+
     pub fn is_dropped(&self) -> bool {
         self.assignment.state == NodeState::Dropped
     }

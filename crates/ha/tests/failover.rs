@@ -281,3 +281,36 @@ fn fenced_old_primary_does_not_stop_the_failover() {
     sim.run(600);
     assert_eq!(sim.state.primary.as_deref(), Some("n1"));
 }
+
+/// Found on a loaded machine: the standbys' streams broke a moment before the
+/// primary's last sign of life reached the monitor. For a failure timeout
+/// the dead primary still looked alive, and the standbys were demoted out
+/// of the sync set, leaving no candidate. They must stay candidates.
+#[test]
+fn standbys_losing_the_stream_just_before_the_primary_dies_stay_candidates() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.write(5_000);
+    sim.run(400);
+    sim.k("n1").link = false;
+    sim.k("n2").link = false;
+    sim.run(300);
+    sim.k("n0").alive = false;
+    sim.run(4_000);
+    let primary = sim.state.primary.clone().expect("a primary");
+    assert_ne!(primary, "n0", "a standby was promoted");
+    assert_eq!(sim.assigned("n0"), Demoted);
+}
+
+/// A standby whose stream stays broken while the primary keeps running
+/// leaves the sync set (commits must not block on it forever).
+#[test]
+fn a_standby_broken_while_the_primary_lives_leaves_the_sync_set() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.write(5_000);
+    sim.run(400);
+    sim.k("n1").link = false;
+    sim.run(6_000);
+    assert_eq!(sim.state.primary.as_deref(), Some("n0"));
+    assert_eq!(sim.sync(), (names(&["n2"]), 1));
+    assert_ne!(sim.assigned("n1"), Secondary);
+}
