@@ -106,13 +106,7 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
         answer,
         vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()]
     );
-    let db = connect(
-        &fleet
-            .cli_ok(&["db", "uri", "mdb", "--resolved"])
-            .trim()
-            .to_string(),
-    )
-    .await;
+    let db = connect(fleet.cli_ok(&["db", "uri", "mdb", "--resolved"]).trim()).await;
     let count: i64 = db
         .query_one("SELECT count(*) FROM t", &[])
         .await
