@@ -148,6 +148,15 @@ impl Fleet {
         }
     }
 
+    /// SIGKILL `pgfleet up` (the control plane dies mid-flight; the agents,
+    /// separate processes, keep running).
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM `pgfleet up` and wait for it to exit; returns its exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;

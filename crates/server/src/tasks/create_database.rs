@@ -12,8 +12,29 @@ use super::wait::{self, Check};
 use super::{TaskError, TaskRun};
 use crate::state::AppState;
 
-/// Host candidates with their current instance counts.
+/// Host candidates with their current instance counts. Right after a
+/// control-plane restart every host is `unknown` until it beats again:
+/// wait a few heartbeat timeouts for them rather than place on no host.
 pub async fn candidates(state: &AppState) -> Result<Vec<HostCandidate>, TaskError> {
+    let deadline = tokio::time::Instant::now() + state.host_timeout() * 3;
+    loop {
+        let hosts = state.store.list_hosts().await?;
+        let unknown = hosts
+            .iter()
+            .any(|h| state.host_status(&h.name) == HostStatus::Unknown);
+        if !unknown || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(250),
+            state.observation_changed.notified(),
+        )
+        .await;
+    }
+    current_candidates(state).await
+}
+
+async fn current_candidates(state: &AppState) -> Result<Vec<HostCandidate>, TaskError> {
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
     let mut out = Vec::with_capacity(hosts.len());
