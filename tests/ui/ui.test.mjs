@@ -124,6 +124,7 @@ step('the first read replica from the wizard makes HA status Incomplete', async 
 
 step('the wizard refuses an invalid replica name with a readable message', async () => {
   await page.getByRole('link', { name: '+ Create' }).click();
+  assert.equal(await page.getByLabel('Failover priority').inputValue(), '50', 'priority defaults to 50');
   await page.getByLabel('Replica name').fill('Bad_Name');
   await page.getByRole('button', { name: 'Create read replica' }).click();
   await expectText(page.locator('#replica-error'), /invalid name "Bad_Name"/i, 5_000);
@@ -274,6 +275,39 @@ step('without JavaScript the pages read and forms still work', async () => {
   await context.close();
 });
 
+step('API tokens: a viewer token is created once, listed and revoked', async () => {
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await nav.getByRole('link', { name: 'API tokens' }).click();
+  await page.waitForURL(/\/tokens$/);
+  await expectText(page.locator('#tokens-table tr[data-token="admin"]'), /admin/, 5_000);
+  await page.getByLabel('Token name').fill('ui-reader');
+  await page.getByLabel('Role').selectOption('viewer');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  await expectText(page.locator('#new-token-card'), /will not be shown again/, 5_000);
+  assert.match(await page.locator('#new-token').inputValue(), /^\S{20,}$/, 'the new token is shown');
+  assert.equal(await page.locator('#new-token-card [data-copy="new-token"]').count(), 1, 'a copy button');
+  const row = page.locator('#tokens-table tr[data-token="ui-reader"]');
+  await expectText(row.locator('[data-field="role"]'), /^viewer$/, 5_000);
+  await screenshot(page, '22-api-tokens-created');
+  await row.getByRole('link', { name: 'Revoke ui-reader' }).click();
+  await page.waitForURL(/\/tokens\/ui-reader\/revoke$/);
+  await screenshot(page, '23-revoke-token-confirm');
+  await page.getByRole('button', { name: 'Revoke token' }).click();
+  await page.waitForURL(/\/tokens$/);
+  await expectText(page.locator('.alert.ok'), /Token ui-reader revoked/, 5_000);
+  assert.equal(await row.count(), 0, 'ui-reader left the list');
+  assert.equal(await page.locator('#new-token').count(), 0, 'the token is not shown again');
+});
+
+step('an unknown page answers with a 404 page that leads back to Databases', async () => {
+  const response = await page.goto(fleet.baseUrl + '/no/such/page');
+  assert.equal(response.status(), 404);
+  await expectText(page.locator('h1'), /Page not found/, 5_000);
+  await screenshot(page, '24-not-found');
+  await page.getByRole('link', { name: 'Back to databases' }).click();
+  await page.waitForURL(/\/databases$/);
+});
+
 step('a viewer token signs in read-only, and revoking it ends the session', async () => {
   const { token } = await fleet.api('/api/v1/tokens', { method: 'POST', body: { name: 'ui-viewer', role: 'viewer' } });
   const context = await browser.newContext(contextOptions());
@@ -292,6 +326,9 @@ step('a viewer token signs in read-only, and revoking it ends the session', asyn
     return (await fetch(`/databases/${db}/replicas`, { method: 'POST', body })).status;
   }, DB);
   assert.equal(status, 403, 'a viewer cannot create a replica');
+  assert.equal(await viewer.getByRole('link', { name: 'API tokens' }).count(), 0, 'no API tokens link for a viewer');
+  await viewer.goto(fleet.baseUrl + '/tokens');
+  await expectText(viewer.locator('main .alert.error'), /managed with an admin token only/, 5_000);
   await fleet.api('/api/v1/tokens/ui-viewer', { method: 'DELETE' });
   await viewer.goto(fleet.baseUrl + '/databases');
   assert.match(viewer.url(), /\/login/, 'the revoked token no longer signs in');

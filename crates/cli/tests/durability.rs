@@ -54,10 +54,9 @@ async fn a_killed_control_plane_resumes_its_tasks() {
     .await;
     assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
     let db = connect(
-        &fleet
+        fleet
             .cli_ok(&["db", "uri", "dur-db-2", "--resolved"])
-            .trim()
-            .to_string(),
+            .trim(),
     )
     .await;
     db.query_one("SELECT 1", &[]).await.unwrap();

@@ -22,12 +22,17 @@ struct LoginPage {
     csrf: String,
     next: String,
     error: Option<String>,
+    /// Why the browser was signed out, shown above the form.
+    notice: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct NextQuery {
     #[serde(default)]
     next: String,
+    /// Set after the session's own token was revoked.
+    #[serde(default)]
+    revoked: Option<String>,
 }
 
 /// Only local paths are followed after sign-in (no open redirect).
@@ -45,11 +50,22 @@ fn safe_next(next: &str) -> &str {
 }
 
 fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<String>) -> Response {
+    login_page_with(state, status, next, error, None)
+}
+
+fn login_page_with(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    error: Option<String>,
+    notice: Option<String>,
+) -> Response {
     let csrf = pgfleet_core::secrets::random_token(32);
     let page = LoginPage {
         csrf: csrf.clone(),
         next: safe_next(next).to_string(),
         error,
+        notice,
     };
     session::with_cookie(
         html(status, &page),
@@ -58,7 +74,12 @@ fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<St
 }
 
 pub async fn show(State(state): State<AppState>, Query(query): Query<NextQuery>) -> Response {
-    login_page(&state, StatusCode::OK, &query.next, None)
+    let notice = query.revoked.is_some().then(|| {
+        "You revoked the token this session signed in with, so you were signed out. \
+         Sign in with another token."
+            .to_string()
+    });
+    login_page_with(&state, StatusCode::OK, &query.next, None, notice)
 }
 
 #[derive(Debug, Deserialize)]

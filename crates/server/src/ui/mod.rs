@@ -18,11 +18,13 @@ mod events;
 mod fleet;
 mod login;
 mod node_actions;
+mod not_found;
 mod render;
 mod session;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -68,4 +70,10 @@ pub fn router(_state: AppState) -> Router<AppState> {
         .route("/hosts", get(fleet::hosts))
         .route("/tasks", get(tasks::list))
         .route("/ha", get(fleet::ha))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/tokens/{name}/revoke",
+            get(tokens::confirm_revoke).post(tokens::revoke),
+        )
+        .fallback(not_found::fallback)
 }

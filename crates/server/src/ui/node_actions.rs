@@ -1,6 +1,6 @@
 //! Changing a database's nodes: the *Create Read Replica* wizard (it asks
-//! only for a name and shows the defaults it applies), and the *Database
-//! Actions* of a node: Promote Replica and Delete (each behind a
+//! for a name and a failover priority and shows the defaults it applies),
+//! and the *Database Actions* of a node: Promote Replica and Delete (each behind a
 //! confirmation page) and Maintenance on/off. Each calls the API handler and
 //! returns to *Cluster Settings*, where the live table shows the progress.
 
@@ -31,14 +31,15 @@ struct ReplicaWizard {
     name: String,
     suggestion: String,
     monitor: String,
-    priority: u8,
+    /// As typed (the default on a fresh form).
+    priority: String,
     error: Option<String>,
 }
 
 fn wizard(
     layout: Layout,
     view: &DatabaseView,
-    name: String,
+    form: ReplicaForm,
     error: Option<String>,
 ) -> ReplicaWizard {
     let mut number = 1;
@@ -56,10 +57,10 @@ fn wizard(
     ReplicaWizard {
         layout,
         head: head(view, "cluster"),
-        name,
+        name: form.name,
         suggestion: format!("pg-replica-{number}"),
         monitor,
-        priority: DEFAULT_PRIORITY,
+        priority: form.priority,
         error,
     }
 }
@@ -73,7 +74,10 @@ pub async fn new_replica(
         Ok(view) => page(&wizard(
             Layout::new(&session, "databases"),
             &view,
-            String::new(),
+            ReplicaForm {
+                name: String::new(),
+                priority: DEFAULT_PRIORITY.to_string(),
+            },
             None,
         )),
         Err(error) => render::error_page(&session, error),
@@ -84,6 +88,23 @@ pub async fn new_replica(
 pub struct ReplicaForm {
     #[serde(default)]
     name: String,
+    /// Failover priority 0..=100; empty means the default.
+    #[serde(default)]
+    priority: String,
+}
+
+/// The form's priority: empty is the default, else a whole number 0..=100.
+fn parse_priority(text: &str) -> Result<u8, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(DEFAULT_PRIORITY);
+    }
+    match text.parse::<u8>() {
+        Ok(priority) if priority <= 100 => Ok(priority),
+        _ => Err(ApiError::bad_request(format!(
+            "invalid failover priority {text:?}: a whole number from 0 to 100"
+        ))),
+    }
 }
 
 pub async fn create_replica(
@@ -92,16 +113,21 @@ pub async fn create_replica(
     Protected { session, form }: Protected<ReplicaForm>,
 ) -> Response {
     let name = form.name.trim().to_string();
-    let request = CreateReplicaRequest {
-        name: name.clone(),
-        priority: None,
+    let created = match parse_priority(&form.priority) {
+        Ok(priority) => {
+            let request = CreateReplicaRequest {
+                name: name.clone(),
+                priority: Some(priority),
+            };
+            crate::api::databases::create_replica(
+                State(state.clone()),
+                Path(db.clone()),
+                crate::api::ApiJson(request),
+            )
+            .await
+        }
+        Err(error) => Err(error),
     };
-    let created = crate::api::databases::create_replica(
-        State(state.clone()),
-        Path(db.clone()),
-        crate::api::ApiJson(request),
-    )
-    .await;
     match created {
         Ok((_, Json(task))) => {
             session.flash(
@@ -121,7 +147,10 @@ pub async fn create_replica(
                     &wizard(
                         Layout::new(&session, "databases"),
                         &view,
-                        name,
+                        ReplicaForm {
+                            name,
+                            priority: form.priority.trim().to_string(),
+                        },
                         Some(sentence(&error.message)),
                     ),
                 ),

@@ -143,6 +143,19 @@ impl Session {
         self.role == Role::Admin
     }
 
+    /// Whether the session still exists and its token still verifies (it
+    /// ends when that token is revoked).
+    pub fn still_valid(&self, state: &AppState) -> bool {
+        let mut all = sessions().lock().expect("sessions lock");
+        let valid = all
+            .get(&self.id)
+            .is_some_and(|data| state.tokens.verify(&data.token).is_some());
+        if !valid {
+            all.remove(&self.id);
+        }
+        valid
+    }
+
     pub fn take_flash(&self) -> Option<Flash> {
         let mut all = sessions().lock().expect("sessions lock");
         all.get_mut(&self.id).and_then(|data| data.flash.take())

@@ -246,3 +246,91 @@ async fn assets_are_served_from_the_binary_and_sign_out_ends_the_session() {
         StatusCode::SEE_OTHER
     );
 }
+
+#[tokio::test]
+async fn unknown_pages_get_a_page_and_unknown_api_paths_json() {
+    let ui = start().await;
+    let anonymous = ui.get("/nope", "").await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    let cookie = ui.session().await;
+    let page = ui.get("/nope/deeper", &cookie).await;
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Page not found") && html.contains("href=\"/databases\""));
+
+    let api = ui.get("/api/v1/nope", "").await;
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+/// Posts `fields` and the page's CSRF token to `path`.
+async fn post_form(
+    ui: &Ui,
+    cookie: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let page = ui.get("/tokens", cookie).await.text().await.unwrap();
+    let csrf = csrf_field(&page);
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    let request = ui
+        .client
+        .post(format!("{}{path}", ui.base))
+        .header(COOKIE, cookie);
+    form(request, &all).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn tokens_are_created_shown_once_and_revoked() {
+    let ui = start().await;
+    let cookie = ui.session().await;
+    let listed = ui.get("/tokens", &cookie).await.text().await.unwrap();
+    assert!(listed.contains("data-token=\"admin\""), "{listed}");
+
+    let last = post_form(&ui, &cookie, "/tokens/admin/revoke", &[]).await;
+    assert_eq!(last.status(), StatusCode::SEE_OTHER);
+    let refused = ui.get("/tokens", &cookie).await.text().await.unwrap();
+    assert!(refused.contains("The last admin token cannot be revoked."));
+
+    let created = post_form(
+        &ui,
+        &cookie,
+        "/tokens",
+        &[("name", "ops"), ("role", "admin")],
+    )
+    .await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let html = created.text().await.unwrap();
+    let marker = "id=\"new-token\" type=\"text\" readonly value=\"";
+    let start = html.find(marker).expect("the new token is shown") + marker.len();
+    let token = html[start..start + html[start..].find('"').unwrap()].to_string();
+    assert!(html.contains("will not be shown again"));
+
+    let viewer = post_form(
+        &ui,
+        &cookie,
+        "/tokens",
+        &[("name", "Bad_Name"), ("role", "viewer")],
+    )
+    .await;
+    assert_eq!(viewer.status(), StatusCode::BAD_REQUEST);
+
+    // Revoking the token a session signed in with ends that session.
+    let response = ui.sign_in(&token).await;
+    let (ops, _) = set_cookie(&response, "pgfleet_session").expect("session cookie");
+    let ops = format!("pgfleet_session={ops}");
+    let revoked = post_form(&ui, &ops, "/tokens/ops/revoke", &[]).await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(revoked.headers()[LOCATION], "/login?revoked=1");
+    assert_eq!(
+        ui.get("/tokens", &ops).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(ui.get("/tokens", &cookie).await.status(), StatusCode::OK);
+}
