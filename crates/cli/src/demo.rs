@@ -17,8 +17,10 @@ const PRIMARY: &str = "primary.pg-dev-db-1.pgfleet.internal";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
-    /// Where the demo fleet keeps its files (removed first).
-    #[arg(long, default_value = "./pgfleet-demo")]
+    /// Where the demo fleet keeps its files (removed first). Under /tmp by
+    /// default, so the `postgres` user can reach it even when run as root
+    /// from a private home directory.
+    #[arg(long, default_value = "/tmp/pgfleet-demo")]
     pub data_dir: PathBuf,
     /// Keep the fleet running after the story (Ctrl-C stops it).
     #[arg(long)]

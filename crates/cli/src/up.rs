@@ -41,6 +41,8 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
+    // PostgreSQL runs as `postgres` when we are root: it must reach the data dir.
+    pgfleet_agent::pg::user::PgUser::detect()?.check_reachable(&data_dir.join("hosts"))?;
     let cancel = CancellationToken::new();
     let mut config = pgfleet_server::ServerConfig::local(data_dir.clone());
     config.api_addr = api;
