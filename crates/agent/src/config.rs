@@ -11,7 +11,11 @@ pub struct AgentConfig {
     pub server_url: String,
     /// Fleet CA (PEM) trusted for an https:// control plane.
     pub ca_pem: Option<String>,
-    pub join_token: String,
+    /// One-time join token, needed only when the host has no credential yet.
+    pub join_token: Option<String>,
+    /// The host credential (filled in at start: read from
+    /// `DATA_DIR/agent.credential`, or obtained by joining).
+    pub credential: String,
     pub pg_bin: Option<PathBuf>,
     /// Port of the agent's HTTP endpoint on `address`.
     pub agent_port: u16,

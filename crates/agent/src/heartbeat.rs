@@ -30,7 +30,7 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
         let result = runtime
             .http
             .post(&url)
-            .bearer_auth(&runtime.config.join_token)
+            .bearer_auth(&runtime.config.credential)
             .json(&beat)
             .send()
             .await;

@@ -10,12 +10,27 @@ use tokio_util::sync::CancellationToken;
 use crate::keeper::{Assignment, KeeperReport};
 use crate::runtime::AgentRuntime;
 
-fn authorized(runtime: &AgentRuntime, headers: &HeaderMap) -> bool {
-    let expected = format!("Bearer {}", runtime.config.join_token);
-    headers
+/// The monitor of `db` if the request presents that database's monitor
+/// token (keepers and the control plane have it; nobody else does).
+fn authorized_monitor(
+    runtime: &AgentRuntime,
+    db: &str,
+    headers: &HeaderMap,
+) -> Result<std::sync::Arc<crate::monitor::MonitorShared>, StatusCode> {
+    let monitor = {
+        let monitors = runtime.monitors.lock().expect("monitors lock");
+        monitors.get(db).map(|h| h.monitor.clone())
+    };
+    let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        == Some(expected.as_str())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match monitor {
+        Some(monitor) if monitor.token_matches(presented) => Ok(monitor),
+        Some(_) => Err(StatusCode::UNAUTHORIZED),
+        None => Err(StatusCode::NOT_FOUND),
+    }
 }
 
 async fn report(
@@ -24,16 +39,7 @@ async fn report(
     headers: HeaderMap,
     Json(report): Json<KeeperReport>,
 ) -> Result<Json<Assignment>, StatusCode> {
-    if !authorized(&runtime, &headers) {
-        return Err(StatusCode::UNAUTHORIZED);
-    }
-    let monitor = {
-        let monitors = runtime.monitors.lock().expect("monitors lock");
-        monitors.get(&db).map(|h| h.monitor.clone())
-    };
-    let Some(monitor) = monitor else {
-        return Err(StatusCode::NOT_FOUND);
-    };
+    let monitor = authorized_monitor(&runtime, &db, &headers)?;
     match monitor.keeper_report(report).await {
         Some(assignment) => Ok(Json(assignment)),
         None => Err(StatusCode::SERVICE_UNAVAILABLE),
@@ -51,21 +57,14 @@ async fn switchover(
     headers: HeaderMap,
     Json(request): Json<SwitchoverRequest>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    if !authorized(&runtime, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(serde_json::json!({"error": "unauthorized"})),
-        );
-    }
-    let monitor = {
-        let monitors = runtime.monitors.lock().expect("monitors lock");
-        monitors.get(&db).map(|h| h.monitor.clone())
-    };
-    let Some(monitor) = monitor else {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({"error": format!("no monitor for {db}")})),
-        );
+    let monitor = match authorized_monitor(&runtime, &db, &headers) {
+        Ok(monitor) => monitor,
+        Err(status) => {
+            return (
+                status,
+                Json(serde_json::json!({"error": format!("no monitor for {db} with that token")})),
+            )
+        }
     };
     match monitor.switchover(&request.target).await {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({"ok": true}))),
@@ -79,15 +78,11 @@ async fn switchover(
 async fn state(
     State(runtime): State<AgentRuntime>,
     Path(db): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, StatusCode> {
-    let monitors = runtime.monitors.lock().expect("monitors lock");
-    let monitor = monitors.get(&db).ok_or(StatusCode::NOT_FOUND)?;
+    let monitor = authorized_monitor(&runtime, &db, &headers)?;
     Ok(Json(
-        monitor
-            .monitor
-            .observed()
-            .map(|o| o.state)
-            .unwrap_or_default(),
+        monitor.observed().map(|o| o.state).unwrap_or_default(),
     ))
 }
 

@@ -370,7 +370,15 @@ impl Actor {
                 })
                 .collect(),
         };
-        if let Some(assignment) = keeper::report(&self.runtime, &monitor, &spec.db, &report).await {
+        if let Some(assignment) = keeper::report(
+            &self.runtime,
+            &monitor,
+            &spec.db,
+            &spec.monitor_token,
+            &report,
+        )
+        .await
+        {
             self.last_monitor_contact = Instant::now();
             let newer = self
                 .assignment

@@ -109,6 +109,7 @@ pub async fn report(
     runtime: &AgentRuntime,
     monitor: &pgfleet_core::protocol::MonitorEndpoint,
     db: &str,
+    token: &str,
     report: &KeeperReport,
 ) -> Option<Assignment> {
     let url = format!(
@@ -118,7 +119,7 @@ pub async fn report(
     let response = runtime
         .http
         .post(&url)
-        .bearer_auth(&runtime.config.join_token)
+        .bearer_auth(token)
         .timeout(std::time::Duration::from_millis(800))
         .json(report)
         .send()

@@ -7,6 +7,7 @@
 //! (`http`) where keepers report to monitors.
 
 pub mod config;
+pub mod credential;
 pub mod heartbeat;
 pub mod http;
 pub mod instance;
@@ -20,7 +21,9 @@ pub use config::AgentConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Runs the agent until `cancel` fires, then stops every PostgreSQL server.
-pub async fn run(config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    config.credential = credential::obtain(&config).await?;
     let runtime = runtime::AgentRuntime::new(config)?;
     let http = http::start(runtime.clone(), cancel.clone()).await?;
     heartbeat::run(runtime.clone(), cancel.clone()).await;

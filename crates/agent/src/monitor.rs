@@ -18,6 +18,8 @@ use crate::runtime::{AgentRuntime, MonitorHandle};
 
 pub struct MonitorShared {
     pub db: String,
+    /// The database's monitor token (keepers and the control plane present it).
+    token: String,
     pub node: String,
     runtime: AgentRuntime,
     core: tokio::sync::Mutex<Core>,
@@ -178,6 +180,17 @@ impl Core {
 }
 
 impl MonitorShared {
+    /// Constant-time check of a presented monitor token.
+    pub fn token_matches(&self, presented: &str) -> bool {
+        !self.token.is_empty()
+            && presented.len() == self.token.len()
+            && presented
+                .bytes()
+                .zip(self.token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     pub fn observed(&self) -> Option<MonitorObserved> {
         if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
@@ -277,7 +290,7 @@ async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
         let result = runtime
             .http
             .post(&url)
-            .bearer_auth(&runtime.config.join_token)
+            .bearer_auth(&runtime.config.credential)
             .json(&body)
             .send()
             .await;
@@ -318,6 +331,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
     };
     let monitor = Arc::new(MonitorShared {
         db: spec.db.clone(),
+        token: spec.monitor_token.clone(),
         node: spec.node.clone(),
         runtime: runtime.clone(),
         observed: Mutex::new(Some(core.observation())),

@@ -98,8 +98,10 @@ pub struct AgentArgs {
     pub data_dir: PathBuf,
     #[arg(long)]
     pub server: String,
+    /// One-time join token (only needed the first time: the agent keeps the
+    /// host credential it gets in DATA_DIR/agent.credential).
     #[arg(long, env = "PGFLEET_JOIN_TOKEN", hide_env_values = true)]
-    pub join_token: String,
+    pub join_token: Option<String>,
     #[arg(long)]
     pub pg_bin: Option<PathBuf>,
     /// The fleet CA certificate (PEM) to trust for an https:// server.
@@ -225,6 +227,14 @@ pub enum HostCommand {
     },
     /// Start a stopped host of the local fleet.
     Start { host: String },
+    /// Print a one-time join token for a new host's agent.
+    JoinToken {
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+    /// Remove a host that carries no node; its identity is revoked.
+    Remove { host: String },
     /// SIGKILL the host's agent and PostgreSQL servers (power loss).
     Kill { host: String },
     /// SIGSTOP the host's processes.

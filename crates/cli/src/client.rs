@@ -200,6 +200,44 @@ impl Client {
             message: body.error.message,
         })
     }
+    /// A one-time join token and its expiry (ms since epoch).
+    pub async fn create_join_token(&self, ttl_secs: u64) -> Result<(String, i64)> {
+        let body = serde_json::json!({"ttl_secs": ttl_secs});
+        let answer: serde_json::Value = self
+            .send(self.http.post(self.url("/hosts/join-tokens")).json(&body))
+            .await?;
+        Ok((
+            answer["token"].as_str().unwrap_or_default().to_string(),
+            answer["expires_at_ms"].as_i64().unwrap_or(0),
+        ))
+    }
+    pub async fn remove_host(&self, name: &str) -> Result<()> {
+        let response = self
+            .http
+            .delete(self.url(&format!("/hosts/{name}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError {
+                status: None,
+                code: "unreachable".into(),
+                message: format!("cannot reach the control plane at {}: {e}", self.base),
+            })?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status().as_u16();
+        let body: ErrorBody = response.json().await.map_err(|e| ClientError {
+            status: Some(status),
+            code: "decode".into(),
+            message: e.to_string(),
+        })?;
+        Err(ClientError {
+            status: Some(status),
+            code: body.error.code,
+            message: body.error.message,
+        })
+    }
     pub async fn events(&self, db: &str) -> Result<Vec<serde_json::Value>> {
         self.send(self.http.get(self.url(&format!("/databases/{db}/events"))))
             .await

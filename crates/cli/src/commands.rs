@@ -121,6 +121,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => None,
                 },
                 join_token: args.join_token.clone(),
+                credential: String::new(),
                 pg_bin: args.pg_bin.clone(),
                 agent_port: args.agent_port,
                 keeper_interval_ms: args.keeper_interval_ms,
@@ -351,10 +352,23 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
             }
         }
         HostCommand::Start { host } => {
-            let token = std::fs::read_to_string(data_dir.join("join.token"))
-                .context("no join.token in the fleet dir")?;
-            let pid = fleet::start_agent(data_dir, host, token.trim())?;
+            // A host that joined before keeps its credential; a new one needs a join token.
+            let join_token = if fleet::has_credential(data_dir, host) {
+                None
+            } else {
+                Some(client(cli)?.create_join_token(600).await?.0)
+            };
+            let pid = fleet::start_agent(data_dir, host, join_token.as_deref())?;
             println!("host {host} started (agent pid {pid})");
+        }
+        HostCommand::JoinToken { ttl } => {
+            let (token, expires_at_ms) = client(cli)?.create_join_token(*ttl).await?;
+            eprintln!("one-time join token, valid until {expires_at_ms} (ms since epoch):");
+            println!("{token}");
+        }
+        HostCommand::Remove { host } => {
+            client(cli)?.remove_host(host).await?;
+            println!("host {host} removed; its credential is revoked");
         }
         HostCommand::Kill { host } => {
             let killed = fleet::kill_host(data_dir, host)?;

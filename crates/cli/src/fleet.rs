@@ -87,7 +87,13 @@ pub fn list_hosts(data_dir: &Path) -> Vec<String> {
 
 /// Starts the agent of `host` as its own process (own process group, so a
 /// terminal's Ctrl-C reaches only `pgfleet up`, which stops it in order).
-pub fn start_agent(data_dir: &Path, host: &str, join_token: &str) -> anyhow::Result<i32> {
+/// Whether the host's agent already holds a credential (joined before).
+pub fn has_credential(data_dir: &Path, host: &str) -> bool {
+    host_dir(data_dir, host).join("agent.credential").exists()
+}
+
+/// Starts the agent; `join_token` is needed only for a host without a credential.
+pub fn start_agent(data_dir: &Path, host: &str, join_token: Option<&str>) -> anyhow::Result<i32> {
     if let Some(pid) = agent_pid(data_dir, host) {
         anyhow::bail!("host {host} is already running (agent pid {pid})");
     }
@@ -126,7 +132,7 @@ pub fn start_agent(data_dir: &Path, host: &str, join_token: &str) -> anyhow::Res
         ])
         .arg("--ca-file")
         .arg(data_dir.join("ca.crt"))
-        .env("PGFLEET_JOIN_TOKEN", join_token)
+        .envs(join_token.map(|t| ("PGFLEET_JOIN_TOKEN", t)))
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -53,7 +53,6 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     let server = pgfleet_server::start(config, cancel.clone()).await?;
     let scheme = if args.insecure_http { "http" } else { "https" };
     let server_url = format!("{scheme}://{}", server.api_addr);
-    let join_token = server.state.tokens.join.clone();
 
     let first = u32::from(args.first_host_address);
     let mut hosts = Vec::new();
@@ -69,7 +68,20 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
         };
         fleet::write_launch(&data_dir, &launch)?;
         if fleet::agent_pid(&data_dir, &name).is_none() {
-            fleet::start_agent(&data_dir, &name, &join_token)?;
+            // A host that never joined gets a one-time join token.
+            let join_token = if fleet::has_credential(&data_dir, &name) {
+                None
+            } else {
+                let store = server.state.store.as_ref();
+                let (token, _) = server
+                    .state
+                    .identities
+                    .create_join_token(store, 600)
+                    .await
+                    .map_err(|e| anyhow::anyhow!(e.message))?;
+                Some(token)
+            };
+            fleet::start_agent(&data_dir, &name, join_token.as_deref())?;
         }
         hosts.push(launch);
     }

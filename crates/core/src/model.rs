@@ -117,6 +117,9 @@ pub struct Database {
     pub admin_user: String,
     pub admin_password: String,
     pub replication_password: String,
+    /// Secret keepers and the control plane present to this database's monitor.
+    #[serde(default)]
+    pub monitor_token: String,
     /// Password of the `pgfleet` superuser the agents and monitor use.
     #[serde(default)]
     pub superuser_password: String,

@@ -67,6 +67,9 @@ pub struct InstanceSpec {
     pub admin_password: String,
     pub replication_password: String,
     pub superuser_password: String,
+    /// Presented to the monitor with every keeper report.
+    #[serde(default)]
+    pub monitor_token: String,
     pub database_name: String,
     pub upstream: Option<Upstream>,
     pub monitor: Option<MonitorEndpoint>,
@@ -158,6 +161,9 @@ pub struct MonitorSpec {
     pub nodes: Vec<PeerSpec>,
     pub initial_primary: String,
     pub superuser_password: String,
+    /// What keepers and the control plane must present.
+    #[serde(default)]
+    pub monitor_token: String,
     pub generation: u64,
 }
 

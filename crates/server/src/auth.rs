@@ -1,7 +1,7 @@
 //! API tokens and roles. Tokens are stored as SHA-256 hashes (never in
 //! clear); the first admin token is created at first start and written to
 //! `DATA_DIR/admin.token` (mode 0600). Viewers may read, not change. Agents
-//! authenticate with the join token (`DATA_DIR/join.token`).
+//! authenticate with host credentials (`host_identity`).
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -45,10 +45,11 @@ pub struct TokenInfo {
 
 pub struct Tokens {
     tokens: RwLock<Vec<StoredToken>>,
+    /// Serialises change + store write (the stored copy follows the last change).
+    writer: tokio::sync::Mutex<()>,
     /// The first admin token when this process knows it in clear (created now,
     /// or read back from `admin.token`); empty otherwise.
     pub admin: String,
-    pub join: String,
 }
 
 const META_KEY: &str = "api_tokens";
@@ -107,19 +108,10 @@ impl Tokens {
                 admin = candidate.to_string();
             }
         }
-        let join = match store.get_meta("join_token").await? {
-            Some(token) => token,
-            None => {
-                let token = pgfleet_core::secrets::random_token(40);
-                store.put_meta("join_token", &token).await?;
-                token
-            }
-        };
-        write_secret(&data_dir.join("join.token"), &join)?;
         Ok(Tokens {
             tokens: RwLock::new(tokens),
+            writer: tokio::sync::Mutex::new(()),
             admin,
-            join,
         })
     }
 
@@ -152,6 +144,7 @@ impl Tokens {
         name: &str,
         role: Role,
     ) -> Result<String, ApiError> {
+        let _writer = self.writer.lock().await;
         let token = pgfleet_core::secrets::random_token(40);
         let snapshot = {
             let mut tokens = self.tokens.write().expect("tokens lock");
@@ -172,6 +165,7 @@ impl Tokens {
 
     /// Revokes `name`; the last admin token cannot be revoked.
     pub async fn revoke(&self, store: &dyn Store, name: &str) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
         let snapshot = {
             let mut tokens = self.tokens.write().expect("tokens lock");
             let Some(index) = tokens.iter().position(|t| t.name == name) else {
@@ -225,13 +219,19 @@ pub async fn require_token(
     next.run(request).await
 }
 
+/// The host an agent request speaks for (from its credential).
+#[derive(Debug, Clone)]
+pub struct AgentHost(pub String);
+
+/// Agent routes: a host credential (see `host_identity`).
 pub async fn require_agent(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    match bearer(&request) {
-        Some(token) if same(token, &state.tokens.join) => next.run(request).await,
-        _ => ApiError::unauthorized().into_response(),
-    }
+    let Some(host) = bearer(&request).and_then(|t| state.identities.verify(t)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    request.extensions_mut().insert(AgentHost(host));
+    next.run(request).await
 }

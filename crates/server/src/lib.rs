@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
+pub mod host_identity;
 pub mod https;
 pub mod observed;
 pub mod openapi;
@@ -57,7 +58,8 @@ pub async fn start(
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir).await?;
-    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca);
+    let identities = host_identity::HostIdentities::load(store.as_ref()).await?;
+    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca, identities);
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)

@@ -54,6 +54,7 @@ pub fn host_intent(
                     nodes: data_peers(db, hosts),
                     initial_primary: primary.map(|p| p.name.clone()).unwrap_or_default(),
                     superuser_password: db.superuser_password.clone(),
+                    monitor_token: db.monitor_token.clone(),
                     generation: db.generation,
                 });
                 continue;
@@ -78,6 +79,7 @@ pub fn host_intent(
                 admin_password: db.admin_password.clone(),
                 replication_password: db.replication_password.clone(),
                 superuser_password: db.superuser_password.clone(),
+                monitor_token: db.monitor_token.clone(),
                 database_name: db.database_name.clone(),
                 upstream,
                 monitor: monitor.clone(),

@@ -22,6 +22,8 @@ pub struct Inner {
     pub store: Arc<dyn Store>,
     pub zone: pgfleet_dns::ZoneHandle,
     pub tokens: Tokens,
+    /// Agents' identities (join tokens, host credentials).
+    pub identities: crate::host_identity::HostIdentities,
     /// The fleet CA: API and PostgreSQL server certificates.
     pub ca: Arc<crate::tls::FleetCa>,
     pub observed: Mutex<Observed>,
@@ -50,6 +52,7 @@ impl AppState {
         zone: pgfleet_dns::ZoneHandle,
         tokens: Tokens,
         ca: crate::tls::FleetCa,
+        identities: crate::host_identity::HostIdentities,
     ) -> AppState {
         crate::tls::install_crypto_provider();
         AppState {
@@ -59,6 +62,7 @@ impl AppState {
                 zone,
                 tokens,
                 ca: Arc::new(ca),
+                identities,
                 observed: Mutex::new(Observed::default()),
                 task_wakeup: Notify::new(),
                 observation_changed: Notify::new(),

@@ -44,6 +44,7 @@ pub type EventDoc = serde_json::Value;
 pub trait Store: Send + Sync + 'static {
     async fn put_host(&self, host: &Host) -> Result<()>;
     async fn list_hosts(&self) -> Result<Vec<Host>>;
+    async fn delete_host(&self, name: &str) -> Result<()>;
 
     /// Inserts a new database; `Duplicate` if the name is taken.
     async fn insert_database(&self, db: &Database) -> Result<()>;

@@ -65,6 +65,14 @@ impl Store for SqliteStore {
         Ok(hosts)
     }
 
+    async fn delete_host(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM hosts WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_database(&self, db: &Database) -> Result<()> {
         let doc = serde_json::to_string(db)?;
         let result = sqlx::query(
@@ -242,6 +250,7 @@ mod tests {
             admin_password: "secret".into(),
             replication_password: "repl".into(),
             superuser_password: "su".into(),
+            monitor_token: "mt".into(),
             database_name: "postgres".into(),
             created_at_ms: 1,
             generation: 1,

@@ -15,8 +15,15 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/api/v1/agents/heartbeat", request_body = HeartbeatRequest, responses((status = 200, body = HeartbeatResponse)), security(("token" = [])))]
 pub async fn heartbeat(
     State(state): State<AppState>,
+    axum::Extension(crate::auth::AgentHost(agent_host)): axum::Extension<crate::auth::AgentHost>,
     crate::api::ApiJson(beat): crate::api::ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
+    if beat.host.name != agent_host {
+        return Err(ApiError::forbidden(format!(
+            "this credential belongs to host {agent_host:?}, not {:?}",
+            beat.host.name
+        )));
+    }
     pgfleet_core::names::validate_name(&beat.host.name)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if beat.host.address.parse::<std::net::Ipv4Addr>().is_err() {
@@ -90,8 +97,21 @@ pub struct PrimaryChanged {
 #[utoipa::path(post, path = "/api/v1/agents/primary-changed", request_body = PrimaryChanged, responses((status = 200, body = pgfleet_core::api::TaskRef)), security(("token" = [])))]
 pub async fn primary_changed(
     State(state): State<AppState>,
+    axum::Extension(crate::auth::AgentHost(agent_host)): axum::Extension<crate::auth::AgentHost>,
     crate::api::ApiJson(change): crate::api::ApiJson<PrimaryChanged>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    // Only the host that runs the database's monitor may move its primary.
+    let db = state
+        .store
+        .get_database(&change.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("database", &change.db))?;
+    if db.monitor().is_none_or(|m| m.host != agent_host) {
+        return Err(ApiError::forbidden(format!(
+            "host {agent_host:?} does not run the monitor of {:?}",
+            change.db
+        )));
+    }
     let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
     let _ = TaskKind::PromoteReplica;
     Ok(Json(
@@ -128,4 +148,35 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
             tracing::warn!(db = %monitor.db, error = ?error.message, "cannot apply the monitor's primary");
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    pub host: String,
+    /// A one-time join token (`pgfleet host join-token`).
+    pub join_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JoinResponse {
+    /// The host's credential for every later agent call; shown once.
+    pub credential: String,
+}
+
+/// An agent joins: spends a one-time join token, gets a host credential.
+#[utoipa::path(post, path = "/api/v1/agents/join", request_body = JoinRequest,
+    responses((status = 200, body = JoinResponse), (status = 400, body = pgfleet_core::api::ErrorBody), (status = 401, body = pgfleet_core::api::ErrorBody)))]
+pub async fn join(
+    State(state): State<AppState>,
+    crate::api::ApiJson(request): crate::api::ApiJson<JoinRequest>,
+) -> Result<Json<JoinResponse>, ApiError> {
+    pgfleet_core::names::validate_name(&request.host)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let credential = state
+        .identities
+        .redeem(state.store.as_ref(), &request.host, &request.join_token)
+        .await?;
+    tracing::info!(host = %request.host, "host joined");
+    Ok(Json(JoinResponse { credential }))
 }

@@ -107,6 +107,7 @@ pub async fn create(
             admin_password: pgfleet_core::secrets::generate_password(),
             replication_password: pgfleet_core::secrets::generate_password(),
             superuser_password: pgfleet_core::secrets::generate_password(),
+            monitor_token: pgfleet_core::secrets::random_token(40),
             database_name,
             created_at_ms: now_ms(),
             generation: 1,

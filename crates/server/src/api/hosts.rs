@@ -36,3 +36,69 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<HostView>>, 
     }
     Ok(Json(views))
 }
+
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// Validity in seconds (at most one day).
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct JoinTokenView {
+    pub token: String,
+    pub expires_at_ms: i64,
+}
+
+/// A one-time, expiring token a new host's agent joins with.
+#[utoipa::path(post, path = "/api/v1/hosts/join-tokens", request_body = JoinTokenRequest,
+    responses((status = 201, body = JoinTokenView), (status = 400, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
+pub async fn create_join_token(
+    State(state): State<AppState>,
+    crate::api::ApiJson(request): crate::api::ApiJson<JoinTokenRequest>,
+) -> Result<(axum::http::StatusCode, Json<JoinTokenView>), ApiError> {
+    let ttl = request.ttl_secs;
+    if ttl == 0 || ttl > 86_400 {
+        return Err(ApiError::bad_request(format!(
+            "invalid ttl_secs {ttl}: 1..=86400"
+        )));
+    }
+    let (token, expires_at_ms) = state
+        .identities
+        .create_join_token(state.store.as_ref(), ttl)
+        .await?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(JoinTokenView {
+            token,
+            expires_at_ms,
+        }),
+    ))
+}
+
+/// Removes a host that carries no node: its credential is forgotten, so it
+/// cannot come back with its old identity.
+#[utoipa::path(delete, path = "/api/v1/hosts/{name}", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
+pub async fn remove(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let hosts = state.store.list_hosts().await?;
+    if !hosts.iter().any(|h| h.name == name) {
+        return Err(ApiError::not_found("host", &name));
+    }
+    let databases = state.store.list_databases().await?;
+    for db in &databases {
+        if let Some(node) = db.nodes.iter().find(|n| n.host == name) {
+            return Err(ApiError::conflict(format!(
+                "host {name:?} carries node {} of {}: move or delete it first",
+                node.name, db.name
+            )));
+        }
+    }
+    state.identities.remove(state.store.as_ref(), &name).await?;
+    state.store.delete_host(&name).await?;
+    tracing::info!(host = %name, "host removed");
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
             post(databases::set_maintenance),
         )
         .route("/hosts", get(hosts::list))
+        .route("/hosts/join-tokens", post(hosts::create_join_token))
+        .route("/hosts/{name}", delete(hosts::remove))
         .route("/tasks", get(tasks::list))
         .route("/tasks/{id}", get(tasks::show))
         .route("/tokens", get(tokens::list).post(tokens::create))
@@ -57,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let open = Router::new()
         .route("/health", get(health))
+        .route("/agents/join", post(agents::join))
         .route("/openapi.json", get(openapi_json));
     Router::new()
         .nest("/api/v1", admin.merge(agent).merge(open))

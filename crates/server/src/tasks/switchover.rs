@@ -35,7 +35,7 @@ pub async fn ask_monitor(state: &AppState, db: &Database, target: &str) -> Resul
     let response = state
         .http
         .post(&url)
-        .bearer_auth(&state.tokens.join)
+        .bearer_auth(&db.monitor_token)
         .json(&serde_json::json!({"target": target}))
         .send()
         .await

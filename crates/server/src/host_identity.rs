@@ -1,0 +1,135 @@
+//! Host identities. An agent joins with a one-time, expiring join token
+//! (created by an admin, or by `pgfleet up` for its own hosts) and receives a
+//! credential bound to its host name; heartbeats must present it and may
+//! only speak for that host. Removing a host deletes its credential: it
+//! cannot come back with its old identity. Only SHA-256 hashes are stored.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use pgfleet_store::Store;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+const META_KEY: &str = "host_identities";
+
+fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct JoinToken {
+    sha256: String,
+    expires_at_ms: i64,
+    used: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Persisted {
+    /// host name → hash of its credential
+    credentials: BTreeMap<String, String>,
+    join_tokens: Vec<JoinToken>,
+}
+
+pub struct HostIdentities {
+    data: RwLock<Persisted>,
+    /// Serialises change + store write, so the stored copy is never older
+    /// than the last change (two joins at once must both be kept).
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl HostIdentities {
+    pub async fn load(store: &dyn Store) -> anyhow::Result<HostIdentities> {
+        let data = match store.get_meta(META_KEY).await? {
+            Some(text) => serde_json::from_str(&text)?,
+            None => Persisted::default(),
+        };
+        Ok(HostIdentities {
+            data: RwLock::new(data),
+            writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    async fn save(&self, store: &dyn Store) -> Result<(), ApiError> {
+        let text = serde_json::to_string(&*self.data.read().expect("identities lock"))
+            .map_err(ApiError::internal)?;
+        store.put_meta(META_KEY, &text).await?;
+        Ok(())
+    }
+
+    /// A new one-time join token valid for `ttl_secs`.
+    pub async fn create_join_token(
+        &self,
+        store: &dyn Store,
+        ttl_secs: u64,
+    ) -> Result<(String, i64), ApiError> {
+        let _writer = self.writer.lock().await;
+        let token = pgfleet_core::secrets::random_token(40);
+        let expires_at_ms = pgfleet_core::time::now_ms() + (ttl_secs as i64) * 1000;
+        {
+            let mut data = self.data.write().expect("identities lock");
+            let now = pgfleet_core::time::now_ms();
+            data.join_tokens
+                .retain(|t| !t.used && t.expires_at_ms > now);
+            data.join_tokens.push(JoinToken {
+                sha256: hash(&token),
+                expires_at_ms,
+                used: false,
+            });
+        }
+        self.save(store).await?;
+        Ok((token, expires_at_ms))
+    }
+
+    /// Spends a join token and returns a new credential for `host`.
+    pub async fn redeem(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        join_token: &str,
+    ) -> Result<String, ApiError> {
+        let _writer = self.writer.lock().await;
+        let credential = pgfleet_core::secrets::random_token(48);
+        {
+            let mut data = self.data.write().expect("identities lock");
+            let digest = hash(join_token);
+            let now = pgfleet_core::time::now_ms();
+            let Some(token) = data.join_tokens.iter_mut().find(|t| t.sha256 == digest) else {
+                return Err(ApiError::unauthorized());
+            };
+            if token.used || token.expires_at_ms <= now {
+                return Err(ApiError::unauthorized());
+            }
+            token.used = true;
+            data.credentials.insert(host.to_string(), hash(&credential));
+        }
+        self.save(store).await?;
+        Ok(credential)
+    }
+
+    /// The host a credential belongs to.
+    pub fn verify(&self, credential: &str) -> Option<String> {
+        let digest = hash(credential);
+        let data = self.data.read().expect("identities lock");
+        data.credentials
+            .iter()
+            .find(|(_, h)| **h == digest)
+            .map(|(host, _)| host.clone())
+    }
+
+    /// Forgets `host`'s credential.
+    pub async fn remove(&self, store: &dyn Store, host: &str) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
+        self.data
+            .write()
+            .expect("identities lock")
+            .credentials
+            .remove(host);
+        self.save(store).await
+    }
+}
