@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin="${PGFLEET_BIN:-target/debug/pgfleet}"
 dir="$(mktemp -d /tmp/pgfleet-schemathesis-XXXXXX)"
+chmod 755 "$dir"  # the postgres user runs the servers under it
 "$bin" up --data-dir "$dir" --hosts 2 --api 127.0.56.1:7070 --dns 127.0.56.1:8053 --first-host-address 127.0.56.2 >"$dir/up.log" 2>&1 &
 up_pid=$!
-cleanup() { kill -TERM "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; rm -rf "$dir"; }
+cleanup() { kill -TERM "$up_pid" 2>/dev/null || true; wait "$up_pid" 2>/dev/null || true; [ -s "$dir/admin.token" ] || cat "$dir/up.log"; rm -rf "$dir"; }
 trap cleanup EXIT
 for _ in $(seq 1 300); do
   [ -s "$dir/admin.token" ] && [ -s "$dir/ca.crt" ] && break
