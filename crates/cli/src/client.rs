@@ -101,6 +101,33 @@ impl Client {
         })
     }
 
+    /// For answers without a body (204): only the error case is decoded.
+    async fn send_no_content(&self, request: reqwest::RequestBuilder) -> Result<()> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| ClientError {
+                status: None,
+                code: "unreachable".into(),
+                message: format!("cannot reach the control plane at {}: {e}", self.base),
+            })?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status().as_u16();
+        let body: ErrorBody = response.json().await.map_err(|e| ClientError {
+            status: Some(status),
+            code: "decode".into(),
+            message: e.to_string(),
+        })?;
+        Err(ClientError {
+            status: Some(status),
+            code: body.error.code,
+            message: body.error.message,
+        })
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
@@ -174,31 +201,8 @@ impl Client {
         self.send(self.http.get(self.url("/tokens"))).await
     }
     pub async fn revoke_token(&self, name: &str) -> Result<()> {
-        let response = self
-            .http
-            .delete(self.url(&format!("/tokens/{name}")))
-            .bearer_auth(&self.token)
-            .send()
+        self.send_no_content(self.http.delete(self.url(&format!("/tokens/{name}"))))
             .await
-            .map_err(|e| ClientError {
-                status: None,
-                code: "unreachable".into(),
-                message: format!("cannot reach the control plane at {}: {e}", self.base),
-            })?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let status = response.status().as_u16();
-        let body: ErrorBody = response.json().await.map_err(|e| ClientError {
-            status: Some(status),
-            code: "decode".into(),
-            message: e.to_string(),
-        })?;
-        Err(ClientError {
-            status: Some(status),
-            code: body.error.code,
-            message: body.error.message,
-        })
     }
     /// A one-time join token and its expiry (ms since epoch).
     pub async fn create_join_token(&self, ttl_secs: u64) -> Result<(String, i64)> {
@@ -212,31 +216,8 @@ impl Client {
         ))
     }
     pub async fn remove_host(&self, name: &str) -> Result<()> {
-        let response = self
-            .http
-            .delete(self.url(&format!("/hosts/{name}")))
-            .bearer_auth(&self.token)
-            .send()
+        self.send_no_content(self.http.delete(self.url(&format!("/hosts/{name}"))))
             .await
-            .map_err(|e| ClientError {
-                status: None,
-                code: "unreachable".into(),
-                message: format!("cannot reach the control plane at {}: {e}", self.base),
-            })?;
-        if response.status().is_success() {
-            return Ok(());
-        }
-        let status = response.status().as_u16();
-        let body: ErrorBody = response.json().await.map_err(|e| ClientError {
-            status: Some(status),
-            code: "decode".into(),
-            message: e.to_string(),
-        })?;
-        Err(ClientError {
-            status: Some(status),
-            code: body.error.code,
-            message: body.error.message,
-        })
     }
     pub async fn events(&self, db: &str) -> Result<Vec<serde_json::Value>> {
         self.send(self.http.get(self.url(&format!("/databases/{db}/events"))))
