@@ -23,8 +23,6 @@ pub mod views;
 pub use config::ServerConfig;
 pub use state::AppState;
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
@@ -116,9 +114,4 @@ pub async fn run(config: ServerConfig, cancel: CancellationToken) -> anyhow::Res
     let running = start(config, cancel).await?;
     running.join().await;
     Ok(())
-}
-
-#[doc(hidden)]
-pub fn _assert_send(state: Arc<AppState>) -> Arc<AppState> {
-    state
 }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::Json;
 use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse};
 use pgfleet_core::time::now_ms;
-use pgfleet_core::{Host, TaskKind};
+use pgfleet_core::Host;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -113,7 +113,6 @@ pub async fn primary_changed(
         )));
     }
     let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
-    let _ = TaskKind::PromoteReplica;
     Ok(Json(
         serde_json::json!({"applied": applied.is_some(), "task_id": applied}),
     ))
