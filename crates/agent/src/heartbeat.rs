@@ -15,6 +15,7 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
     );
     let mut interval = Duration::from_millis(200);
     let mut failures = 0u32;
+    let mut last_renewal: Option<tokio::time::Instant> = None;
     loop {
         let beat = HeartbeatRequest {
             host: HostRegistration {
@@ -28,7 +29,7 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
             monitors: runtime.observed_monitors(),
         };
         let result = runtime
-            .http
+            .http()
             .post(&url)
             .bearer_auth(&runtime.config.credential)
             .json(&beat)
@@ -45,6 +46,9 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                         interval =
                             Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
                         runtime.apply_intent(intent.instances, intent.monitors);
+                        if intent.renew_certificate {
+                            renew_certificate(&runtime, &mut last_renewal).await;
+                        }
                     }
                     Err(error) => tracing::warn!(%error, "bad heartbeat answer"),
                 }
@@ -66,5 +70,19 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+/// Renews the host certificate (at most once a minute while the control
+/// plane keeps asking).
+async fn renew_certificate(runtime: &AgentRuntime, last: &mut Option<tokio::time::Instant>) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(tokio::time::Instant::now());
+    let renewed = crate::identity::renew(&runtime.config, &runtime.identity()).await;
+    match renewed.and_then(|identity| runtime.set_identity(identity)) {
+        Ok(()) => tracing::info!(host = %runtime.config.name, "host certificate renewed"),
+        Err(error) => tracing::warn!(%error, "cannot renew the host certificate"),
     }
 }

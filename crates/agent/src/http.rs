@@ -1,26 +1,43 @@
-//! The agent's HTTP endpoint on `<address>:<agent port>`: keepers of other
-//! hosts report to the monitors this agent runs.
+//! The agent's HTTPS endpoint on `<address>:<agent port>`: keepers of other
+//! hosts report to the monitors this agent runs, and the control plane asks
+//! them for switchovers. Mutual TLS: the endpoint presents the host
+//! certificate and accepts only clients with a certificate from the fleet
+//! CA; each monitor then admits only the certificates its spec lists (the
+//! hosts of its data nodes and the control plane) that also present the
+//! database's monitor token.
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use pgfleet_tls::{ClientAuth, PeerCertificate};
 use tokio_util::sync::CancellationToken;
 
 use crate::keeper::{Assignment, KeeperReport};
 use crate::runtime::AgentRuntime;
 
-/// The monitor of `db` if the request presents that database's monitor
-/// token (keepers and the control plane have it; nobody else does).
+/// The monitor of `db` if the request comes with a client certificate the
+/// monitor's spec lists and presents that database's monitor token.
 fn authorized_monitor(
     runtime: &AgentRuntime,
     db: &str,
+    peer: Option<&PeerCertificate>,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<crate::monitor::MonitorShared>, StatusCode> {
-    let monitor = {
+    let (monitor, client_listed) = {
         let monitors = runtime.monitors.lock().expect("monitors lock");
-        monitors.get(db).map(|h| h.monitor.clone())
+        match monitors.get(db) {
+            Some(handle) => {
+                let listed =
+                    peer.is_some_and(|p| handle.spec.borrow().clients.contains(&p.fingerprint));
+                (Some(handle.monitor.clone()), listed)
+            }
+            None => (None, false),
+        }
     };
+    if monitor.is_some() && !client_listed {
+        return Err(StatusCode::FORBIDDEN);
+    }
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -36,10 +53,11 @@ fn authorized_monitor(
 async fn report(
     State(runtime): State<AgentRuntime>,
     Path(db): Path<String>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     Json(report): Json<KeeperReport>,
 ) -> Result<Json<Assignment>, StatusCode> {
-    let monitor = authorized_monitor(&runtime, &db, &headers)?;
+    let monitor = authorized_monitor(&runtime, &db, peer.as_deref(), &headers)?;
     match monitor.keeper_report(report).await {
         Some(assignment) => Ok(Json(assignment)),
         None => Err(StatusCode::SERVICE_UNAVAILABLE),
@@ -54,15 +72,18 @@ struct SwitchoverRequest {
 async fn switchover(
     State(runtime): State<AgentRuntime>,
     Path(db): Path<String>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     Json(request): Json<SwitchoverRequest>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let monitor = match authorized_monitor(&runtime, &db, &headers) {
+    let monitor = match authorized_monitor(&runtime, &db, peer.as_deref(), &headers) {
         Ok(monitor) => monitor,
         Err(status) => {
             return (
                 status,
-                Json(serde_json::json!({"error": format!("no monitor for {db} with that token")})),
+                Json(
+                    serde_json::json!({"error": format!("no monitor for {db} that admits this client and token")}),
+                ),
             )
         }
     };
@@ -78,9 +99,10 @@ async fn switchover(
 async fn state(
     State(runtime): State<AgentRuntime>,
     Path(db): Path<String>,
+    peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, StatusCode> {
-    let monitor = authorized_monitor(&runtime, &db, &headers)?;
+    let monitor = authorized_monitor(&runtime, &db, peer.as_deref(), &headers)?;
     Ok(Json(
         monitor.observed().map(|o| o.state).unwrap_or_default(),
     ))
@@ -99,10 +121,12 @@ pub async fn start(
         .route("/monitor/{db}/state", get(state))
         .route("/monitor/{db}/switchover", post(switchover))
         .route("/health", get(|| async { "ok" }))
-        .with_state(runtime);
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { cancel.cancelled().await })
-            .await;
-    }))
+        .with_state(runtime.clone());
+    let ca_pem = runtime.identity().ca_pem;
+    let tls = runtime
+        .server_cert
+        .server_config(ClientAuth::Required(ca_pem))?;
+    Ok(tokio::spawn(pgfleet_tls::serve(
+        listener, tls, router, cancel,
+    )))
 }

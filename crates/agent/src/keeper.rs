@@ -113,11 +113,11 @@ pub async fn report(
     report: &KeeperReport,
 ) -> Option<Assignment> {
     let url = format!(
-        "http://{}:{}/monitor/{}/report",
+        "https://{}:{}/monitor/{}/report",
         monitor.address, monitor.port, db
     );
     let response = runtime
-        .http
+        .http()
         .post(&url)
         .bearer_auth(token)
         .timeout(std::time::Duration::from_millis(800))

@@ -7,9 +7,9 @@
 //! (`http`) where keepers report to monitors.
 
 pub mod config;
-pub mod credential;
 pub mod heartbeat;
 pub mod http;
+pub mod identity;
 pub mod instance;
 pub mod keeper;
 pub mod monitor;
@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 /// Runs the agent until `cancel` fires, then stops every PostgreSQL server.
 pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    config.credential = credential::obtain(&config).await?;
-    let runtime = runtime::AgentRuntime::new(config)?;
+    let identity = identity::obtain(&config).await?;
+    config.credential = identity.credential.clone();
+    let runtime = runtime::AgentRuntime::new(config, identity)?;
     let http = http::start(runtime.clone(), cancel.clone()).await?;
     heartbeat::run(runtime.clone(), cancel.clone()).await;
     runtime.shutdown().await;

@@ -288,7 +288,7 @@ async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
     );
     for _ in 0..20 {
         let result = runtime
-            .http
+            .http()
             .post(&url)
             .bearer_auth(&runtime.config.credential)
             .json(&body)

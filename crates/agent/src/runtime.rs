@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use pgfleet_core::protocol::{InstanceObserved, InstanceSpec, MonitorObserved, MonitorSpec};
 use tokio::sync::watch;
@@ -30,7 +30,12 @@ pub struct Inner {
     pub bin: PgBin,
     pub user: PgUser,
     pub host_dir: PathBuf,
-    pub http: reqwest::Client,
+    /// Credential, key and certificate (replaced on renewal).
+    identity: RwLock<crate::identity::HostIdentity>,
+    /// Presents the current certificate; replaced with it.
+    http: RwLock<reqwest::Client>,
+    /// The agent endpoint's server certificate (the host certificate).
+    pub server_cert: Arc<pgfleet_tls::ReloadableCert>,
     pub instances: Mutex<HashMap<String, InstanceHandle>>,
     pub monitors: Mutex<HashMap<String, MonitorHandle>>,
     /// Cancelled at shutdown: actors stop their servers and exit.
@@ -50,7 +55,10 @@ impl std::ops::Deref for AgentRuntime {
 }
 
 impl AgentRuntime {
-    pub fn new(config: AgentConfig) -> anyhow::Result<AgentRuntime> {
+    pub fn new(
+        config: AgentConfig,
+        identity: crate::identity::HostIdentity,
+    ) -> anyhow::Result<AgentRuntime> {
         let bin = PgBin::find(config.pg_bin.as_deref())?;
         let user = PgUser::detect()?;
         let host_dir = config.data_dir.clone();
@@ -58,26 +66,41 @@ impl AgentRuntime {
         std::fs::create_dir_all(host_dir.join("monitors"))?;
         let host_dir = host_dir.canonicalize()?;
         user.check_reachable(&host_dir.join("pg"))?;
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(2))
-            .connect_timeout(std::time::Duration::from_millis(500));
-        if let Some(pem) = &config.ca_pem {
-            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
-        }
-        let http = builder.build()?;
+        let http = crate::identity::client(&identity)?;
+        let server_cert = pgfleet_tls::ReloadableCert::new(&identity.cert_pem, &identity.key_pem)?;
         Ok(AgentRuntime {
             inner: Arc::new(Inner {
                 config,
                 bin,
                 user,
                 host_dir,
-                http,
+                identity: RwLock::new(identity),
+                http: RwLock::new(http),
+                server_cert,
                 instances: Mutex::new(HashMap::new()),
                 monitors: Mutex::new(HashMap::new()),
                 stopping: CancellationToken::new(),
             }),
         })
+    }
+
+    /// The HTTP client for the control plane and monitors.
+    pub fn http(&self) -> reqwest::Client {
+        self.http.read().expect("http lock").clone()
+    }
+
+    pub fn identity(&self) -> crate::identity::HostIdentity {
+        self.identity.read().expect("identity lock").clone()
+    }
+
+    /// Switches to a renewed certificate: new connections present it.
+    pub fn set_identity(&self, identity: crate::identity::HostIdentity) -> anyhow::Result<()> {
+        let http = crate::identity::client(&identity)?;
+        self.server_cert
+            .replace(&identity.cert_pem, &identity.key_pem)?;
+        *self.http.write().expect("http lock") = http;
+        *self.identity.write().expect("identity lock") = identity;
+        Ok(())
     }
 
     /// Hands new specs to the actors, starting actors for new instances.

@@ -84,6 +84,18 @@ pub struct ServerArgs {
     /// Serve the API over plain HTTP instead of HTTPS (fleet CA).
     #[arg(long)]
     pub insecure_http: bool,
+    /// The API's server certificate (PEM), instead of one from the fleet CA.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Use this CA (PEM certificate) as the fleet CA instead of creating one.
+    #[arg(long, requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+    /// The private key (PEM) of --ca-cert.
+    #[arg(long, requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

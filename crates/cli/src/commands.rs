@@ -96,6 +96,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.zone = args.zone.clone();
             config.host_timeout_ms = args.host_timeout_ms;
             config.tls = !args.insecure_http;
+            config.tls_cert = args.tls_cert.clone();
+            config.tls_key = args.tls_key.clone();
+            config.ca = pgfleet_server::tls::CaFiles {
+                cert: args.ca_cert.clone(),
+                key: args.ca_key.clone(),
+            };
             if let Some(store) = &args.store {
                 config.store_url = store.clone();
             }

@@ -34,6 +34,10 @@ pub struct HeartbeatResponse {
     pub monitors: Vec<MonitorSpec>,
     /// Interval the control plane wants between heartbeats.
     pub heartbeat_interval_ms: u64,
+    /// The host's certificate has less than a third of its lifetime left:
+    /// the agent asks for a new one (`POST /api/v1/agents/certificate`).
+    #[serde(default)]
+    pub renew_certificate: bool,
 }
 
 /// Where a replica streams from.
@@ -164,6 +168,10 @@ pub struct MonitorSpec {
     /// What keepers and the control plane must present.
     #[serde(default)]
     pub monitor_token: String,
+    /// SHA-256 fingerprints of the client certificates allowed to call this
+    /// monitor: the hosts of its data nodes and the control plane.
+    #[serde(default)]
+    pub clients: Vec<String>,
     pub generation: u64,
 }
 

@@ -223,8 +223,46 @@ pub async fn require_token(
 #[derive(Debug, Clone)]
 pub struct AgentHost(pub String);
 
-/// Agent routes: a host credential (see `host_identity`).
+/// Agent routes: a host credential (see `host_identity`) and, when the API
+/// is served over TLS, the host's current client certificate.
 pub async fn require_agent(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(host) = bearer(&request).and_then(|t| state.identities.verify(t)) else {
+        return ApiError::unauthorized().into_response();
+    };
+    if state.config.tls {
+        let presented = request
+            .extensions()
+            .get::<pgfleet_tls::PeerCertificate>()
+            .map(|p| p.fingerprint.as_str());
+        let expected = state.identities.certificate(&host);
+        match (presented, expected) {
+            (Some(given), Some(record)) if record.fingerprint == given => {}
+            (_, None) => {
+                return ApiError::unauthorized_because(format!(
+                    "host {host:?} has no client certificate yet: restart its agent to obtain one"
+                ))
+                .into_response()
+            }
+            _ => {
+                return ApiError::unauthorized_because(format!(
+                    "host {host:?} must present its current client certificate"
+                ))
+                .into_response()
+            }
+        }
+    }
+    request.extensions_mut().insert(AgentHost(host));
+    next.run(request).await
+}
+
+/// The certificate route: a host credential is enough for a host that has
+/// no certificate yet; a renewal also needs the current certificate (the
+/// handler checks, see `api::agents::certificate`).
+pub async fn require_agent_credential(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,

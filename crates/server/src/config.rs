@@ -21,6 +21,12 @@ pub struct ServerConfig {
     pub step_timeout_ms: u64,
     /// Serve the API over HTTPS with a certificate from the fleet CA.
     pub tls: bool,
+    /// The user's API server certificate and key (PEM files) instead of one
+    /// from the fleet CA.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The user's CA (certificate and key, PEM files) instead of the fleet's own.
+    pub ca: crate::tls::CaFiles,
 }
 
 impl ServerConfig {
@@ -36,6 +42,9 @@ impl ServerConfig {
             host_timeout_ms: 2000,
             step_timeout_ms: 120_000,
             tls: false,
+            tls_cert: None,
+            tls_key: None,
+            ca: Default::default(),
         }
     }
 }

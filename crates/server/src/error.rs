@@ -49,6 +49,13 @@ impl ApiError {
             message: "missing or invalid token".into(),
         }
     }
+    pub fn unauthorized_because(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+        }
+    }
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
         tracing::error!(%error, "internal error");
         ApiError {

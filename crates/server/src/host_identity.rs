@@ -29,10 +29,29 @@ struct JoinToken {
     used: bool,
 }
 
+/// The certificate the CA last issued to a host: the only one accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    pub fingerprint: String,
+    pub address: String,
+    pub expires_at_ms: i64,
+}
+
+impl CertRecord {
+    /// Less than a third of its lifetime left: the agent should renew.
+    pub fn due_for_renewal(&self, now_ms: i64) -> bool {
+        let third = crate::tls::HOST_CERT_DAYS * 86_400_000 / 3;
+        self.expires_at_ms - now_ms < third
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Persisted {
     /// host name → hash of its credential
     credentials: BTreeMap<String, String>,
+    /// host name → its current certificate
+    #[serde(default)]
+    certificates: BTreeMap<String, CertRecord>,
     join_tokens: Vec<JoinToken>,
 }
 
@@ -122,14 +141,37 @@ impl HostIdentities {
             .map(|(host, _)| host.clone())
     }
 
-    /// Forgets `host`'s credential.
+    /// Forgets `host`'s credential and certificate.
     pub async fn remove(&self, store: &dyn Store, host: &str) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
+        {
+            let mut data = self.data.write().expect("identities lock");
+            data.credentials.remove(host);
+            data.certificates.remove(host);
+        }
+        self.save(store).await
+    }
+
+    /// Records `record` as `host`'s only valid certificate (the previous one
+    /// is revoked by that).
+    pub async fn set_certificate(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        record: CertRecord,
+    ) -> Result<(), ApiError> {
         let _writer = self.writer.lock().await;
         self.data
             .write()
             .expect("identities lock")
-            .credentials
-            .remove(host);
+            .certificates
+            .insert(host.to_string(), record);
         self.save(store).await
+    }
+
+    /// The certificate `host` must present, if it has one.
+    pub fn certificate(&self, host: &str) -> Option<CertRecord> {
+        let data = self.data.read().expect("identities lock");
+        data.certificates.get(host).cloned()
     }
 }

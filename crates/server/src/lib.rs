@@ -10,7 +10,6 @@ pub mod config;
 pub mod dns_sync;
 pub mod error;
 pub mod host_identity;
-pub mod https;
 pub mod observed;
 pub mod openapi;
 pub mod specs;
@@ -55,9 +54,9 @@ pub async fn start(
         .with_context(|| format!("opening store {}", config.store_url))?;
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
-    let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir).await?;
+    let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;
     let identities = host_identity::HostIdentities::load(store.as_ref()).await?;
-    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca, identities);
+    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca, identities)?;
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
@@ -86,9 +85,28 @@ pub async fn start(
         if !api_addr.ip().is_unspecified() {
             names.push(api_addr.ip().to_string());
         }
-        let cert = state.ca.issue("pgfleet control plane", &names)?;
-        let tls_config = tls::server_config(&cert, &state.ca.cert_pem)?;
-        handles.push(tokio::spawn(https::serve(
+        // Agents present their host certificates; the CLI, the UI and
+        // scripts may present none and use tokens.
+        let client_auth = pgfleet_tls::ClientAuth::Optional(state.ca.cert_pem.clone());
+        let tls_config = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let read = |p: &std::path::Path| {
+                    std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+                };
+                pgfleet_tls::server_config(&read(cert)?, None, &read(key)?, client_auth)?
+            }
+            (None, None) => {
+                let cert = state.ca.issue("pgfleet control plane", &names)?;
+                pgfleet_tls::server_config(
+                    &cert.cert_pem,
+                    Some(&state.ca.cert_pem),
+                    &cert.key_pem,
+                    client_auth,
+                )?
+            }
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        handles.push(tokio::spawn(pgfleet_tls::serve(
             listener, tls_config, router, api_cancel,
         )));
     } else {

@@ -55,6 +55,7 @@ pub fn host_intent(
                     initial_primary: primary.map(|p| p.name.clone()).unwrap_or_default(),
                     superuser_password: db.superuser_password.clone(),
                     monitor_token: db.monitor_token.clone(),
+                    clients: Vec::new(),
                     generation: db.generation,
                 });
                 continue;

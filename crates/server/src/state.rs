@@ -34,8 +34,11 @@ pub struct Inner {
     /// Serialises read-modify-write cycles of database records.
     pub db_lock: tokio::sync::Mutex<()>,
     pub running_tasks: Mutex<HashSet<i64>>,
-    /// Client for calls to agents (the monitor's switchover endpoint).
+    /// Client for calls to agents (the monitor's switchover endpoint): trusts
+    /// the fleet CA and presents the control plane's client certificate.
     pub http: reqwest::Client,
+    /// Fingerprint of that client certificate (monitors accept it).
+    pub client_fingerprint: String,
 }
 
 impl std::ops::Deref for AppState {
@@ -53,9 +56,18 @@ impl AppState {
         tokens: Tokens,
         ca: crate::tls::FleetCa,
         identities: crate::host_identity::HostIdentities,
-    ) -> AppState {
+    ) -> anyhow::Result<AppState> {
         crate::tls::install_crypto_provider();
-        AppState {
+        let client_cert = ca.issue_client("pgfleet control plane")?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?)
+            .identity(reqwest::Identity::from_pem(
+                &pgfleet_tls::client_identity_pem(&client_cert.cert_pem, &client_cert.key_pem),
+            )?)
+            .build()?;
+        let client_fingerprint = pgfleet_tls::pem_fingerprint(&client_cert.cert_pem)?;
+        Ok(AppState {
             inner: Arc::new(Inner {
                 config,
                 store,
@@ -68,12 +80,10 @@ impl AppState {
                 observation_changed: Notify::new(),
                 db_lock: tokio::sync::Mutex::new(()),
                 running_tasks: Mutex::new(HashSet::new()),
-                http: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .expect("http client"),
+                http,
+                client_fingerprint,
             }),
-        }
+        })
     }
 
     pub fn host_timeout(&self) -> Duration {

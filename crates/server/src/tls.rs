@@ -1,19 +1,22 @@
-//! The fleet CA and TLS for the API. At first start the control plane creates
-//! a CA (kept in the store; its certificate written to `DATA_DIR/ca.crt`)
-//! and issues a server certificate for the API address. Clients (CLI, agents,
-//! tests) trust `ca.crt`. The CA also issues PostgreSQL server certificates.
+//! The fleet CA. At first start the control plane creates a CA (certificate
+//! in the store and in `DATA_DIR/ca.crt`, private key in `DATA_DIR/ca.key`,
+//! mode 0600, never in the store) or takes the user's (`--ca-cert`,
+//! `--ca-key`). The CA issues the API's server certificate (unless the user
+//! gives one), the control plane's client certificate, host certificates
+//! from agents' signing requests, and PostgreSQL server certificates.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
-/// Installs the process-wide rustls crypto provider (ring) once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use pgfleet_tls::install_crypto_provider;
+
+/// How long a host certificate is valid; agents renew when a third is left.
+pub const HOST_CERT_DAYS: i64 = 90;
 
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
@@ -45,24 +48,82 @@ pub struct IssuedCert {
     pub key_pem: String,
 }
 
+/// A certificate the CA signed for a host's own key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCert {
+    pub cert_pem: String,
+    pub fingerprint: String,
+    pub expires_at_ms: i64,
+}
+
+/// The user's CA, when they bring one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 impl FleetCa {
-    /// Loads the CA from the store, or creates it; writes `DATA_DIR/ca.crt`.
+    /// The user's CA, or the fleet's own (created at first start). Writes
+    /// `DATA_DIR/ca.crt`. A CA key found in the store (older fleets) moves
+    /// to `DATA_DIR/ca.key`.
     pub async fn load_or_create(
         store: &dyn pgfleet_store::Store,
-        data_dir: &std::path::Path,
+        data_dir: &Path,
+        user: &CaFiles,
     ) -> anyhow::Result<FleetCa> {
-        let (cert_pem, key_pem) = match (
-            store.get_meta("ca_cert").await?,
-            store.get_meta("ca_key").await?,
-        ) {
+        if let (Some(cert), Some(key)) = (&user.cert, &user.key) {
+            let read = |p: &Path| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))
+            };
+            let (cert_pem, key_pem) = (read(cert)?, read(key)?);
+            let issuer = Issuer::from_ca_cert_pem(&cert_pem, KeyPair::from_pem(&key_pem)?)
+                .map_err(|e| anyhow::anyhow!("the CA in {} is not usable: {e}", cert.display()))?;
+            std::fs::write(data_dir.join("ca.crt"), &cert_pem)?;
+            return Ok(FleetCa { cert_pem, issuer });
+        }
+        if user.cert.is_some() != user.key.is_some() {
+            anyhow::bail!("--ca-cert and --ca-key go together");
+        }
+        let key_path = data_dir.join("ca.key");
+        let stored_cert = store.get_meta("ca_cert").await?;
+        let legacy_key = store
+            .get_meta("ca_key")
+            .await?
+            .filter(|key| !key.is_empty());
+        if let Some(key) = &legacy_key {
+            write_private(&key_path, key)?;
+            store.put_meta("ca_key", "").await?;
+        }
+        let (cert_pem, key_pem) = match (stored_cert, std::fs::read_to_string(&key_path).ok()) {
             (Some(cert), Some(key)) => (cert, key),
-            _ => {
+            (Some(_), None) => anyhow::bail!(
+                "the fleet CA's key {} is missing: restore it from your backup",
+                key_path.display()
+            ),
+            (None, _) => {
                 let key = KeyPair::generate()?;
                 let cert = ca_params().self_signed(&key)?;
-                let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-                store.put_meta("ca_key", &key_pem).await?;
-                store.put_meta("ca_cert", &cert_pem).await?;
-                (cert_pem, key_pem)
+                write_private(&key_path, &key.serialize_pem())?;
+                store.put_meta("ca_cert", &cert.pem()).await?;
+                (cert.pem(), key.serialize_pem())
             }
         };
         std::fs::write(data_dir.join("ca.crt"), &cert_pem)?;
@@ -76,18 +137,28 @@ impl FleetCa {
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        for name in names {
-            let san = match name.parse::<IpAddr>() {
-                Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName(name.clone().try_into()?),
-            };
-            params.subject_alt_names.push(san);
-        }
+        params.subject_alt_names = sans(names)?;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,
         ];
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign_new_key(params)
+    }
+
+    /// Issues a client certificate (the control plane's, for its calls to
+    /// monitors).
+    pub fn issue_client(&self, common_name: &str) -> anyhow::Result<IssuedCert> {
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        self.sign_new_key(params)
+    }
+
+    fn sign_new_key(&self, params: CertificateParams) -> anyhow::Result<IssuedCert> {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedCert {
@@ -95,6 +166,50 @@ impl FleetCa {
             key_pem: key.serialize_pem(),
         })
     }
+
+    /// Signs a host's certificate signing request. Only the request's key is
+    /// used (its signature proves the host holds it); the names are ours:
+    /// the host name and its address. Valid for client and server use (the
+    /// agent endpoint), for `HOST_CERT_DAYS`.
+    pub fn sign_host(&self, host: &str, address: &str, csr_pem: &str) -> anyhow::Result<HostCert> {
+        let request = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| anyhow::anyhow!("the certificate signing request is not valid: {e}"))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, host);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationalUnitName, "pgfleet hosts");
+        params.subject_alt_names = sans(&[host.to_string(), address.to_string()])?;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(HOST_CERT_DAYS);
+        let cert = params.signed_by(&request.public_key, &self.issuer)?;
+        Ok(HostCert {
+            fingerprint: pgfleet_tls::fingerprint(cert.der()),
+            cert_pem: cert.pem(),
+            expires_at_ms: (params.not_after.unix_timestamp_nanos() / 1_000_000) as i64,
+        })
+    }
+}
+
+fn sans(names: &[String]) -> anyhow::Result<Vec<SanType>> {
+    names
+        .iter()
+        .map(|name| {
+            Ok(match name.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(name.clone().try_into()?),
+            })
+        })
+        .collect()
 }
 
 /// The PostgreSQL server certificate of `node` (issued once, kept in the store).
@@ -135,85 +250,52 @@ pub async fn node_certificate(
     Ok(material)
 }
 
-/// A rustls server configuration from PEM certificate and key.
-pub fn server_config(cert: &IssuedCert, ca_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    install_crypto_provider();
-    let mut chain = Vec::new();
-    for pem in [cert.cert_pem.as_str(), ca_pem] {
-        for item in rustls_pemfile_certs(pem)? {
-            chain.push(item);
-        }
-    }
-    let key = rustls::pki_types::PrivateKeyDer::try_from(pem_der(&cert.key_pem, "PRIVATE KEY")?)
-        .map_err(|e| anyhow::anyhow!("bad private key: {e}"))?;
-    let mut config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-fn rustls_pemfile_certs(
-    pem: &str,
-) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
-    Ok(vec![rustls::pki_types::CertificateDer::from(pem_der(
-        pem,
-        "CERTIFICATE",
-    )?)])
-}
-
-/// The DER bytes of the first PEM block of `label` in `pem`.
-fn pem_der(pem: &str, label: &str) -> anyhow::Result<Vec<u8>> {
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = pem
-        .find(&begin)
-        .ok_or_else(|| anyhow::anyhow!("no {label} in PEM"))?
-        + begin.len();
-    let stop = pem[start..]
-        .find(&end)
-        .ok_or_else(|| anyhow::anyhow!("unterminated {label} PEM"))?
-        + start;
-    let body: String = pem[start..stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64_decode(&body)
-}
-
-fn base64_decode(text: &str) -> anyhow::Result<Vec<u8>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text.bytes() {
-        if byte == b'=' {
-            break;
-        }
-        let value = ALPHABET
-            .iter()
-            .position(|&c| c == byte)
-            .ok_or_else(|| anyhow::anyhow!("bad base64 in PEM"))? as u32;
-        buffer = (buffer << 6) | value;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn pem_round_trip_decodes_to_der() {
+    fn ca() -> FleetCa {
         let key = KeyPair::generate().unwrap();
         let cert = ca_params().self_signed(&key).unwrap();
-        let der = pem_der(&cert.pem(), "CERTIFICATE").unwrap();
-        assert_eq!(der, cert.der().to_vec());
+        FleetCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(ca_params(), key),
+        }
+    }
+
+    #[test]
+    fn a_host_certificate_carries_our_names_not_the_requested_ones() {
+        let (_key, csr) = pgfleet_tls::key_and_csr("someone-else").unwrap();
+        let cert = ca().sign_host("host-1", "127.0.0.2", &csr).unwrap();
+        let parsed = CertificateSigningRequestParams::from_pem(&csr).unwrap();
+        assert!(parsed.params.subject_alt_names.is_empty());
+        assert_eq!(
+            cert.fingerprint,
+            pgfleet_tls::pem_fingerprint(&cert.cert_pem).unwrap()
+        );
+        let days = (cert.expires_at_ms - pgfleet_core::time::now_ms()) / 86_400_000;
+        assert!((HOST_CERT_DAYS - 1..=HOST_CERT_DAYS).contains(&days));
+    }
+
+    #[test]
+    fn a_tampered_signing_request_is_refused() {
+        let (_key, csr) = pgfleet_tls::key_and_csr("host-1").unwrap();
+        let mut lines: Vec<String> = csr.lines().map(String::from).collect();
+        let flipped: String = lines[3]
+            .chars()
+            .map(|c| {
+                if c == 'A' {
+                    'B'
+                } else if c == 'B' {
+                    'A'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        lines[3] = flipped;
+        let tampered = lines.join("\n");
+        assert!(ca().sign_host("host-1", "127.0.0.2", &tampered).is_err());
+        assert!(ca().sign_host("host-1", "127.0.0.2", "not a csr").is_err());
     }
 }

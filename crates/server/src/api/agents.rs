@@ -66,16 +66,49 @@ pub async fn heartbeat(
     reconcile_primaries(&state, &beat).await;
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
-    let (mut instances, monitors) = crate::specs::host_intent(&databases, &hosts, &beat.host.name);
+    let (mut instances, mut monitors) =
+        crate::specs::host_intent(&databases, &hosts, &beat.host.name);
     for spec in instances.iter_mut() {
         spec.tls =
             Some(crate::tls::node_certificate(&state, &spec.db, &spec.node, &spec.address).await?);
     }
+    for spec in monitors.iter_mut() {
+        spec.clients = monitor_clients(&state, &databases, &spec.db);
+    }
+    let renew_certificate = state
+        .identities
+        .certificate(&beat.host.name)
+        .is_some_and(|c| c.due_for_renewal(now_ms()));
     Ok(Json(HeartbeatResponse {
         instances,
         monitors,
         heartbeat_interval_ms: state.config.heartbeat_interval_ms,
+        renew_certificate,
     }))
+}
+
+/// Who may call the monitor of `db`: the current certificates of the hosts
+/// of its data nodes, and the control plane.
+fn monitor_clients(
+    state: &AppState,
+    databases: &[pgfleet_core::Database],
+    db: &str,
+) -> Vec<String> {
+    let mut clients = vec![state.client_fingerprint.clone()];
+    if let Some(db) = databases.iter().find(|d| d.name == db) {
+        let data_nodes = db
+            .nodes
+            .iter()
+            .filter(|n| n.role != pgfleet_core::NodeRole::Monitor);
+        for node in data_nodes {
+            if let Some(cert) = state.identities.certificate(&node.host) {
+                if !clients.contains(&cert.fingerprint) {
+                    clients.push(cert.fingerprint);
+                }
+            }
+        }
+    }
+    clients
 }
 
 /// The monitor's report that it promoted a node.
@@ -147,35 +180,4 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
             tracing::warn!(db = %monitor.db, error = ?error.message, "cannot apply the monitor's primary");
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct JoinRequest {
-    pub host: String,
-    /// A one-time join token (`pgfleet host join-token`).
-    pub join_token: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct JoinResponse {
-    /// The host's credential for every later agent call; shown once.
-    pub credential: String,
-}
-
-/// An agent joins: spends a one-time join token, gets a host credential.
-#[utoipa::path(post, path = "/api/v1/agents/join", request_body = JoinRequest,
-    responses((status = 200, body = JoinResponse), (status = 400, body = pgfleet_core::api::ErrorBody), (status = 401, body = pgfleet_core::api::ErrorBody)))]
-pub async fn join(
-    State(state): State<AppState>,
-    crate::api::ApiJson(request): crate::api::ApiJson<JoinRequest>,
-) -> Result<Json<JoinResponse>, ApiError> {
-    pgfleet_core::names::validate_name(&request.host)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let credential = state
-        .identities
-        .redeem(state.store.as_ref(), &request.host, &request.join_token)
-        .await?;
-    tracing::info!(host = %request.host, "host joined");
-    Ok(Json(JoinResponse { credential }))
 }

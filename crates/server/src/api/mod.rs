@@ -1,6 +1,7 @@
 //! The REST API under `/api/v1`. Handlers validate input, record intent in
 //! the store and queue tasks; they never wait for agents.
 
+pub mod agent_identity;
 pub mod agents;
 pub mod databases;
 pub mod hosts;
@@ -57,12 +58,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::auth::require_agent,
         ));
+    let agent_credential = Router::new()
+        .route("/agents/certificate", post(agent_identity::certificate))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_agent_credential,
+        ));
     let open = Router::new()
         .route("/health", get(health))
-        .route("/agents/join", post(agents::join))
+        .route("/agents/join", post(agent_identity::join))
         .route("/openapi.json", get(openapi_json));
     Router::new()
-        .nest("/api/v1", admin.merge(agent).merge(open))
+        .nest(
+            "/api/v1",
+            admin.merge(agent).merge(agent_credential).merge(open),
+        )
         .merge(crate::ui::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

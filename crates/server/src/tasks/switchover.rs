@@ -29,7 +29,7 @@ pub async fn ask_monitor(state: &AppState, db: &Database, target: &str) -> Resul
         )));
     }
     let url = format!(
-        "http://{}:{}/monitor/{}/switchover",
+        "https://{}:{}/monitor/{}/switchover",
         monitor.address, port, db.name
     );
     let response = state

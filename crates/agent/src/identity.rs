@@ -1,0 +1,211 @@
+//! The host's identity: its credential (`DATA_DIR/agent.credential`), its
+//! private key (`agent.key`, made here, never sent anywhere) and the
+//! certificate the fleet CA issued for it (`agent.crt`). All 0600.
+//!
+//! A new host spends a one-time join token for a credential and, with a
+//! signing request in the same call, its certificate. A host that has a
+//! credential but no certificate asks for one. The heartbeat answer says
+//! when the certificate is due for renewal (`renew`).
+
+use std::path::Path;
+
+use crate::config::AgentConfig;
+
+/// What the agent presents: a bearer credential and a client certificate.
+#[derive(Clone)]
+pub struct HostIdentity {
+    pub credential: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The fleet CA the agent trusts (for the control plane and for other
+    /// agents' endpoints).
+    pub ca_pem: String,
+}
+
+fn read_secret(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// A client for the control plane before the host has a certificate.
+fn bootstrap_client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    pgfleet_tls::install_crypto_provider();
+    let mut builder = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10));
+    if let Some(pem) = ca_pem {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes())?);
+    }
+    Ok(builder.build()?)
+}
+
+/// An HTTP client that trusts the fleet CA and presents the host's
+/// certificate (to the control plane and to monitors).
+pub fn client(identity: &HostIdentity) -> anyhow::Result<reqwest::Client> {
+    pgfleet_tls::install_crypto_provider();
+    Ok(reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .add_root_certificate(reqwest::Certificate::from_pem(identity.ca_pem.as_bytes())?)
+        .identity(reqwest::Identity::from_pem(
+            &pgfleet_tls::client_identity_pem(&identity.cert_pem, &identity.key_pem),
+        )?)
+        .build()?)
+}
+
+fn url(config: &AgentConfig, path: &str) -> String {
+    format!("{}{path}", config.server_url.trim_end_matches('/'))
+}
+
+/// Posts `body`, retrying while the control plane is still starting.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    credential: Option<&str>,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let mut last_error = String::new();
+    for _ in 0..50 {
+        let mut request = client.post(url).json(body);
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => return Ok(response.json().await?),
+            Ok(response) if response.status().is_client_error() => {
+                let status = response.status();
+                let answer: serde_json::Value = response.json().await.unwrap_or_default();
+                let message = answer["message"].as_str().unwrap_or("refused").to_string();
+                anyhow::bail!("the control plane refused ({status}): {message}");
+            }
+            Ok(response) => last_error = format!("HTTP {}", response.status()),
+            Err(error) => last_error = error.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    anyhow::bail!("cannot reach the control plane at {url}: {last_error}")
+}
+
+/// Reads the identity from `DATA_DIR`, joining or asking for a certificate
+/// when something is missing.
+pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
+    let dir = &config.data_dir;
+    let mut ca_pem = config
+        .ca_pem
+        .clone()
+        .or_else(|| read_secret(&dir.join("ca.crt")));
+    let client = bootstrap_client(ca_pem.as_deref())?;
+    let credential = match read_secret(&dir.join("agent.credential")) {
+        Some(credential) => credential,
+        None => {
+            let Some(join_token) = &config.join_token else {
+                anyhow::bail!("host {} has no credential yet: start the agent with a join token (`pgfleet host join-token`)", config.name);
+            };
+            let (key_pem, csr_pem) = pgfleet_tls::key_and_csr(&config.name)?;
+            let body = serde_json::json!({
+                "host": config.name, "join_token": join_token,
+                "address": config.address, "csr_pem": csr_pem,
+            });
+            let answer = post(&client, &url(config, "/api/v1/agents/join"), None, &body)
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!("{e} (a used, expired or unknown join token is refused: ask for a new one with `pgfleet host join-token`)")
+                })?;
+            let credential = answer["credential"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            write_private(&dir.join("agent.credential"), &credential)?;
+            save_certificate(dir, &answer, &key_pem, &mut ca_pem)?;
+            tracing::info!(host = %config.name, "joined the fleet");
+            credential
+        }
+    };
+    if read_secret(&dir.join("agent.key")).is_none()
+        || read_secret(&dir.join("agent.crt")).is_none()
+    {
+        let (key_pem, csr_pem) = pgfleet_tls::key_and_csr(&config.name)?;
+        let body = serde_json::json!({"address": config.address, "csr_pem": csr_pem});
+        let answer = post(
+            &client,
+            &url(config, "/api/v1/agents/certificate"),
+            Some(&credential),
+            &body,
+        )
+        .await?;
+        save_certificate(dir, &answer, &key_pem, &mut ca_pem)?;
+        tracing::info!(host = %config.name, "obtained a host certificate");
+    }
+    let ca_pem =
+        ca_pem.ok_or_else(|| anyhow::anyhow!("no fleet CA: start the agent with --ca-file"))?;
+    Ok(HostIdentity {
+        credential,
+        cert_pem: read_secret(&dir.join("agent.crt")).unwrap_or_default(),
+        key_pem: read_secret(&dir.join("agent.key")).unwrap_or_default(),
+        ca_pem,
+    })
+}
+
+/// Keeps the certificate of a join or certificate answer (and the CA, if
+/// the agent was not given one).
+fn save_certificate(
+    dir: &Path,
+    answer: &serde_json::Value,
+    key_pem: &str,
+    ca_pem: &mut Option<String>,
+) -> anyhow::Result<()> {
+    let Some(cert_pem) = answer["certificate_pem"].as_str() else {
+        anyhow::bail!("the control plane issued no certificate");
+    };
+    write_private(&dir.join("agent.key"), key_pem)?;
+    write_private(&dir.join("agent.crt"), cert_pem)?;
+    if ca_pem.is_none() {
+        if let Some(ca) = answer["ca_pem"].as_str() {
+            std::fs::write(dir.join("ca.crt"), ca)?;
+            *ca_pem = Some(ca.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// A new key and certificate, asked for with the current one; the old
+/// certificate stops working at the control plane once the new one is
+/// issued.
+pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Result<HostIdentity> {
+    let (key_pem, csr_pem) = pgfleet_tls::key_and_csr(&config.name)?;
+    let body = serde_json::json!({"address": config.address, "csr_pem": csr_pem});
+    let answer = client(current)?
+        .post(url(config, "/api/v1/agents/certificate"))
+        .bearer_auth(&current.credential)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json::<serde_json::Value>()
+        .await?;
+    let mut ca = Some(current.ca_pem.clone());
+    save_certificate(&config.data_dir, &answer, &key_pem, &mut ca)?;
+    Ok(HostIdentity {
+        credential: current.credential.clone(),
+        cert_pem: answer["certificate_pem"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        key_pem,
+        ca_pem: current.ca_pem.clone(),
+    })
+}
+
+fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(value.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,272 @@
+//! Host identity over mutual TLS, on a real fleet: an agent is a credential
+//! *and* the client certificate the fleet CA issued for its own key; keepers
+//! and the control plane reach a monitor only with a certificate that
+//! monitor admits, plus the database's monitor token; renewing or removing
+//! a host revokes its old certificate.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Fleet;
+use pgfleet_core::NodeRole;
+
+/// An HTTP client presenting `host`'s certificate (or none) and trusting the CA.
+fn client_as(fleet: &Fleet, host: Option<&str>) -> reqwest::Client {
+    let pair = host.map(|host| {
+        let dir = fleet.dir().join("hosts").join(host);
+        (
+            std::fs::read_to_string(dir.join("agent.crt")).unwrap(),
+            std::fs::read_to_string(dir.join("agent.key")).unwrap(),
+        )
+    });
+    client_with(fleet, pair)
+}
+
+fn client_with(fleet: &Fleet, cert_and_key: Option<(String, String)>) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = fleet.ca().unwrap();
+    let mut builder = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    if let Some((cert, key)) = cert_and_key {
+        let identity = pgfleet_tls::client_identity_pem(&cert, &key);
+        builder = builder.identity(reqwest::Identity::from_pem(&identity).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+fn credential(fleet: &Fleet, host: &str) -> String {
+    std::fs::read_to_string(
+        fleet
+            .dir()
+            .join("hosts")
+            .join(host)
+            .join("agent.credential"),
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
+fn beat(host: &str, address: &str) -> serde_json::Value {
+    serde_json::json!({"host": {"name": host, "address": address, "failure_domain": "fd", "agent_port": 7071}, "pg_version": 15, "instances": []})
+}
+
+async fn heartbeat(
+    fleet: &Fleet,
+    as_host: Option<&str>,
+    credential: &str,
+    body: &serde_json::Value,
+) -> u16 {
+    client_as(fleet, as_host)
+        .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
+        .bearer_auth(credential)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn private(path: &std::path::Path) -> bool {
+    let mode = std::fs::metadata(path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077 == 0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
+    let fleet = Fleet::up(4);
+    fleet.cli_ok(&["db", "create", "mtls-db"]);
+    fleet.cli_ok(&["replica", "create", "mtls-db", "--name", "r1"]);
+    let api = fleet.client();
+    let view = api.database("mtls-db", false).await.unwrap();
+    let node_host = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap()
+        .host
+        .clone();
+    let monitor = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Monitor)
+        .unwrap()
+        .clone();
+    let used: Vec<&str> = view.nodes.iter().map(|n| n.host.as_str()).collect();
+    let stranger = ["host-1", "host-2", "host-3", "host-4"]
+        .into_iter()
+        .find(|h| !used.contains(h))
+        .unwrap();
+    let stranger_address = api
+        .hosts()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|h| h.name == stranger)
+        .unwrap()
+        .address;
+
+    // Keys, certificates and credentials are private files; the CA's key
+    // is a private file too, and not in the metadata store.
+    for host in ["host-1", "host-4"] {
+        let dir = fleet.dir().join("hosts").join(host);
+        for file in ["agent.key", "agent.crt", "agent.credential"] {
+            assert!(private(&dir.join(file)), "{host}/{file} is 0600");
+        }
+    }
+    assert!(private(&fleet.dir().join("ca.key")));
+    let store = pgfleet_store::open(&format!(
+        "sqlite:{}",
+        fleet.dir().join("pgfleet.db").display()
+    ))
+    .await
+    .unwrap();
+    assert!(store
+        .get_meta("ca_key")
+        .await
+        .unwrap()
+        .is_none_or(|k| k.is_empty()));
+
+    // The control plane: a credential without its certificate is refused;
+    // a certificate cannot lend itself to another host's credential; a
+    // host speaks only for itself.
+    let own = beat(&node_host, &view.nodes[0].address);
+    assert_eq!(
+        heartbeat(&fleet, None, &credential(&fleet, &node_host), &own).await,
+        401
+    );
+    assert_eq!(
+        heartbeat(
+            &fleet,
+            Some(stranger),
+            &credential(&fleet, &node_host),
+            &own
+        )
+        .await,
+        401,
+        "another host's certificate"
+    );
+    assert_eq!(
+        heartbeat(
+            &fleet,
+            Some(stranger),
+            &credential(&fleet, stranger),
+            &beat("host-9", "127.0.9.9")
+        )
+        .await,
+        403,
+        "a host speaks only for itself"
+    );
+
+    // The monitor's endpoint: no certificate, no connection; a certificate
+    // of a host that carries no node of the database, or without the
+    // token, is refused; a node's host with the token is admitted.
+    let db = store.get_database("mtls-db").await.unwrap().unwrap();
+    let state_url = format!("https://{}:7071/monitor/mtls-db/state", monitor.address);
+    let call = |host: Option<&'static str>, token: &str| {
+        let request = client_as(&fleet, host)
+            .get(&state_url)
+            .bearer_auth(token.to_string());
+        async move { request.send().await.map(|r| r.status().as_u16()).ok() }
+    };
+    let node_host_static: &'static str = Box::leak(node_host.clone().into_boxed_str());
+    assert_eq!(
+        call(None, &db.monitor_token).await,
+        None,
+        "no client certificate"
+    );
+    assert_eq!(
+        call(Some(stranger), &db.monitor_token).await,
+        Some(403),
+        "not a node's host"
+    );
+    assert_eq!(
+        call(Some(node_host_static), "wrong").await,
+        Some(401),
+        "wrong monitor token"
+    );
+    assert_eq!(
+        call(Some(node_host_static), &db.monitor_token).await,
+        Some(200)
+    );
+
+    // Join tokens are single-use, and a bad signing request does not spend one.
+    let join_token = fleet
+        .cli_ok(&["host", "join-token", "--ttl", "60"])
+        .trim()
+        .to_string();
+    let join = |body: serde_json::Value| {
+        let request = client_as(&fleet, None)
+            .post(format!("{}/api/v1/agents/join", fleet.api))
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let garbage = serde_json::json!({"host": "host-9", "join_token": join_token, "address": "127.0.9.9", "csr_pem": "garbage"});
+    assert_eq!(join(garbage).await.0, 400);
+    let taken = serde_json::json!({"host": "host-9", "join_token": join_token, "address": stranger_address, "csr_pem": pgfleet_tls::key_and_csr("host-9").unwrap().1});
+    assert_eq!(join(taken).await.0, 409, "another host's address");
+    let (key9, csr9) = pgfleet_tls::key_and_csr("host-9").unwrap();
+    let good = serde_json::json!({"host": "host-9", "join_token": join_token, "address": "127.0.9.9", "csr_pem": csr9});
+    let (status, joined) = join(good.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(join(good).await.0, 401, "join tokens are single-use");
+    let cert9 = joined["certificate_pem"].as_str().unwrap().to_string();
+    let credential9 = joined["credential"].as_str().unwrap().to_string();
+    let host9 = client_with(&fleet, Some((cert9, key9)));
+    let beat9 = |client: &reqwest::Client| {
+        let request = client
+            .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
+            .bearer_auth(&credential9)
+            .json(&beat("host-9", "127.0.9.9"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(beat9(&host9).await, 200, "a new host with its certificate");
+
+    // Renewal needs the current certificate; afterwards the old one is dead.
+    let renew_body = serde_json::json!({"address": stranger_address, "csr_pem": pgfleet_tls::key_and_csr(stranger).unwrap().1});
+    let renew = |host: Option<&'static str>| {
+        let request = client_as(&fleet, host)
+            .post(format!("{}/api/v1/agents/certificate", fleet.api))
+            .bearer_auth(credential(&fleet, stranger))
+            .json(&renew_body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        renew(None).await,
+        401,
+        "renewal without the current certificate"
+    );
+    let old_client = client_as(&fleet, Some(stranger));
+    assert_eq!(renew(Some(stranger)).await, 200);
+    let own = beat(stranger, &stranger_address);
+    let old_status = old_client
+        .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
+        .bearer_auth(credential(&fleet, stranger))
+        .json(&own)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(old_status, 401, "a replaced certificate is revoked");
+
+    // A host carrying a node cannot be removed; a removed host cannot come
+    // back with its old identity.
+    let busy = fleet.cli(&["host", "remove", &node_host]);
+    assert!(String::from_utf8_lossy(&busy.stderr).contains("carries node"));
+    fleet.cli_ok(&["host", "remove", "host-9"]);
+    assert_eq!(beat9(&host9).await, 401, "a removed host's old identity");
+}

@@ -1,0 +1,48 @@
+//! TLS plumbing shared by the control plane and the agents: PEM parsing,
+//! certificate fingerprints, rustls server configurations with optional or
+//! required client certificates, an HTTPS accept loop that hands the peer's
+//! certificate to handlers, and key + CSR generation for host identities.
+//!
+//! Identities are pinned by fingerprint (SHA-256 of the certificate's DER):
+//! the control plane records which certificate it issued to which host, so
+//! forgetting a fingerprint revokes a certificate without a CRL.
+
+mod config;
+mod pem;
+mod serve;
+
+pub use config::{client_identity_pem, server_config, ClientAuth, ReloadableCert};
+pub use pem::{certificates, first_certificate, private_key};
+pub use serve::{serve, PeerCertificate};
+
+use sha2::{Digest, Sha256};
+
+/// Installs the process-wide rustls crypto provider (ring) once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// SHA-256 of a certificate's DER bytes, lower-case hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The fingerprint of the first certificate in `pem`.
+pub fn pem_fingerprint(pem: &str) -> anyhow::Result<String> {
+    Ok(fingerprint(first_certificate(pem)?.as_ref()))
+}
+
+/// A new private key (PEM) and a certificate signing request for
+/// `common_name`, signed with that key. The key never leaves the caller.
+pub fn key_and_csr(common_name: &str) -> anyhow::Result<(String, String)> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let csr = params.serialize_request(&key)?;
+    Ok((key.serialize_pem(), csr.pem()?))
+}
