@@ -378,12 +378,13 @@ async fn run(
         let mut checks = Vec::new();
         for peer in spec.nodes.clone() {
             let password = spec.superuser_password.clone();
+            let pg_tls = spec.pg_tls.clone();
             checks.push(tokio::spawn(async move {
                 let ok = match crate::pg::sql::connect_tcp(
                     &peer.address,
                     peer.port,
-                    "pgfleet",
                     &password,
+                    pg_tls.as_ref(),
                     Duration::from_millis(500),
                 )
                 .await

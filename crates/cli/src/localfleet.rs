@@ -188,6 +188,21 @@ impl Fleet {
         Client::with_ca(&self.api, &self.token(), self.ca().as_deref())
     }
 
+    /// Connects to a database of this fleet with a `postgresql://` URI, over
+    /// TLS verified against the fleet CA.
+    pub async fn connect(&self, uri: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(uri, self.pg_tls()).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// The TLS connector for this fleet's PostgreSQL servers.
+    pub fn pg_tls(&self) -> tokio_postgres_rustls::MakeRustlsConnect {
+        pg_tls(&self.ca().expect("the fleet CA"))
+    }
+
     /// The fleet CA certificate (PEM), once the control plane wrote it.
     pub fn ca(&self) -> Option<String> {
         std::fs::read_to_string(self.dir.join("ca.crt")).ok()
@@ -271,13 +286,8 @@ pub async fn resolve(dns: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
         .unwrap_or_default()
 }
 
-/// Connects with a `postgresql://` URI.
-pub async fn connect(uri: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(uri, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
+/// A TLS connector verifying servers against the fleet CA (PostgreSQL
+/// servers of a fleet accept TCP connections over TLS only).
+pub fn pg_tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
+    pgfleet_tls::postgres_tls(ca_pem, None).expect("fleet CA")
 }

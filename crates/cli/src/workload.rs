@@ -35,12 +35,11 @@ impl Writer {
         let primary_name = format!("primary.{db}.pgfleet.internal");
         let uri = cli(fleet, &["db", "uri", db]).trim().to_string();
         let first = resolve(fleet.dns, &primary_name).await[0];
-        let (setup, conn) = tokio_postgres::connect(
-            &uri.replace(&primary_name, &first.to_string()),
-            tokio_postgres::NoTls,
-        )
-        .await
-        .expect("connect");
+        let tls = fleet.pg_tls();
+        let (setup, conn) =
+            tokio_postgres::connect(&uri.replace(&primary_name, &first.to_string()), tls.clone())
+                .await
+                .expect("connect");
         tokio::spawn(conn);
         setup.batch_execute("CREATE TABLE IF NOT EXISTS acked (id bigint primary key, at timestamptz default now())").await.expect("table");
         let start: i64 = setup
@@ -65,7 +64,7 @@ impl Writer {
                         uri.replace(&primary_name, &server.to_string()) + "?connect_timeout=1";
                     let connected = tokio::time::timeout(
                         Duration::from_secs(1),
-                        tokio_postgres::connect(&target, tokio_postgres::NoTls),
+                        tokio_postgres::connect(&target, tls.clone()),
                     )
                     .await;
                     let Ok(Ok((db, conn))) = connected else {
@@ -124,7 +123,7 @@ pub async fn lost_writes(fleet: &Fleet, db: &str, acks: &[Ack]) -> Vec<i64> {
     let uri = cli(fleet, &["db", "uri", db, "--resolved"])
         .trim()
         .to_string();
-    let (db, conn) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+    let (db, conn) = tokio_postgres::connect(&uri, fleet.pg_tls())
         .await
         .expect("connect");
     tokio::spawn(conn);

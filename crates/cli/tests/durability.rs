@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, Fleet};
+use common::{eventually, Fleet};
 use pgfleet_core::{DbStatus, HaStatus, TaskState};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -53,11 +53,12 @@ async fn a_killed_control_plane_resumes_its_tasks() {
     )
     .await;
     assert_eq!(task.state, TaskState::Succeeded, "{:?}", task.error);
-    let db = connect(
-        fleet
-            .cli_ok(&["db", "uri", "dur-db-2", "--resolved"])
-            .trim(),
-    )
-    .await;
+    let db = fleet
+        .connect(
+            fleet
+                .cli_ok(&["db", "uri", "dur-db-2", "--resolved"])
+                .trim(),
+        )
+        .await;
     db.query_one("SELECT 1", &[]).await.unwrap();
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{connect, eventually, resolve, Fleet};
+use common::{eventually, resolve, Fleet};
 use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
 
@@ -91,8 +91,9 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
         .cli_ok(&["db", "uri", "pg-dev-db-1"])
         .trim()
         .to_string();
-    let setup =
-        connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &old_primary.address)).await;
+    let setup = fleet
+        .connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &old_primary.address))
+        .await;
     setup
         .batch_execute("CREATE TABLE acked (id bigint primary key)")
         .await
@@ -102,6 +103,7 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (acked, stop, uri, dns) = (acked.clone(), stop.clone(), uri.clone(), fleet.dns);
+        let tls = fleet.pg_tls();
         tokio::spawn(async move {
             let mut next = 1i64;
             while !stop.load(Ordering::SeqCst) {
@@ -114,7 +116,7 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
                     + "?connect_timeout=1";
                 let Ok(Ok((db, conn))) = tokio::time::timeout(
                     Duration::from_secs(2),
-                    tokio_postgres::connect(&target, tokio_postgres::NoTls),
+                    tokio_postgres::connect(&target, tls.clone()),
                 )
                 .await
                 else {
@@ -207,8 +209,9 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
     let written = acked.lock().unwrap().clone();
-    let check =
-        connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &new_primary.address)).await;
+    let check = fleet
+        .connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &new_primary.address))
+        .await;
     let rows = check.query("SELECT id FROM acked", &[]).await.unwrap();
     let present: std::collections::HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
     let lost: Vec<i64> = written
@@ -218,8 +221,9 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
         .collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     // The rejoined node has the same rows (it streams from the new primary).
-    let rejoined =
-        connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &old_primary.address)).await;
+    let rejoined = fleet
+        .connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &old_primary.address))
+        .await;
     let max_id: i64 = check
         .query_one("SELECT max(id) FROM acked", &[])
         .await

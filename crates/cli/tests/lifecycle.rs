@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, resolve, Fleet};
+use common::{eventually, resolve, Fleet};
 use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
 
@@ -53,11 +53,12 @@ async fn promote_maintenance_scale_down_and_events() {
         .trim()
         .to_string();
     let primary_address = resolve(fleet.dns, "primary.pg-dev-db-1.pgfleet.internal").await[0];
-    let db = connect(&uri.replace(
-        "primary.pg-dev-db-1.pgfleet.internal",
-        &primary_address.to_string(),
-    ))
-    .await;
+    let db = fleet
+        .connect(&uri.replace(
+            "primary.pg-dev-db-1.pgfleet.internal",
+            &primary_address.to_string(),
+        ))
+        .await;
     db.batch_execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 500)")
         .await
         .unwrap();
@@ -86,11 +87,12 @@ async fn promote_maintenance_scale_down_and_events() {
         vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()]
     );
     wait_complete(&fleet, "pg-dev-db-1").await;
-    let db = connect(&uri.replace(
-        "primary.pg-dev-db-1.pgfleet.internal",
-        &answer[0].to_string(),
-    ))
-    .await;
+    let db = fleet
+        .connect(&uri.replace(
+            "primary.pg-dev-db-1.pgfleet.internal",
+            &answer[0].to_string(),
+        ))
+        .await;
     let count: i64 = db
         .query_one("SELECT count(*) FROM t", &[])
         .await
@@ -161,7 +163,9 @@ async fn promote_maintenance_scale_down_and_events() {
     );
     // Commits are not blocked by a leftover synchronous standby name.
     let address = view.nodes[0].address.clone();
-    let db = connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &address)).await;
+    let db = fleet
+        .connect(&uri.replace("primary.pg-dev-db-1.pgfleet.internal", &address))
+        .await;
     tokio::time::timeout(
         Duration::from_secs(5),
         db.batch_execute("INSERT INTO t VALUES (502)"),

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, resolve, Fleet};
+use common::{eventually, resolve, Fleet};
 use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
 
@@ -58,7 +58,7 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
         .cli_ok(&["db", "uri", "mdb", "--resolved"])
         .trim()
         .to_string();
-    let db = connect(&uri).await;
+    let db = fleet.connect(&uri).await;
     db.batch_execute("CREATE TABLE t (id int)").await.unwrap();
     for id in 0..30 {
         tokio::time::timeout(
@@ -106,7 +106,9 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
         answer,
         vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()]
     );
-    let db = connect(fleet.cli_ok(&["db", "uri", "mdb", "--resolved"]).trim()).await;
+    let db = fleet
+        .connect(fleet.cli_ok(&["db", "uri", "mdb", "--resolved"]).trim())
+        .await;
     let count: i64 = db
         .query_one("SELECT count(*) FROM t", &[])
         .await

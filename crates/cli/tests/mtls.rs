@@ -270,3 +270,97 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
     fleet.cli_ok(&["host", "remove", "host-9"]);
     assert_eq!(beat9(&host9).await, 401, "a removed host's old identity");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates() {
+    let fleet = Fleet::up(3);
+    fleet.cli_ok(&["db", "create", "pgtls-db"]);
+    fleet.cli_ok(&["replica", "create", "pgtls-db", "--name", "r1"]);
+    let view = fleet.client().database("pgtls-db", false).await.unwrap();
+    let primary = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap()
+        .clone();
+    let uri = fleet
+        .cli_ok(&["db", "uri", "pgtls-db", "--resolved"])
+        .trim()
+        .to_string();
+
+    // The user's role over TLS works; plain TCP is refused.
+    let _db = fleet.connect(&uri).await;
+    let plain = tokio_postgres::connect(&uri, tokio_postgres::NoTls).await;
+    let error = format!("{:?}", plain.err().expect("plain TCP is refused"));
+    assert!(
+        error.contains("no encryption") || error.contains("pg_hba"),
+        "{error}"
+    );
+
+    // `pgfleet` from a node's address: its password alone is not enough,
+    // the host's client certificate is needed too.
+    let store = pgfleet_store::open(&format!(
+        "sqlite:{}",
+        fleet.dir().join("pgfleet.db").display()
+    ))
+    .await
+    .unwrap();
+    let record = store.get_database("pgtls-db").await.unwrap().unwrap();
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&primary.address)
+        .port(primary.port)
+        .user("pgfleet")
+        .password(record.superuser_password.clone())
+        .dbname("postgres")
+        .ssl_mode(tokio_postgres::config::SslMode::Require);
+    let without = config.connect(fleet.pg_tls()).await;
+    assert!(without.is_err(), "pgfleet without a client certificate");
+    let tls_dir = fleet
+        .dir()
+        .join("hosts")
+        .join(&primary.host)
+        .join("pg")
+        .join(&primary.name)
+        .join("tls");
+    let read = |name: &str| std::fs::read_to_string(tls_dir.join(name)).unwrap();
+    assert!(private(&tls_dir.join("pgfleet.key")) && private(&tls_dir.join("replication.key")));
+    let with_cert = pgfleet_tls::postgres_tls(
+        &fleet.ca().unwrap(),
+        Some((&read("pgfleet.crt"), &read("pgfleet.key"))),
+    )
+    .unwrap();
+    let (client, connection) = config
+        .connect(with_cert)
+        .await
+        .expect("pgfleet with its certificate");
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.unwrap();
+    // The replica streams over TLS.
+    let streaming_over_tls = common::eventually(Duration::from_secs(20), "the replica streams over TLS", || {
+        let db = &client;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl AND r.state = 'streaming'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) == 1).then_some(())
+        }
+    })
+    .await;
+    let () = streaming_over_tls;
+
+    // A certificate for another role does not pass for `pgfleet`.
+    let wrong = pgfleet_tls::postgres_tls(
+        &fleet.ca().unwrap(),
+        Some((&read("replication.crt"), &read("replication.key"))),
+    )
+    .unwrap();
+    assert!(
+        config.connect(wrong).await.is_err(),
+        "a replication certificate is not pgfleet's"
+    );
+}

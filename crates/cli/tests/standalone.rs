@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, eventually, resolve, Fleet};
+use common::{eventually, resolve, Fleet};
 use pgfleet_core::{DbStatus, NodeStatus};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -61,7 +61,7 @@ async fn database_lifecycle_through_dns_and_fleet_restart() {
         "primary.pg-dev-db-1.pgfleet.internal",
         &answer[0].to_string(),
     );
-    let db = connect(&resolved_uri).await;
+    let db = fleet.connect(&resolved_uri).await;
     db.batch_execute(
         "CREATE TABLE notes (id int primary key, body text); INSERT INTO notes VALUES (1, 'kept')",
     )
@@ -81,12 +81,13 @@ async fn database_lifecycle_through_dns_and_fleet_restart() {
         },
     )
     .await;
-    let db = connect(
-        fleet
-            .cli_ok(&["db", "uri", "pg-dev-db-1", "--resolved"])
-            .trim(),
-    )
-    .await;
+    let db = fleet
+        .connect(
+            fleet
+                .cli_ok(&["db", "uri", "pg-dev-db-1", "--resolved"])
+                .trim(),
+        )
+        .await;
     let row = db
         .query_one("SELECT body FROM notes WHERE id = 1", &[])
         .await
@@ -183,6 +184,8 @@ async fn lost_host_shows_offline_and_recovers() {
         },
     )
     .await;
-    let db = connect(fleet.cli_ok(&["db", "uri", "db-k", "--resolved"]).trim()).await;
+    let db = fleet
+        .connect(fleet.cli_ok(&["db", "uri", "db-k", "--resolved"]).trim())
+        .await;
     db.query_one("SELECT 1", &[]).await.unwrap();
 }

@@ -93,6 +93,25 @@ pub struct InstanceSpec {
 pub struct TlsMaterial {
     pub cert_pem: String,
     pub key_pem: String,
+    /// The fleet CA and this host's client certificates for connections
+    /// between the database's servers.
+    #[serde(default)]
+    pub client: Option<PgClientTls>,
+}
+
+/// TLS between a database's servers: servers accept the internal roles only
+/// with a client certificate from the fleet CA whose common name is the
+/// role (`clientcert=verify-full`), besides the role's password; clients
+/// verify servers against the same CA (`sslmode=verify-full`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PgClientTls {
+    pub ca_pem: String,
+    /// Common name `pgfleet` (health checks, pg_rewind sources).
+    pub superuser_cert_pem: String,
+    pub superuser_key_pem: String,
+    /// Common name `pgfleet_replication` (walreceivers, pg_basebackup).
+    pub replication_cert_pem: String,
+    pub replication_key_pem: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -172,6 +191,9 @@ pub struct MonitorSpec {
     /// monitor: the hosts of its data nodes and the control plane.
     #[serde(default)]
     pub clients: Vec<String>,
+    /// For the monitor's health checks of the data nodes.
+    #[serde(default)]
+    pub pg_tls: Option<PgClientTls>,
     pub generation: u64,
 }
 

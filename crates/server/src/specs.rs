@@ -56,6 +56,7 @@ pub fn host_intent(
                     superuser_password: db.superuser_password.clone(),
                     monitor_token: db.monitor_token.clone(),
                     clients: Vec::new(),
+                    pg_tls: None,
                     generation: db.generation,
                 });
                 continue;

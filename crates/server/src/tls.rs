@@ -239,6 +239,7 @@ pub async fn node_certificate(
     let material = pgfleet_core::protocol::TlsMaterial {
         cert_pem: issued.cert_pem,
         key_pem: issued.key_pem,
+        client: None,
     };
     state
         .store
@@ -247,6 +248,45 @@ pub async fn node_certificate(
             &serde_json::to_string(&material).map_err(crate::error::ApiError::internal)?,
         )
         .await?;
+    Ok(material)
+}
+
+/// `host`'s PostgreSQL client certificates (issued once, kept in the store),
+/// with the current fleet CA.
+pub async fn pg_client_tls(
+    state: &crate::state::AppState,
+    host: &str,
+) -> Result<pgfleet_core::protocol::PgClientTls, crate::error::ApiError> {
+    use crate::error::ApiError;
+    let key = format!("tls/pg-client/{host}");
+    let stored =
+        state.store.get_meta(&key).await?.and_then(|text| {
+            serde_json::from_str::<pgfleet_core::protocol::PgClientTls>(&text).ok()
+        });
+    let mut material = match stored {
+        Some(material) => material,
+        None => {
+            let superuser = state
+                .ca
+                .issue_client("pgfleet")
+                .map_err(ApiError::internal)?;
+            let replication = state
+                .ca
+                .issue_client("pgfleet_replication")
+                .map_err(ApiError::internal)?;
+            let material = pgfleet_core::protocol::PgClientTls {
+                ca_pem: String::new(),
+                superuser_cert_pem: superuser.cert_pem,
+                superuser_key_pem: superuser.key_pem,
+                replication_cert_pem: replication.cert_pem,
+                replication_key_pem: replication.key_pem,
+            };
+            let text = serde_json::to_string(&material).map_err(ApiError::internal)?;
+            state.store.put_meta(&key, &text).await?;
+            material
+        }
+    };
+    material.ca_pem = state.ca.cert_pem.clone();
     Ok(material)
 }
 

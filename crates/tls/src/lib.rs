@@ -9,10 +9,12 @@
 
 mod config;
 mod pem;
+mod postgres;
 mod serve;
 
 pub use config::{client_identity_pem, server_config, ClientAuth, ReloadableCert};
 pub use pem::{certificates, first_certificate, private_key};
+pub use postgres::postgres_tls;
 pub use serve::{serve, PeerCertificate};
 
 use sha2::{Digest, Sha256};

@@ -108,6 +108,9 @@ impl Actor {
                 return;
             }
             let reached_before = self.reached.clone();
+            if spec.desired != Desired::Deleted {
+                self.ensure_client_tls(&spec);
+            }
             let result = match spec.desired {
                 Desired::Deleted => self.delete(&spec).await,
                 Desired::Stopped => {
@@ -205,7 +208,11 @@ impl Actor {
                     .unwrap_or_default(),
             ),
             Mode::Standby { upstream } => (
-                Some(standby_conninfo(upstream, &spec.node)),
+                Some(format!(
+                    "{}{}",
+                    standby_conninfo(upstream, &spec.node),
+                    self.ssl_params(spec, crate::pg::tls::Role::Replication)
+                )),
                 Some(slot_name(&spec.node)),
                 String::new(),
             ),
@@ -221,6 +228,40 @@ impl Actor {
             synchronous_standby_names: sync,
             trusted: trusted_addresses(spec),
             tls: spec.tls.clone(),
+        }
+    }
+
+    /// Writes the host's PostgreSQL client certificates next to the data
+    /// directory (for libpq tools); idempotent.
+    fn ensure_client_tls(&self, spec: &InstanceSpec) {
+        let Some(client) = rejoin::client_tls(spec) else {
+            return;
+        };
+        if !self.paths.root.exists() {
+            if let Err(error) = std::fs::create_dir_all(&self.paths.root)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| self.runtime.user.own(&self.paths.root))
+            {
+                tracing::warn!(%error, "cannot create the node directory");
+                return;
+            }
+        }
+        if let Err(error) =
+            crate::pg::tls::write_client_files(&self.paths.root, client, &self.runtime.user)
+        {
+            tracing::warn!(db = %spec.db, node = %spec.node, %error, "cannot write the client certificates");
+        }
+    }
+
+    /// ` sslmode=verify-full …` for libpq connections as `role`, when the
+    /// control plane gave client certificates; empty otherwise.
+    fn ssl_params(&self, spec: &InstanceSpec, role: crate::pg::tls::Role) -> String {
+        match rejoin::client_tls(spec) {
+            Some(_) => format!(
+                " {}",
+                crate::pg::tls::conninfo_params(&self.paths.root, role)
+            ),
+            None => String::new(),
         }
     }
 

@@ -9,7 +9,7 @@ use pgfleet_core::protocol::InstanceSpec;
 use super::Actor;
 use crate::keeper::PrimaryRef;
 use crate::pg::conf::slot_name;
-use crate::pg::{process, sql};
+use crate::pg::{process, sql, tls};
 
 impl Actor {
     /// Brings a stopped former primary onto `upstream`'s timeline: pg_rewind,
@@ -21,8 +21,10 @@ impl Actor {
     ) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
         let source = format!(
-            "host={} port={} user=pgfleet dbname=postgres connect_timeout=5",
-            upstream.address, upstream.port
+            "host={} port={} user=pgfleet dbname=postgres connect_timeout=5{}",
+            upstream.address,
+            upstream.port,
+            self.ssl_params(spec, tls::Role::Superuser)
         );
         let started = Instant::now();
         // pg_rewind reads the source's control file: right after a promotion
@@ -31,8 +33,8 @@ impl Actor {
         let source_client = sql::connect_tcp(
             &upstream.address,
             upstream.port,
-            "pgfleet",
             &spec.superuser_password,
+            client_tls(spec),
             Duration::from_secs(3),
         )
         .await?;
@@ -80,8 +82,11 @@ impl Actor {
     ) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
         let conninfo = format!(
-            "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5",
-            upstream.address, upstream.port, spec.node
+            "host={} port={} user=pgfleet_replication application_name={} connect_timeout=5{}",
+            upstream.address,
+            upstream.port,
+            spec.node,
+            self.ssl_params(spec, tls::Role::Replication)
         );
         process::basebackup(
             &rt.bin,
@@ -105,8 +110,8 @@ impl Actor {
         let client = sql::connect_tcp(
             &upstream.address,
             upstream.port,
-            "pgfleet",
             &spec.superuser_password,
+            client_tls(spec),
             Duration::from_secs(3),
         )
         .await?;
@@ -139,4 +144,9 @@ pub(super) async fn upstream_reachable(upstream: &PrimaryRef) -> bool {
         .await,
         Ok(Ok(_))
     )
+}
+
+/// The host's PostgreSQL client certificates, when the control plane sent them.
+pub(super) fn client_tls(spec: &InstanceSpec) -> Option<&pgfleet_core::protocol::PgClientTls> {
+    spec.tls.as_ref().and_then(|t| t.client.as_ref())
 }

@@ -66,6 +66,9 @@ pub fn render(settings: &ServerSettings) -> String {
         put("ssl_key_file", "pgfleet-server.key".into());
         put("ssl_min_protocol_version", "TLSv1.2".into());
     }
+    if settings.tls.as_ref().is_some_and(|t| t.client.is_some()) {
+        put("ssl_ca_file", "pgfleet-ca.crt".into());
+    }
     if let Some(conninfo) = &settings.primary_conninfo {
         put("primary_conninfo", conninfo.clone());
     }
@@ -75,28 +78,47 @@ pub fn render(settings: &ServerSettings) -> String {
     text
 }
 
-/// pg_hba.conf: scram-sha-256 only. Replication and the `pgfleet`
-/// superuser are accepted only from the database's own nodes and monitor;
-/// the user's roles from anywhere.
-pub fn render_hba(trusted: &[String]) -> String {
+/// pg_hba.conf: scram-sha-256 only. With TLS material, TCP connections
+/// must use TLS (`hostssl`; plain TCP is rejected), and replication and the
+/// `pgfleet` superuser also need a client certificate from the fleet CA
+/// naming the role (`clientcert=verify-full`). Those two roles are accepted
+/// only from the database's own nodes and monitor; the user's roles from
+/// anywhere.
+pub fn render_hba(trusted: &[String], tls: Option<&pgfleet_core::protocol::TlsMaterial>) -> String {
+    let (host, internal_auth) = match tls {
+        Some(t) if t.client.is_some() => ("hostssl", "scram-sha-256 clientcert=verify-full"),
+        Some(_) => ("hostssl", "scram-sha-256"),
+        None => ("host   ", "scram-sha-256"),
+    };
     let mut text =
         String::from("# Written by the pgfleet agent.\nlocal   all  all  scram-sha-256\n");
+    if tls.is_some() {
+        text.push_str("hostnossl  all  all  0.0.0.0/0  reject\n");
+    }
     for address in trusted {
         text.push_str(&format!(
-            "host    replication  pgfleet_replication  {address}/32  scram-sha-256\n"
+            "{host} replication  pgfleet_replication  {address}/32  {internal_auth}\n"
         ));
         text.push_str(&format!(
-            "host    all          pgfleet              {address}/32  scram-sha-256\n"
+            "{host} all          pgfleet              {address}/32  {internal_auth}\n"
         ));
     }
-    text.push_str("host    all          pgfleet              0.0.0.0/0  reject\n");
-    text.push_str("host    all          pgfleet_replication  0.0.0.0/0  reject\n");
-    text.push_str("host    replication  all                  0.0.0.0/0  reject\n");
-    text.push_str("host    all          all                  0.0.0.0/0  scram-sha-256\n");
+    text.push_str(&format!(
+        "{host} all          pgfleet              0.0.0.0/0  reject\n"
+    ));
+    text.push_str(&format!(
+        "{host} all          pgfleet_replication  0.0.0.0/0  reject\n"
+    ));
+    text.push_str(&format!(
+        "{host} replication  all                  0.0.0.0/0  reject\n"
+    ));
+    text.push_str(&format!(
+        "{host} all          all                  0.0.0.0/0  scram-sha-256\n"
+    ));
     text
 }
 
-fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
+pub fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
@@ -123,7 +145,7 @@ pub fn write_all(
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
     write_owned(
         &data_dir.join("pg_hba.conf"),
-        &render_hba(&settings.trusted),
+        &render_hba(&settings.trusted, settings.tls.as_ref()),
         user,
     )?;
     let signal = data_dir.join("standby.signal");
@@ -159,7 +181,7 @@ pub fn write_settings(
     write_owned(&data_dir.join("pgfleet.conf"), &render(settings), user)?;
     write_owned(
         &data_dir.join("pg_hba.conf"),
-        &render_hba(&settings.trusted),
+        &render_hba(&settings.trusted, settings.tls.as_ref()),
         user,
     )
 }
@@ -172,6 +194,9 @@ fn write_tls(
     if let Some(tls) = &settings.tls {
         write_owned(&data_dir.join("pgfleet-server.crt"), &tls.cert_pem, user)?;
         write_owned(&data_dir.join("pgfleet-server.key"), &tls.key_pem, user)?;
+        if let Some(client) = &tls.client {
+            write_owned(&data_dir.join("pgfleet-ca.crt"), &client.ca_pem, user)?;
+        }
     }
     Ok(())
 }
@@ -198,7 +223,7 @@ mod tests {
         assert!(text.contains("primary_slot_name = 'pg_replica_1'"));
         assert!(text.contains("wal_level = 'replica'"));
         assert!(text.contains("wal_log_hints = 'on'"));
-        let hba = render_hba(&settings.trusted);
+        let hba = render_hba(&settings.trusted, None);
         let replication_from_node = hba
             .find("replication  pgfleet_replication  127.0.0.2/32")
             .unwrap();
@@ -208,5 +233,34 @@ mod tests {
             "node lines come before the rejects"
         );
         assert!(!hba.contains("trust") && !hba.contains(" md5"));
+    }
+
+    #[test]
+    fn with_tls_plain_tcp_is_rejected_and_internal_roles_need_a_client_certificate() {
+        let client = pgfleet_core::protocol::PgClientTls {
+            ca_pem: "ca".into(),
+            superuser_cert_pem: String::new(),
+            superuser_key_pem: String::new(),
+            replication_cert_pem: String::new(),
+            replication_key_pem: String::new(),
+        };
+        let tls = pgfleet_core::protocol::TlsMaterial {
+            cert_pem: String::new(),
+            key_pem: String::new(),
+            client: Some(client),
+        };
+        let hba = render_hba(&["127.0.0.2".into()], Some(&tls));
+        let lines: Vec<&str> = hba.lines().filter(|l| !l.starts_with('#')).collect();
+        assert!(lines[0].starts_with("local"));
+        assert!(lines[1].starts_with("hostnossl") && lines[1].ends_with("reject"));
+        assert!(lines[2..].iter().all(|l| l.starts_with("hostssl")));
+        for line in lines.iter().filter(|l| l.contains("127.0.0.2")) {
+            assert!(line.ends_with("clientcert=verify-full"), "{line}");
+        }
+        let last: Vec<&str> = lines.last().unwrap().split_whitespace().collect();
+        assert_eq!(
+            last,
+            ["hostssl", "all", "all", "0.0.0.0/0", "scram-sha-256"]
+        );
     }
 }

@@ -5,4 +5,5 @@ pub mod bin;
 pub mod conf;
 pub mod process;
 pub mod sql;
+pub mod tls;
 pub mod user;

@@ -24,24 +24,46 @@ pub async fn connect(socket_dir: &Path, port: u16, password: &str) -> anyhow::Re
     Ok(client)
 }
 
-/// Connects over TCP (the monitor's health check and rewind sources).
+/// Connects over TCP as `pgfleet` (the monitor's health check and rewind
+/// sources): over TLS with the host's client certificate when the control
+/// plane gave one (servers then refuse anything else).
 pub async fn connect_tcp(
     address: &str,
     port: u16,
-    user: &str,
     password: &str,
+    tls: Option<&pgfleet_core::protocol::PgClientTls>,
     timeout: Duration,
 ) -> anyhow::Result<Client> {
     let mut config = tokio_postgres::Config::new();
     config
         .host(address)
         .port(port)
-        .user(user)
+        .user("pgfleet")
         .password(password)
         .dbname("postgres")
         .application_name("pgfleet-monitor")
         .connect_timeout(timeout);
-    let (client, connection) = tokio::time::timeout(timeout, config.connect(NoTls)).await??;
+    match tls {
+        Some(tls) => {
+            config.ssl_mode(tokio_postgres::config::SslMode::Require);
+            open(&config, super::tls::superuser_connector(tls)?, timeout).await
+        }
+        None => open(&config, NoTls, timeout).await,
+    }
+}
+
+async fn open<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    timeout: Duration,
+) -> anyhow::Result<Client>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+    T::TlsConnect: Send,
+    <T::TlsConnect as tokio_postgres::tls::TlsConnect<tokio_postgres::Socket>>::Future: Send,
+{
+    let (client, connection) = tokio::time::timeout(timeout, config.connect(tls)).await??;
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -2,4 +2,4 @@
 
 #![allow(unused_imports)]
 
-pub use pgfleet::localfleet::{connect, eventually, resolve, Fleet};
+pub use pgfleet::localfleet::{eventually, resolve, Fleet};

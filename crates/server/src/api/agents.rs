@@ -68,12 +68,16 @@ pub async fn heartbeat(
     let databases = state.store.list_databases().await?;
     let (mut instances, mut monitors) =
         crate::specs::host_intent(&databases, &hosts, &beat.host.name);
+    let pg_client = crate::tls::pg_client_tls(&state, &beat.host.name).await?;
     for spec in instances.iter_mut() {
-        spec.tls =
-            Some(crate::tls::node_certificate(&state, &spec.db, &spec.node, &spec.address).await?);
+        let mut tls =
+            crate::tls::node_certificate(&state, &spec.db, &spec.node, &spec.address).await?;
+        tls.client = Some(pg_client.clone());
+        spec.tls = Some(tls);
     }
     for spec in monitors.iter_mut() {
         spec.clients = monitor_clients(&state, &databases, &spec.db);
+        spec.pg_tls = Some(pg_client.clone());
     }
     let renew_certificate = state
         .identities
