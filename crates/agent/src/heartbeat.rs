@@ -73,10 +73,10 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
     }
 }
 
-/// Renews the host certificate (at most once a minute while the control
-/// plane keeps asking).
+/// Renews the host certificate (at most every 5 s while the control plane
+/// keeps asking).
 async fn renew_certificate(runtime: &AgentRuntime, last: &mut Option<tokio::time::Instant>) {
-    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
         return;
     }
     *last = Some(tokio::time::Instant::now());

@@ -96,6 +96,9 @@ pub struct ServerArgs {
     /// The private key (PEM) of --ca-cert.
     #[arg(long, requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
+    /// Lifetime of host certificates (agents renew when a third is left).
+    #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
+    pub host_cert_validity_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]

@@ -49,6 +49,11 @@ impl Fleet {
 
     /// Starts a fleet of `hosts` hosts in a new directory under /tmp.
     pub fn up(hosts: u32) -> Fleet {
+        Self::up_with(hosts, &[])
+    }
+
+    /// `up` with extra `pgfleet up` arguments.
+    pub fn up_with(hosts: u32, extra: &[&str]) -> Fleet {
         let subnet = unique_subnet();
         let name = format!(
             "pgfleet-test-{}-{}-{}",
@@ -58,7 +63,7 @@ impl Fleet {
         );
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).expect("fleet dir");
-        Self::up_in(dir, hosts, &[])
+        Self::up_in(dir, hosts, extra)
     }
 
     /// Starts a fleet in `dir` with extra `pgfleet up` arguments.

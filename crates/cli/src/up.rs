@@ -35,6 +35,9 @@ pub struct UpArgs {
     /// A host without heartbeat for this long is `lost`.
     #[arg(long, default_value_t = 2000)]
     pub host_timeout_ms: u64,
+    /// Lifetime of host certificates (agents renew when a third is left).
+    #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
+    pub host_cert_validity_secs: u64,
 }
 
 pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
@@ -50,6 +53,7 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     config.zone = args.zone.clone();
     config.host_timeout_ms = args.host_timeout_ms;
     config.tls = !args.insecure_http;
+    config.host_cert_validity_secs = args.host_cert_validity_secs;
     let server = pgfleet_server::start(config, cancel.clone()).await?;
     let scheme = if args.insecure_http { "http" } else { "https" };
     let server_url = format!("{scheme}://{}", server.api_addr);

@@ -364,3 +364,66 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
         "a replication certificate is not pgfleet's"
     );
 }
+
+fn cert_fingerprint(fleet: &Fleet, host: &str) -> String {
+    let pem =
+        std::fs::read_to_string(fleet.dir().join("hosts").join(host).join("agent.crt")).unwrap();
+    pgfleet_tls::pem_fingerprint(&pem).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_renew_their_certificates_without_disturbing_their_databases() {
+    // Certificates live 12 s here, so every host renews about every 8 s.
+    let fleet = Fleet::up_with(3, &["--host-cert-validity-secs", "12"]);
+    fleet.cli_ok(&["db", "create", "renew-db"]);
+    fleet.cli_ok(&["replica", "create", "renew-db", "--name", "r1"]);
+    let hosts = ["host-1", "host-2", "host-3"];
+    let mut seen: Vec<std::collections::HashSet<String>> = hosts
+        .iter()
+        .map(|h| [cert_fingerprint(&fleet, h)].into_iter().collect())
+        .collect();
+    common::eventually(Duration::from_secs(45), "every host renewed twice", || {
+        for (set, host) in seen.iter_mut().zip(hosts) {
+            set.insert(cert_fingerprint(&fleet, host));
+        }
+        let done = seen.iter().all(|s| s.len() >= 3);
+        async move { done.then_some(()) }
+    })
+    .await;
+    let api = fleet.client();
+    // Hosts stayed connected with their renewed certificates, the replica
+    // streams, no failover happened, and a switchover (control plane →
+    // monitor → keepers, all on renewed certificates) works.
+    common::eventually(
+        Duration::from_secs(10),
+        "hosts connected, replica active",
+        || {
+            let api = &api;
+            async move {
+                let hosts = api.hosts().await.ok()?;
+                let connected = hosts
+                    .iter()
+                    .all(|h| h.status == pgfleet_core::HostStatus::Connected);
+                let view = api.database("renew-db", false).await.ok()?;
+                let active = view.nodes.iter().any(|n| {
+                    matches!(
+                        n.replication_status,
+                        Some(pgfleet_core::api::ReplicationStatus::Active)
+                    )
+                });
+                (connected && active).then_some(())
+            }
+        },
+    )
+    .await;
+    let events = api.events("renew-db").await.unwrap();
+    assert!(events.is_empty(), "no failover: {events:?}");
+    fleet.cli_ok(&["replica", "promote", "renew-db", "r1"]);
+    let view = api.database("renew-db", false).await.unwrap();
+    let primary = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap();
+    assert_eq!(primary.name, "r1");
+}

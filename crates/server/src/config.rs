@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// The user's CA (certificate and key, PEM files) instead of the fleet's own.
     pub ca: crate::tls::CaFiles,
+    /// Lifetime of host certificates; agents renew when a third is left.
+    pub host_cert_validity_secs: u64,
 }
 
 impl ServerConfig {
@@ -45,6 +47,7 @@ impl ServerConfig {
             tls_cert: None,
             tls_key: None,
             ca: Default::default(),
+            host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
         }
     }
 }

@@ -34,14 +34,16 @@ struct JoinToken {
 pub struct CertRecord {
     pub fingerprint: String,
     pub address: String,
+    #[serde(default)]
+    pub issued_at_ms: i64,
     pub expires_at_ms: i64,
 }
 
 impl CertRecord {
     /// Less than a third of its lifetime left: the agent should renew.
     pub fn due_for_renewal(&self, now_ms: i64) -> bool {
-        let third = crate::tls::HOST_CERT_DAYS * 86_400_000 / 3;
-        self.expires_at_ms - now_ms < third
+        let lifetime = self.expires_at_ms - self.issued_at_ms;
+        self.expires_at_ms - now_ms < lifetime / 3
     }
 }
 

@@ -15,8 +15,9 @@ use rcgen::{
 
 pub use pgfleet_tls::install_crypto_provider;
 
-/// How long a host certificate is valid; agents renew when a third is left.
-pub const HOST_CERT_DAYS: i64 = 90;
+/// How long a host certificate is valid by default (`--host-cert-validity-secs`);
+/// agents renew when a third is left.
+pub const DEFAULT_HOST_CERT_SECS: u64 = 90 * 86_400;
 
 fn ca_params() -> CertificateParams {
     let mut params = CertificateParams::default();
@@ -53,6 +54,7 @@ pub struct IssuedCert {
 pub struct HostCert {
     pub cert_pem: String,
     pub fingerprint: String,
+    pub issued_at_ms: i64,
     pub expires_at_ms: i64,
 }
 
@@ -170,8 +172,14 @@ impl FleetCa {
     /// Signs a host's certificate signing request. Only the request's key is
     /// used (its signature proves the host holds it); the names are ours:
     /// the host name and its address. Valid for client and server use (the
-    /// agent endpoint), for `HOST_CERT_DAYS`.
-    pub fn sign_host(&self, host: &str, address: &str, csr_pem: &str) -> anyhow::Result<HostCert> {
+    /// agent endpoint), for `validity_secs`.
+    pub fn sign_host(
+        &self,
+        host: &str,
+        address: &str,
+        csr_pem: &str,
+        validity_secs: u64,
+    ) -> anyhow::Result<HostCert> {
         let request = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| anyhow::anyhow!("the certificate signing request is not valid: {e}"))?;
         let mut params = CertificateParams::default();
@@ -190,12 +198,14 @@ impl FleetCa {
         ];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
-        params.not_after = now + time::Duration::days(HOST_CERT_DAYS);
+        params.not_after = now + time::Duration::seconds(validity_secs as i64);
         let cert = params.signed_by(&request.public_key, &self.issuer)?;
+        let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
         Ok(HostCert {
             fingerprint: pgfleet_tls::fingerprint(cert.der()),
             cert_pem: cert.pem(),
-            expires_at_ms: (params.not_after.unix_timestamp_nanos() / 1_000_000) as i64,
+            issued_at_ms: ms(now),
+            expires_at_ms: ms(params.not_after),
         })
     }
 }
@@ -306,15 +316,19 @@ mod tests {
     #[test]
     fn a_host_certificate_carries_our_names_not_the_requested_ones() {
         let (_key, csr) = pgfleet_tls::key_and_csr("someone-else").unwrap();
-        let cert = ca().sign_host("host-1", "127.0.0.2", &csr).unwrap();
+        let cert = ca()
+            .sign_host("host-1", "127.0.0.2", &csr, DEFAULT_HOST_CERT_SECS)
+            .unwrap();
         let parsed = CertificateSigningRequestParams::from_pem(&csr).unwrap();
         assert!(parsed.params.subject_alt_names.is_empty());
         assert_eq!(
             cert.fingerprint,
             pgfleet_tls::pem_fingerprint(&cert.cert_pem).unwrap()
         );
-        let days = (cert.expires_at_ms - pgfleet_core::time::now_ms()) / 86_400_000;
-        assert!((HOST_CERT_DAYS - 1..=HOST_CERT_DAYS).contains(&days));
+        let secs = (cert.expires_at_ms - pgfleet_core::time::now_ms()) / 1000;
+        assert!(
+            (DEFAULT_HOST_CERT_SECS as i64 - 5..=DEFAULT_HOST_CERT_SECS as i64).contains(&secs)
+        );
     }
 
     #[test]
@@ -335,7 +349,11 @@ mod tests {
             .collect();
         lines[3] = flipped;
         let tampered = lines.join("\n");
-        assert!(ca().sign_host("host-1", "127.0.0.2", &tampered).is_err());
-        assert!(ca().sign_host("host-1", "127.0.0.2", "not a csr").is_err());
+        assert!(ca()
+            .sign_host("host-1", "127.0.0.2", &tampered, 60)
+            .is_err());
+        assert!(ca()
+            .sign_host("host-1", "127.0.0.2", "not a csr", 60)
+            .is_err());
     }
 }

@@ -79,13 +79,14 @@ async fn sign(
     }
     let cert = state
         .ca
-        .sign_host(host, address, csr_pem)
+        .sign_host(host, address, csr_pem, state.config.host_cert_validity_secs)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok((
         cert.cert_pem,
         CertRecord {
             fingerprint: cert.fingerprint,
             address: address.to_string(),
+            issued_at_ms: cert.issued_at_ms,
             expires_at_ms: cert.expires_at_ms,
         },
     ))
