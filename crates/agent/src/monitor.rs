@@ -423,3 +423,42 @@ async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STATES: [NodeState; 13] = [
+        NodeState::Single,
+        NodeState::WaitPrimary,
+        NodeState::Primary,
+        NodeState::Draining,
+        NodeState::Demoted,
+        NodeState::WaitStandby,
+        NodeState::Catchingup,
+        NodeState::Secondary,
+        NodeState::ReportLsn,
+        NodeState::FastForward,
+        NodeState::Promote,
+        NodeState::Maintenance,
+        NodeState::Dropped,
+    ];
+
+    proptest! {
+        /// Every state's wire name parses back to it, in and out of recovery.
+        #[test]
+        fn state_names_round_trip(state in prop::sample::select(STATES.to_vec()), in_recovery in any::<bool>()) {
+            prop_assert_eq!(parse_state(&state_name(state), in_recovery), state);
+        }
+
+        /// A keeper's `reported` text that names no state never panics; the recovery
+        /// flag decides: `wait_standby` in recovery, else `single`.
+        #[test]
+        fn unknown_state_names_fall_back(name in any::<String>(), in_recovery in any::<bool>()) {
+            prop_assume!(STATES.iter().all(|s| state_name(*s) != name));
+            let expected = if in_recovery { NodeState::WaitStandby } else { NodeState::Single };
+            prop_assert_eq!(parse_state(&name, in_recovery), expected);
+        }
+    }
+}

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 
 use crate::model::{DbStatus, HaStatus, HostStatus, NodeRole, NodeStatus};
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDatabaseRequest {
     pub name: String,
@@ -21,7 +21,7 @@ pub struct CreateDatabaseRequest {
     pub database: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReplicaRequest {
     pub name: String,
@@ -30,7 +30,7 @@ pub struct CreateReplicaRequest {
     pub priority: Option<u8>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceRequest {
     pub on: bool,

@@ -72,6 +72,14 @@ impl ZoneHandle {
                 source: "the zone must not be the DNS root".into(),
             });
         }
+        // Queries are matched on the printed name; a zone that prints differently from
+        // its spelling (a stray `\`, `\065`) would answer NXDOMAIN for its own apex.
+        if normalize(&origin.to_ascii()) != zone {
+            return Err(DnsError::InvalidName {
+                name: zone,
+                source: "the zone must print as it is spelt (no escapes)".into(),
+            });
+        }
         let data = ZoneData::build(&zone, ZoneRecords::default());
         Ok(ZoneHandle {
             shared: Arc::new(Shared {
@@ -224,5 +232,7 @@ mod tests {
     fn invalid_zone_is_an_error() {
         assert!(ZoneHandle::try_new("", 1).is_err());
         assert!(ZoneHandle::try_new("a..b", 1).is_err());
+        assert!(ZoneHandle::try_new("pgfleet\\", 1).is_err());
+        assert!(ZoneHandle::try_new("\\065.internal", 1).is_err());
     }
 }

@@ -273,3 +273,6 @@ pub async fn require_agent_credential(
     request.extensions_mut().insert(AgentHost(host));
     next.run(request).await
 }
+
+#[cfg(test)]
+mod properties;

@@ -3,6 +3,17 @@
 
 use std::path::{Path, PathBuf};
 
+/// The major version in the output of `postgres --version`
+/// (`postgres (PostgreSQL) 16.4 (Debian 16.4-1)` → 16): the major part of the first
+/// word that starts with a number.
+pub fn parse_version(text: &str) -> Option<u32> {
+    text.split_whitespace().find_map(|word| {
+        word.split('.')
+            .next()
+            .and_then(|major| major.parse::<u32>().ok())
+    })
+}
+
 #[derive(Debug, Clone)]
 pub struct PgBin {
     pub dir: PathBuf,
@@ -24,13 +35,7 @@ impl PgBin {
             .arg("--version")
             .output()?;
         let text = String::from_utf8_lossy(&output.stdout);
-        let version = text
-            .split_whitespace()
-            .find_map(|word| {
-                word.split('.')
-                    .next()
-                    .and_then(|major| major.parse::<u32>().ok())
-            })
+        let version = parse_version(&text)
             .ok_or_else(|| anyhow::anyhow!("cannot read the PostgreSQL version from {text:?}"))?;
         Ok(PgBin { dir, version })
     }

@@ -179,8 +179,17 @@ pub async fn rewind(
 /// The postmaster pid from `postmaster.pid`, if that process is alive.
 pub fn running_pid(paths: &InstancePaths) -> Option<i32> {
     let text = std::fs::read_to_string(paths.data.join("postmaster.pid")).ok()?;
-    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    let pid = parse_postmaster_pid(&text)?;
     (!gone(pid)).then_some(pid)
+}
+
+/// The pid on the first line of a `postmaster.pid` file, if it can be a postmaster
+/// the agent may signal. The file belongs to the postgres user: `0`, `1` or a
+/// negative number (a single-user backend writes `-pid`) would make `kill` reach the
+/// agent's own process group, init, or every process, so they are refused.
+pub fn parse_postmaster_pid(text: &str) -> Option<i32> {
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    (pid > 1).then_some(pid)
 }
 
 /// Starts `postgres -D data` as a child of the agent in its own process group.

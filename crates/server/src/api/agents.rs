@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::Json;
-use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse};
+use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse, HostRegistration};
 use pgfleet_core::time::now_ms;
 use pgfleet_core::Host;
 use serde::{Deserialize, Serialize};
@@ -24,14 +24,7 @@ pub async fn heartbeat(
             beat.host.name
         )));
     }
-    pgfleet_core::names::validate_name(&beat.host.name)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    if beat.host.address.parse::<std::net::Ipv4Addr>().is_err() {
-        return Err(ApiError::bad_request(format!(
-            "host address {:?} is not an IPv4 address",
-            beat.host.address
-        )));
-    }
+    validate_registration(&beat.host)?;
     let hosts = state.store.list_hosts().await?;
     let known = hosts.iter().find(|h| h.name == beat.host.name);
     let changed = match known {
@@ -113,6 +106,20 @@ fn monitor_clients(
         }
     }
     clients
+}
+
+/// Checks what a heartbeat says about its host (pure): a valid host name and an IPv4
+/// address.
+pub fn validate_registration(host: &HostRegistration) -> Result<(), ApiError> {
+    pgfleet_core::names::validate_name(&host.name)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if host.address.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(ApiError::bad_request(format!(
+            "host address {:?} is not an IPv4 address",
+            host.address
+        )));
+    }
+    Ok(())
 }
 
 /// The monitor's report that it promoted a node.

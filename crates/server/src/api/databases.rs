@@ -40,6 +40,54 @@ fn validate_identifier(kind: &str, value: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A create-database request that passed [`validate_create`], defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidCreateDatabase {
+    pub admin_user: String,
+    pub database_name: String,
+    pub version: u32,
+}
+
+/// Checks a create-database request (pure, no store access): the database name, the
+/// admin role and database identifiers, and the major version 10..=99.
+pub fn validate_create(request: &CreateDatabaseRequest) -> Result<ValidCreateDatabase, ApiError> {
+    validate_database_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let admin_user = request
+        .admin_user
+        .clone()
+        .unwrap_or_else(|| "pgadmin".into());
+    validate_identifier("admin user", &admin_user)?;
+    let database_name = request
+        .database
+        .clone()
+        .unwrap_or_else(|| "postgres".into());
+    validate_identifier("database", &database_name)?;
+    let version = request.version.unwrap_or(15);
+    if !(10..=99).contains(&version) {
+        return Err(ApiError::bad_request(format!(
+            "invalid version {version}: a PostgreSQL major version such as 15"
+        )));
+    }
+    Ok(ValidCreateDatabase {
+        admin_user,
+        database_name,
+        version,
+    })
+}
+
+/// Checks a create-replica request (pure): the node name and the failover priority
+/// 0..=100 (default 50). Returns the priority.
+pub fn validate_replica(request: &CreateReplicaRequest) -> Result<u8, ApiError> {
+    validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let priority = request.priority.unwrap_or(50);
+    if priority > 100 {
+        return Err(ApiError::bad_request(format!(
+            "invalid priority {priority}: 0..=100"
+        )));
+    }
+    Ok(priority)
+}
+
 async fn view_context_parts(state: &AppState) -> Result<Vec<pgfleet_core::Host>, ApiError> {
     Ok(state.store.list_hosts().await?)
 }
@@ -68,23 +116,11 @@ pub async fn create(
     State(state): State<AppState>,
     crate::api::ApiJson(request): crate::api::ApiJson<CreateDatabaseRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
-    validate_database_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let admin_user = request
-        .admin_user
-        .clone()
-        .unwrap_or_else(|| "pgadmin".into());
-    validate_identifier("admin user", &admin_user)?;
-    let database_name = request
-        .database
-        .clone()
-        .unwrap_or_else(|| "postgres".into());
-    validate_identifier("database", &database_name)?;
-    let version = request.version.unwrap_or(15);
-    if !(10..=99).contains(&version) {
-        return Err(ApiError::bad_request(format!(
-            "invalid version {version}: a PostgreSQL major version such as 15"
-        )));
-    }
+    let ValidCreateDatabase {
+        admin_user,
+        database_name,
+        version,
+    } = validate_create(&request)?;
     let task = {
         let _guard = state.db_lock.lock().await;
         let existing = state.store.list_databases().await?;
@@ -237,13 +273,7 @@ pub async fn create_replica(
     Path(name): Path<String>,
     crate::api::ApiJson(request): crate::api::ApiJson<CreateReplicaRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
-    validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let priority = request.priority.unwrap_or(50);
-    if priority > 100 {
-        return Err(ApiError::bad_request(format!(
-            "invalid priority {priority}: 0..=100"
-        )));
-    }
+    let priority = validate_replica(&request)?;
     let db = load(&state, &name).await?;
     if db.status != DbStatus::Online {
         return Err(ApiError::conflict(

@@ -50,6 +50,19 @@ pub struct JoinTokenView {
     pub expires_at_ms: i64,
 }
 
+/// Longest validity of a join token: one day.
+pub const MAX_JOIN_TTL_SECS: u64 = 86_400;
+
+/// Checks a join token's validity (pure): 1..=[`MAX_JOIN_TTL_SECS`] seconds.
+pub fn validate_join_ttl(ttl_secs: u64) -> Result<u64, ApiError> {
+    if ttl_secs == 0 || ttl_secs > MAX_JOIN_TTL_SECS {
+        return Err(ApiError::bad_request(format!(
+            "invalid ttl_secs {ttl_secs}: 1..={MAX_JOIN_TTL_SECS}"
+        )));
+    }
+    Ok(ttl_secs)
+}
+
 /// A one-time, expiring token a new host's agent joins with.
 #[utoipa::path(post, path = "/api/v1/hosts/join-tokens", request_body = JoinTokenRequest,
     responses((status = 201, body = JoinTokenView), (status = 400, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
@@ -57,12 +70,7 @@ pub async fn create_join_token(
     State(state): State<AppState>,
     crate::api::ApiJson(request): crate::api::ApiJson<JoinTokenRequest>,
 ) -> Result<(axum::http::StatusCode, Json<JoinTokenView>), ApiError> {
-    let ttl = request.ttl_secs;
-    if ttl == 0 || ttl > 86_400 {
-        return Err(ApiError::bad_request(format!(
-            "invalid ttl_secs {ttl}: 1..=86400"
-        )));
-    }
+    let ttl = validate_join_ttl(request.ttl_secs)?;
     let (token, expires_at_ms) = state
         .identities
         .create_join_token(state.store.as_ref(), ttl)

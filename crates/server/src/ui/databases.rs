@@ -123,15 +123,22 @@ fn optional(value: &str) -> Option<String> {
     (!trimmed.is_empty()).then(|| trimmed.to_string())
 }
 
-async fn submit_create(state: &AppState, form: &CreateForm) -> Result<i64, ApiError> {
-    let version = match optional(&form.version) {
-        None => None,
-        Some(text) => Some(text.parse::<u32>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "invalid version {text:?}: a PostgreSQL major version such as 15"
-            ))
-        })?),
+/// The form's version: empty means the API's default, else a whole number (the API
+/// checks the range).
+pub(super) fn parse_version(text: &str) -> Result<Option<u32>, ApiError> {
+    let Some(text) = optional(text) else {
+        return Ok(None);
     };
+    let version = text.parse::<u32>().map_err(|_| {
+        ApiError::bad_request(format!(
+            "invalid version {text:?}: a PostgreSQL major version such as 15"
+        ))
+    })?;
+    Ok(Some(version))
+}
+
+async fn submit_create(state: &AppState, form: &CreateForm) -> Result<i64, ApiError> {
+    let version = parse_version(&form.version)?;
     let request = CreateDatabaseRequest {
         name: form.name.trim().to_string(),
         version,

@@ -36,7 +36,7 @@ pub struct NextQuery {
 }
 
 /// Only local paths are followed after sign-in (no open redirect).
-fn safe_next(next: &str) -> &str {
+pub(super) fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/')
         && !next.starts_with("//")
         && next

@@ -19,6 +19,8 @@ mod fleet;
 mod login;
 mod node_actions;
 mod not_found;
+#[cfg(test)]
+mod properties;
 mod render;
 mod session;
 mod tasks;

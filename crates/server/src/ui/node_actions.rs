@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Replicas are created with this failover priority (the API's default).
-const DEFAULT_PRIORITY: u8 = 50;
+pub(super) const DEFAULT_PRIORITY: u8 = 50;
 
 #[derive(Template)]
 #[template(path = "replica_new.html")]
@@ -94,7 +94,7 @@ pub struct ReplicaForm {
 }
 
 /// The form's priority: empty is the default, else a whole number 0..=100.
-fn parse_priority(text: &str) -> Result<u8, ApiError> {
+pub(super) fn parse_priority(text: &str) -> Result<u8, ApiError> {
     let text = text.trim();
     if text.is_empty() {
         return Ok(DEFAULT_PRIORITY);
