@@ -101,11 +101,16 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
         },
     )
     .await;
-    let answer = resolve(fleet.dns, "primary.mdb.pgfleet.internal").await;
-    assert_eq!(
-        answer,
-        vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()]
-    );
+    // DNS follows the stored primary (published right after it is stored).
+    let expected = vec![new_primary.address.parse::<std::net::Ipv4Addr>().unwrap()];
+    eventually(Duration::from_secs(5), "DNS names the new primary", || {
+        let expected = expected.clone();
+        async move {
+            let answer = resolve(fleet.dns, "primary.mdb.pgfleet.internal").await;
+            (answer == expected).then_some(())
+        }
+    })
+    .await;
     let db = fleet
         .connect(fleet.cli_ok(&["db", "uri", "mdb", "--resolved"]).trim())
         .await;

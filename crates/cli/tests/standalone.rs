@@ -126,6 +126,14 @@ async fn bad_input_gets_clear_errors() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("DNS labels"), "{stderr}");
+    // A version no host runs is refused before anything is made.
+    let version = fleet.cli(&["db", "create", "db-v", "--version", "42"]);
+    let stderr = String::from_utf8_lossy(&version.stderr);
+    assert!(
+        stderr.contains("no connected host runs PostgreSQL 42"),
+        "{stderr}"
+    );
+    assert!(fleet.client().database("db-v", false).await.is_err());
 
     fleet.cli_ok(&["db", "create", "db-one"]);
     let duplicate = fleet

@@ -1,6 +1,7 @@
 //! The placement planner: a pure function that picks the host for a new node.
 //!
-//! Rules, in order: only connected hosts; never a host that already carries a
+//! Rules, in order: only connected hosts; for a data node, only hosts that
+//! run the database's PostgreSQL major version; never a host that already carries a
 //! node of the same database (anti-affinity); prefer a failure domain the
 //! database does not use yet; then the fewest instances; then the name, so the
 //! answer is deterministic.
@@ -13,6 +14,8 @@ pub struct HostCandidate {
     pub connected: bool,
     /// Instances (PostgreSQL servers and monitors) the host carries now.
     pub instances: usize,
+    /// PostgreSQL major version the host's agent runs (when it said).
+    pub pg_version: Option<u32>,
 }
 
 /// What the new node must avoid.
@@ -23,12 +26,17 @@ pub struct PlacementRequest {
     pub hosts_in_use: Vec<String>,
     /// Failure domains that already carry a node of this database.
     pub domains_in_use: Vec<String>,
+    /// For a data node: the major version its host must run (a monitor
+    /// runs no PostgreSQL server of its own).
+    pub version: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     #[error("no eligible host: no connected host in the fleet")]
     NoConnectedHost,
+    #[error("no eligible host: no connected host runs PostgreSQL {version}")]
+    NoHostWithVersion { version: u32 },
     #[error("anti-affinity: no host without a node of {database}")]
     AntiAffinity { database: String },
 }
@@ -40,11 +48,16 @@ pub fn place(
 ) -> Result<String, PlacementError> {
     let mut best: Option<(&HostCandidate, (bool, usize, &str))> = None;
     let mut any_connected = false;
+    let mut any_with_version = false;
     for host in hosts {
         if !host.connected {
             continue;
         }
         any_connected = true;
+        if request.version.is_some() && host.pg_version != request.version {
+            continue;
+        }
+        any_with_version = true;
         if request.hosts_in_use.contains(&host.name) {
             continue;
         }
@@ -61,6 +74,9 @@ pub fn place(
     match best {
         Some((host, _)) => Ok(host.name.clone()),
         None if !any_connected => Err(PlacementError::NoConnectedHost),
+        None if !any_with_version => Err(PlacementError::NoHostWithVersion {
+            version: request.version.unwrap_or_default(),
+        }),
         None => Err(PlacementError::AntiAffinity {
             database: request.database.clone(),
         }),
@@ -78,6 +94,7 @@ mod tests {
             failure_domain: domain.into(),
             connected,
             instances,
+            pg_version: Some(15),
         }
     }
 
@@ -86,6 +103,7 @@ mod tests {
             database: "pg-dev-db-1".into(),
             hosts_in_use: hosts.iter().map(|s| s.to_string()).collect(),
             domains_in_use: domains.iter().map(|s| s.to_string()).collect(),
+            version: Some(15),
         }
     }
 
@@ -133,6 +151,27 @@ mod tests {
     }
 
     #[test]
+    fn data_nodes_go_only_to_hosts_of_their_version() {
+        let mut old = host("host-1", "fd-1", true, 0);
+        old.pg_version = Some(14);
+        let hosts = [old.clone(), host("host-2", "fd-2", true, 9)];
+        assert_eq!(place(&hosts, &request(&[], &[])).unwrap(), "host-2");
+        let mut monitor = request(&[], &[]);
+        monitor.version = None;
+        assert_eq!(
+            place(&hosts, &monitor).unwrap(),
+            "host-1",
+            "a monitor runs anywhere"
+        );
+        let mut sixteen = request(&[], &[]);
+        sixteen.version = Some(16);
+        assert_eq!(
+            place(&hosts, &sixteen).unwrap_err().to_string(),
+            "no eligible host: no connected host runs PostgreSQL 16"
+        );
+    }
+
+    #[test]
     fn explains_why_nothing_fits() {
         let hosts = [host("host-1", "fd-1", true, 0)];
         assert_eq!(
@@ -162,7 +201,7 @@ mod tests {
                 .map(|(i, (d, c, n))| host(&format!("host-{i}"), &format!("fd-{d}"), *c, *n))
                 .collect();
             let used_names: Vec<String> = used.iter().map(|i| format!("host-{i}")).collect();
-            let req = PlacementRequest { database: "db".into(), hosts_in_use: used_names.clone(), domains_in_use: vec![] };
+            let req = PlacementRequest { database: "db".into(), hosts_in_use: used_names.clone(), domains_in_use: vec![], version: None };
             match place(&hosts, &req) {
                 Ok(name) => {
                     let chosen = hosts.iter().find(|h| h.name == name).unwrap();

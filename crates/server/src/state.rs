@@ -90,6 +90,25 @@ impl AppState {
         Duration::from_millis(self.config.host_timeout_ms)
     }
 
+    /// The PostgreSQL major versions connected hosts run, most common first.
+    pub fn connected_versions(&self) -> Vec<u32> {
+        let observed = self.observed.lock().expect("observed lock");
+        let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+        for name in observed.hosts.keys() {
+            if observed.host_status(name, self.host_timeout()) == HostStatus::Connected {
+                *counts.entry(observed.hosts[name].pg_version).or_default() += 1;
+            }
+        }
+        let mut versions: Vec<(u32, usize)> = counts.into_iter().collect();
+        versions.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        versions.into_iter().map(|(v, _)| v).collect()
+    }
+
+    pub fn pg_version_of(&self, host: &str) -> Option<u32> {
+        let observed = self.observed.lock().expect("observed lock");
+        observed.hosts.get(host).map(|h| h.pg_version)
+    }
+
     pub fn host_status(&self, host: &str) -> HostStatus {
         self.observed
             .lock()

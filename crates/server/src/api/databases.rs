@@ -75,6 +75,28 @@ pub fn validate_create(request: &CreateDatabaseRequest) -> Result<ValidCreateDat
     })
 }
 
+/// The major version of a new database: the one asked for, which some
+/// connected host must run; else the one most connected hosts run (else
+/// `fallback`). With no host connected yet, the request stands (the task
+/// waits for hosts and explains if none fits).
+pub fn choose_version(
+    asked: Option<u32>,
+    fallback: u32,
+    connected: &[u32],
+) -> Result<u32, ApiError> {
+    match asked {
+        Some(version) if !connected.is_empty() && !connected.contains(&version) => {
+            let running: Vec<String> = connected.iter().map(u32::to_string).collect();
+            Err(ApiError::bad_request(format!(
+                "no connected host runs PostgreSQL {version} (hosts run {})",
+                running.join(", ")
+            )))
+        }
+        Some(version) => Ok(version),
+        None => Ok(connected.first().copied().unwrap_or(fallback)),
+    }
+}
+
 /// Checks a create-replica request (pure): the node name and the failover priority
 /// 0..=100 (default 50). Returns the priority.
 pub fn validate_replica(request: &CreateReplicaRequest) -> Result<u8, ApiError> {
@@ -121,6 +143,7 @@ pub async fn create(
         database_name,
         version,
     } = validate_create(&request)?;
+    let version = choose_version(request.version, version, &state.connected_versions())?;
     let task = {
         let _guard = state.db_lock.lock().await;
         let existing = state.store.list_databases().await?;
@@ -411,4 +434,22 @@ pub async fn set_maintenance(
     let params = serde_json::json!({"node": node, "on": request.on});
     let task = crate::tasks::submit(&state, TaskKind::SetMaintenance, &name, params).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::choose_version;
+
+    #[test]
+    fn the_version_must_run_somewhere_and_defaults_to_the_fleets() {
+        assert_eq!(choose_version(None, 15, &[16, 15]).unwrap(), 16);
+        assert_eq!(choose_version(None, 15, &[]).unwrap(), 15);
+        assert_eq!(choose_version(Some(14), 15, &[]).unwrap(), 14);
+        assert_eq!(choose_version(Some(15), 15, &[16, 15]).unwrap(), 15);
+        let error = choose_version(Some(17), 15, &[15]).unwrap_err();
+        assert_eq!(
+            error.message,
+            "no connected host runs PostgreSQL 17 (hosts run 15)"
+        );
+    }
 }

@@ -49,6 +49,7 @@ async fn current_candidates(state: &AppState) -> Result<Vec<HostCandidate>, Task
         }
         out.push(HostCandidate {
             connected: state.host_status(&host.name) == HostStatus::Connected,
+            pg_version: state.pg_version_of(&host.name),
             name: host.name,
             failure_domain: host.failure_domain,
             instances,
@@ -57,7 +58,20 @@ async fn current_candidates(state: &AppState) -> Result<Vec<HostCandidate>, Task
     Ok(out)
 }
 
-/// The placement request that keeps `db`'s nodes apart.
+/// The placement request for a data node of `db`: apart from its other
+/// nodes, on a host of its major version.
+pub async fn data_node_request(
+    state: &AppState,
+    db: &Database,
+    extra_hosts: &[String],
+) -> Result<PlacementRequest, TaskError> {
+    let mut request = request_for(state, db, extra_hosts).await?;
+    request.version = Some(db.version);
+    Ok(request)
+}
+
+/// The placement request that keeps `db`'s nodes apart (any version: for
+/// its monitor).
 pub async fn request_for(
     state: &AppState,
     db: &Database,
@@ -98,7 +112,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
         match index {
             0 => {
                 if db.primary().is_none() {
-                    let request = request_for(&state, &db, &[]).await?;
+                    let request = data_node_request(&state, &db, &[]).await?;
                     let host = place(&candidates(&state).await?, &request)
                         .map_err(|e| TaskError::Refused(e.to_string()))?;
                     let address = host_address(&state, &host).await?;

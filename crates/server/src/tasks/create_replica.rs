@@ -10,7 +10,7 @@ use pgfleet_core::protocol::InstancePhase;
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{DbStatus, Desired, HostStatus, Node, NodeRole};
 
-use super::create_database::{candidates, host_address, request_for};
+use super::create_database::{candidates, data_node_request, host_address, request_for};
 use super::wait::{self, Check};
 use super::{TaskError, TaskRun};
 
@@ -37,7 +37,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                     continue;
                 }
                 let hosts = candidates(&state).await?;
-                let request = request_for(&state, &db, &[]).await?;
+                let request = data_node_request(&state, &db, &[]).await?;
                 let replica_host =
                     place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
                 let mut monitor_host = None;
