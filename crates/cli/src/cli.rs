@@ -74,8 +74,10 @@ pub struct ServerArgs {
     pub dns: SocketAddr,
     #[arg(long, default_value = "pgfleet.internal")]
     pub zone: String,
-    /// Metadata store URL (default sqlite:DATA_DIR/pgfleet.db).
-    #[arg(long)]
+    /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
+    /// `postgres://USER:PASSWORD@HOST/DB` (use the environment variable to
+    /// keep the password off the command line).
+    #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
     pub store: Option<String>,
     #[arg(long, default_value = "./pgfleet-data")]
     pub data_dir: PathBuf,

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod demo;
 pub mod fleet;
 pub mod localfleet;
+pub mod metadata_pg;
 pub mod output;
 pub mod up;
 pub mod workload;

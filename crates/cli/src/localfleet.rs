@@ -16,6 +16,8 @@ pub struct Fleet {
     pub subnet: [u8; 2],
     pub hosts: u32,
     extra: Vec<String>,
+    /// Environment of `pgfleet up` (secrets stay off its command line).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     /// Keep the directory after drop.
     pub keep: bool,
@@ -54,6 +56,11 @@ impl Fleet {
 
     /// `up` with extra `pgfleet up` arguments.
     pub fn up_with(hosts: u32, extra: &[&str]) -> Fleet {
+        Self::up_with_env(hosts, extra, &[])
+    }
+
+    /// `up` with extra arguments and environment variables.
+    pub fn up_with_env(hosts: u32, extra: &[&str], env: &[(&str, &str)]) -> Fleet {
         let subnet = unique_subnet();
         let name = format!(
             "pgfleet-test-{}-{}-{}",
@@ -63,11 +70,16 @@ impl Fleet {
         );
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir).expect("fleet dir");
-        Self::up_in(dir, hosts, extra)
+        Self::up_in_env(dir, hosts, extra, env)
     }
 
     /// Starts a fleet in `dir` with extra `pgfleet up` arguments.
     pub fn up_in(dir: PathBuf, hosts: u32, extra: &[&str]) -> Fleet {
+        Self::up_in_env(dir, hosts, extra, &[])
+    }
+
+    /// `up_in` with environment variables for `pgfleet up`.
+    pub fn up_in_env(dir: PathBuf, hosts: u32, extra: &[&str], env: &[(&str, &str)]) -> Fleet {
         let subnet = unique_subnet();
         let mut fleet = Fleet {
             api: format!("https://127.{}.{}.1:7070", subnet[0], subnet[1]),
@@ -78,6 +90,10 @@ impl Fleet {
             subnet,
             hosts,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
             keep: false,
         };
@@ -106,6 +122,7 @@ impl Fleet {
                 &self.host_address(1),
             ])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

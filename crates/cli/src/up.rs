@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// Lifetime of host certificates (agents renew when a third is left).
     #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
     pub host_cert_validity_secs: u64,
+    /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
+    /// `postgres://USER:PASSWORD@HOST/DB`.
+    #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 }
 
 pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
@@ -54,6 +58,9 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     config.host_timeout_ms = args.host_timeout_ms;
     config.tls = !args.insecure_http;
     config.host_cert_validity_secs = args.host_cert_validity_secs;
+    if let Some(store) = &args.store {
+        config.store_url = store.clone();
+    }
     let server = pgfleet_server::start(config, cancel.clone()).await?;
     let scheme = if args.insecure_http { "http" } else { "https" };
     let server_url = format!("{scheme}://{}", server.api_addr);

@@ -51,7 +51,12 @@ pub async fn start(
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = pgfleet_store::open(&config.store_url)
         .await
-        .with_context(|| format!("opening store {}", config.store_url))?;
+        .with_context(|| {
+            format!(
+                "opening store {}",
+                pgfleet_store::redacted(&config.store_url)
+            )
+        })?;
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;

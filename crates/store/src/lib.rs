@@ -1,11 +1,15 @@
 //! The metadata store: hosts, databases, tasks, events and settings.
 //!
 //! `Store` is the trait the control plane uses; `SqliteStore` is the embedded
-//! default. Records are kept as JSON documents keyed by name or id, so that a
-//! PostgreSQL implementation of the same trait needs only the same five tables.
+//! default, `PostgresStore` the option for metadata in a PostgreSQL server.
+//! Records are kept as JSON documents keyed by name or id in the same five
+//! tables in both (`sql_impl`).
 
+mod postgres;
+mod sql_impl;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -19,7 +23,7 @@ pub enum StoreError {
     Corrupt(#[source] serde_json::Error),
     #[error("{kind} {name:?} already exists")]
     Duplicate { kind: &'static str, name: String },
-    #[error("unsupported store url {0:?}: use sqlite:PATH")]
+    #[error("unsupported store url {0:?}: use sqlite:PATH or postgres://USER:PASSWORD@HOST/DB")]
     UnsupportedUrl(String),
 }
 
@@ -68,11 +72,51 @@ pub trait Store: Send + Sync + 'static {
     async fn put_meta(&self, key: &str, value: &str) -> Result<()>;
 }
 
-/// Opens a store from a URL such as `sqlite:/var/lib/pgfleet/pgfleet.db`.
+/// Opens a store from a URL such as `sqlite:/var/lib/pgfleet/pgfleet.db` or
+/// `postgres://pgfleet:secret@db.example/pgfleet`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let store = SqliteStore::open(std::path::Path::new(path)).await?;
         return Ok(std::sync::Arc::new(store));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(std::sync::Arc::new(PostgresStore::open(url).await?));
+    }
     Err(StoreError::UnsupportedUrl(url.to_string()))
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme_end + 3], &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted_from_store_urls() {
+        assert_eq!(
+            super::redacted("postgres://pgfleet:s3cret@db.example:5432/meta?host=/tmp/x"),
+            "postgres://pgfleet:***@db.example:5432/meta?host=/tmp/x"
+        );
+        assert_eq!(
+            super::redacted("sqlite:/var/lib/pgfleet.db"),
+            "sqlite:/var/lib/pgfleet.db"
+        );
+        assert_eq!(
+            super::redacted("postgres://db.example/meta"),
+            "postgres://db.example/meta"
+        );
+    }
 }
