@@ -51,7 +51,10 @@ pub fn render(settings: &ServerSettings) -> String {
     put("shared_buffers", "32MB".into());
     put("max_connections", "60".into());
     put("wal_sender_timeout", "3s".into());
-    put("wal_receiver_timeout", "3s".into());
+    // A frozen primary is noticed by its standbys within 2 s (they ping it
+    // after 1 s of silence), no later than the monitor's failure timeout:
+    // failover needs both the monitor and the standbys to have lost it.
+    put("wal_receiver_timeout", "2s".into());
     put("wal_receiver_status_interval", "1s".into());
     put("wal_retrieve_retry_interval", "500ms".into());
     put("recovery_target_timeline", "latest".into());
