@@ -114,7 +114,7 @@ pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            write_private(&dir.join("agent.credential"), &credential)?;
+            pgfleet_tls::write_private(&dir.join("agent.credential"), &credential)?;
             save_certificate(dir, &answer, &key_pem, &mut ca_pem)?;
             tracing::info!(host = %config.name, "joined the fleet");
             credential
@@ -156,8 +156,8 @@ fn save_certificate(
     let Some(cert_pem) = answer["certificate_pem"].as_str() else {
         anyhow::bail!("the control plane issued no certificate");
     };
-    write_private(&dir.join("agent.key"), key_pem)?;
-    write_private(&dir.join("agent.crt"), cert_pem)?;
+    pgfleet_tls::write_private(&dir.join("agent.key"), key_pem)?;
+    pgfleet_tls::write_private(&dir.join("agent.crt"), cert_pem)?;
     if ca_pem.is_none() {
         if let Some(ca) = answer["ca_pem"].as_str() {
             std::fs::write(dir.join("ca.crt"), ca)?;
@@ -193,19 +193,4 @@ pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Resu
         key_pem,
         ca_pem: current.ca_pem.clone(),
     })
-}
-
-fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(value.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

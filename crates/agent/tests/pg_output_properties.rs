@@ -10,12 +10,16 @@ use proptest::test_runner::Config;
 proptest! {
     #![proptest_config(Config { cases: 256, ..Config::default() })]
 
-    /// Arbitrary text: no panic; a version found is the leading number of the first
-    /// word that has one (later numbers, such as a distribution's, are ignored).
+    /// Arbitrary text: no panic; a version found is the leading digits of the first
+    /// word that starts with some (`16.4`, `18beta1`, `18devel`; later numbers,
+    /// such as a distribution's, are ignored).
     #[test]
     fn version_parsing_is_total(text in prop_oneof![any::<String>(), "[a-zA-Z0-9 .()+-]{0,40}"]) {
         if let Some(version) = parse_version(&text) {
-            let leading_number = |word: &str| word.split('.').next().and_then(|m| m.parse::<u32>().ok());
+            let leading_number = |word: &str| {
+                let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u32>().ok()
+            };
             let first = text.split_whitespace().find_map(leading_number);
             prop_assert_eq!(first, Some(version));
         }

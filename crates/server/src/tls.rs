@@ -65,22 +65,6 @@ pub struct CaFiles {
     pub key: Option<PathBuf>,
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 impl FleetCa {
     /// The user's CA, or the fleet's own (created at first start). Writes
     /// `DATA_DIR/ca.crt`. A CA key found in the store (older fleets) moves
@@ -111,7 +95,7 @@ impl FleetCa {
             .await?
             .filter(|key| !key.is_empty());
         if let Some(key) = &legacy_key {
-            write_private(&key_path, key)?;
+            pgfleet_tls::write_private(&key_path, key)?;
             store.put_meta("ca_key", "").await?;
         }
         let (cert_pem, key_pem) = match (stored_cert, std::fs::read_to_string(&key_path).ok()) {
@@ -123,7 +107,7 @@ impl FleetCa {
             (None, _) => {
                 let key = KeyPair::generate()?;
                 let cert = ca_params().self_signed(&key)?;
-                write_private(&key_path, &key.serialize_pem())?;
+                pgfleet_tls::write_private(&key_path, &key.serialize_pem())?;
                 store.put_meta("ca_cert", &cert.pem()).await?;
                 (cert.pem(), key.serialize_pem())
             }

@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 
 /// The major version in the output of `postgres --version`
-/// (`postgres (PostgreSQL) 16.4 (Debian 16.4-1)` → 16): the major part of the first
-/// word that starts with a number.
+/// (`postgres (PostgreSQL) 16.4 (Debian 16.4-1)` → 16, `… 18beta1` → 18,
+/// `… 18devel` → 18): the leading digits of the first word that starts
+/// with a digit.
 pub fn parse_version(text: &str) -> Option<u32> {
     text.split_whitespace().find_map(|word| {
-        word.split('.')
-            .next()
-            .and_then(|major| major.parse::<u32>().ok())
+        let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u32>().ok()
     })
 }
 
@@ -65,5 +65,20 @@ impl PgBin {
 
     pub fn tool(&self, name: &str) -> PathBuf {
         self.dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn release_beta_and_development_builds_give_their_major_version() {
+        use super::parse_version;
+        assert_eq!(
+            parse_version("postgres (PostgreSQL) 16.4 (Debian 16.4-1)"),
+            Some(16)
+        );
+        assert_eq!(parse_version("postgres (PostgreSQL) 18beta1"), Some(18));
+        assert_eq!(parse_version("postgres (PostgreSQL) 18devel"), Some(18));
+        assert_eq!(parse_version("postgres (PostgreSQL)"), None);
     }
 }

@@ -78,17 +78,7 @@ pub async fn initdb(
 ) -> anyhow::Result<()> {
     prepare_dirs(paths, user)?;
     let pwfile = paths.root.join("initdb.pw");
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&pwfile)?;
-        file.write_all(superuser_password.as_bytes())?;
-    }
+    pgfleet_tls::write_private(&pwfile, superuser_password)?;
     user.own(&pwfile)?;
     let mut command = user.command(&bin.tool("initdb"));
     command
