@@ -154,6 +154,14 @@ pub fn hosts(hosts: &[HostView]) -> String {
                 h.failure_domain.clone(),
                 lower(&h.status),
                 h.instances.len().to_string(),
+                h.certificate_expires_at_ms
+                    .map(|ms| {
+                        format!(
+                            "{}d",
+                            (ms - pgfleet_core::time::now_ms()).max(0) / 86_400_000
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into()),
                 h.instances.join(","),
             ]
         })
@@ -165,6 +173,7 @@ pub fn hosts(hosts: &[HostView]) -> String {
             "FAILURE DOMAIN",
             "STATUS",
             "INSTANCES",
+            "CERT DAYS",
             "NODES",
         ],
         &rows,

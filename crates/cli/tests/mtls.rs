@@ -109,6 +109,19 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
         .unwrap()
         .address;
 
+    // Every host has a certificate for 90 days (the API and CLI show when
+    // it expires).
+    let day = 86_400_000;
+    let now = pgfleet_core::time::now_ms();
+    for host in api.hosts().await.unwrap() {
+        let expires = host.certificate_expires_at_ms.expect("a certificate");
+        assert!(
+            expires > now + 89 * day && expires <= now + 90 * day,
+            "{host:?}"
+        );
+    }
+    assert!(fleet.cli_ok(&["host", "list"]).contains("CERT DAYS"));
+
     // Keys, certificates and credentials are private files; the CA's key
     // is a private file too, and not in the metadata store.
     for host in ["host-1", "host-4"] {

@@ -64,6 +64,10 @@ pub struct HostView {
     pub pg_version: Option<u32>,
     /// `db/node` of every instance placed on the host.
     pub instances: Vec<String>,
+    /// When the host's current certificate expires (its agent renews it
+    /// when a third of its lifetime is left); none before it has one.
+    #[serde(default)]
+    pub certificate_expires_at_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

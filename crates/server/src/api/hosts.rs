@@ -28,6 +28,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<HostView>>, 
             status: observed.host_status(&host.name, state.host_timeout()),
             last_heartbeat_ms: obs.map(|o| o.last_seen_ms),
             pg_version: obs.map(|o| o.pg_version),
+            certificate_expires_at_ms: state
+                .identities
+                .certificate(&host.name)
+                .map(|c| c.expires_at_ms),
             name: host.name,
             address: host.address,
             failure_domain: host.failure_domain,

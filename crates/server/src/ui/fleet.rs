@@ -23,6 +23,7 @@ pub struct HostRow {
     pub failure_domain: String,
     pub last_heartbeat: String,
     pub pg_version: String,
+    pub certificate: String,
     pub instances: Vec<String>,
 }
 
@@ -56,6 +57,11 @@ async fn hosts_page(state: &AppState, layout: Layout) -> Result<HostsPage, ApiEr
                 .pg_version
                 .map(|v| format!("PostgreSQL {v}"))
                 .unwrap_or_else(|| "—".into()),
+            certificate: match host.certificate_expires_at_ms {
+                Some(ms) if ms > now => format!("expires in {}", render::duration_ms(ms - now)),
+                Some(_) => "expired".into(),
+                None => "none".into(),
+            },
             name: host.name,
             address: host.address,
             failure_domain: host.failure_domain,
