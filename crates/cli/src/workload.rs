@@ -32,6 +32,17 @@ impl Writer {
     /// Inserts an increasing id every ~20 ms through the primary's DNS name,
     /// re-resolving on every reconnect.
     pub async fn start(fleet: &Fleet, db: &str) -> Writer {
+        Self::start_with(fleet, db, false).await
+    }
+
+    /// A writer that turns `default_transaction_read_only` off on every
+    /// connection (as a careless or hostile client might), so a draining
+    /// primary's read-only default does not stop it.
+    pub async fn start_overriding_read_only(fleet: &Fleet, db: &str) -> Writer {
+        Self::start_with(fleet, db, true).await
+    }
+
+    async fn start_with(fleet: &Fleet, db: &str, override_read_only: bool) -> Writer {
         let primary_name = format!("primary.{db}.pgfleet.internal");
         let uri = cli(fleet, &["db", "uri", db]).trim().to_string();
         let first = resolve(fleet.dns, &primary_name).await[0];
@@ -72,6 +83,14 @@ impl Writer {
                         continue;
                     };
                     tokio::spawn(conn);
+                    if override_read_only
+                        && db
+                            .batch_execute("SET default_transaction_read_only = off")
+                            .await
+                            .is_err()
+                    {
+                        continue;
+                    }
                     while !stop.load(Ordering::SeqCst) {
                         let insert = tokio::time::timeout(
                             Duration::from_secs(1),

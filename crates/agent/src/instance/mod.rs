@@ -199,14 +199,7 @@ impl Actor {
     fn settings(&self, spec: &InstanceSpec, mode: &Mode) -> ServerSettings {
         let (conninfo, slot, sync) = match mode {
             Mode::Primary { sync_standby_names } => (None, None, sync_standby_names.clone()),
-            Mode::Draining => (
-                None,
-                None,
-                self.applied
-                    .as_ref()
-                    .map(|a| a.synchronous_standby_names.clone())
-                    .unwrap_or_default(),
-            ),
+            Mode::Draining => (None, None, DRAIN_FENCE.to_string()),
             Mode::Standby { upstream } => (
                 Some(format!(
                     "{}{}",
@@ -662,6 +655,13 @@ fn trusted_addresses(spec: &InstanceSpec) -> Vec<String> {
     addresses.dedup();
     addresses
 }
+
+/// `synchronous_standby_names` of a draining primary: a standby that never
+/// exists (node names are DNS labels, without spaces), so no commit is
+/// acknowledged after the drain, whatever a client does with
+/// `default_transaction_read_only`. WAL still streams, so the switchover
+/// target catches up; an aborted switchover restores the real names.
+pub(crate) const DRAIN_FENCE: &str = "ANY 1 (\"pgfleet drain fence\")";
 
 fn standby_conninfo(upstream: &PrimaryRef, node: &str) -> String {
     format!(
