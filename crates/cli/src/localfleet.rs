@@ -82,7 +82,16 @@ impl Fleet {
     pub fn up_in_env(dir: PathBuf, hosts: u32, extra: &[&str], env: &[(&str, &str)]) -> Fleet {
         let subnet = unique_subnet();
         let mut fleet = Fleet {
-            api: format!("https://127.{}.{}.1:7070", subnet[0], subnet[1]),
+            api: format!(
+                "{}://127.{}.{}.1:7070",
+                if extra.contains(&"--insecure-http") {
+                    "http"
+                } else {
+                    "https"
+                },
+                subnet[0],
+                subnet[1]
+            ),
             dns: format!("127.{}.{}.1:8053", subnet[0], subnet[1])
                 .parse()
                 .unwrap(),

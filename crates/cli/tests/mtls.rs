@@ -440,3 +440,45 @@ async fn agents_renew_their_certificates_without_disturbing_their_databases() {
         .unwrap();
     assert_eq!(primary.name, "r1");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_plain_http_api_agents_and_monitors_still_use_mutual_tls() {
+    let fleet = Fleet::up_with(3, &["--insecure-http"]);
+    assert!(fleet.api.starts_with("http://"));
+    fleet.cli_ok(&["db", "create", "plain-db"]);
+    fleet.cli_ok(&["replica", "create", "plain-db", "--name", "r1"]);
+    let api = fleet.client();
+    common::eventually(Duration::from_secs(20), "the replica streams", || {
+        let api = &api;
+        async move {
+            let view = api.database("plain-db", false).await.ok()?;
+            view.nodes
+                .iter()
+                .any(|n| {
+                    matches!(
+                        n.replication_status,
+                        Some(pgfleet_core::api::ReplicationStatus::Active)
+                    )
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    // Hosts still got certificates, and the monitor endpoint still refuses
+    // a client without one.
+    let view = api.database("plain-db", false).await.unwrap();
+    let monitor = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Monitor)
+        .unwrap();
+    assert!(fleet.dir().join("hosts/host-1/agent.crt").exists());
+    let bare = client_as(&fleet, None)
+        .get(format!(
+            "https://{}:7071/monitor/plain-db/state",
+            monitor.address
+        ))
+        .send()
+        .await;
+    assert!(bare.is_err(), "no client certificate, no TLS session");
+}
