@@ -142,6 +142,21 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
         .await
         .unwrap()
         .is_none_or(|k| k.is_empty()));
+    // Nor are the PostgreSQL servers' and clients' keys.
+    let primary_node = view
+        .nodes
+        .iter()
+        .find(|n| n.role == NodeRole::Primary)
+        .unwrap();
+    for key in [
+        format!("tls/pg-client/{node_host}"),
+        format!("tls/mtls-db/{}/{}", primary_node.name, primary_node.address),
+    ] {
+        assert!(
+            store.get_meta(&key).await.unwrap().is_none(),
+            "{key} in the store"
+        );
+    }
 
     // The control plane: a credential without its certificate is refused;
     // a certificate cannot lend itself to another host's credential; a

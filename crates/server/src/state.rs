@@ -39,6 +39,10 @@ pub struct Inner {
     pub http: reqwest::Client,
     /// Fingerprint of that client certificate (monitors accept it).
     pub client_fingerprint: String,
+    /// PostgreSQL certificates issued since start, by node or host. Kept in
+    /// memory only (private keys never go to the store); after a restart
+    /// nodes get new ones and reload them.
+    pub pg_certificates: Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -82,6 +86,7 @@ impl AppState {
                 running_tasks: Mutex::new(HashSet::new()),
                 http,
                 client_fingerprint,
+                pg_certificates: Mutex::new(Default::default()),
             }),
         })
     }

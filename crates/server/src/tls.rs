@@ -206,19 +206,55 @@ fn sans(names: &[String]) -> anyhow::Result<Vec<SanType>> {
         .collect()
 }
 
-/// The PostgreSQL server certificate of `node` (issued once, kept in the store).
+/// A PostgreSQL certificate from the in-memory cache, or made by `issue`
+/// and cached. Entries an older version kept in the store are scrubbed.
+async fn cached<T, F>(
+    state: &crate::state::AppState,
+    key: &str,
+    issue: F,
+) -> Result<T, crate::error::ApiError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned,
+    F: FnOnce() -> anyhow::Result<T>,
+{
+    use crate::error::ApiError;
+    let found = state
+        .pg_certificates
+        .lock()
+        .expect("certificates lock")
+        .get(key)
+        .cloned();
+    if let Some(text) = found {
+        if let Ok(value) = serde_json::from_str(&text) {
+            return Ok(value);
+        }
+    }
+    if state
+        .store
+        .get_meta(key)
+        .await?
+        .is_some_and(|stored| !stored.is_empty())
+    {
+        state.store.put_meta(key, "").await?;
+    }
+    let value = issue().map_err(ApiError::internal)?;
+    let text = serde_json::to_string(&value).map_err(ApiError::internal)?;
+    state
+        .pg_certificates
+        .lock()
+        .expect("certificates lock")
+        .insert(key.to_string(), text);
+    Ok(value)
+}
+
+/// The PostgreSQL server certificate of `node`: its names include
+/// `<node>.<db>.<zone>`, `<db>.<zone>`, `primary.<db>.<zone>` and the address.
 pub async fn node_certificate(
     state: &crate::state::AppState,
     db: &str,
     node: &str,
     address: &str,
 ) -> Result<pgfleet_core::protocol::TlsMaterial, crate::error::ApiError> {
-    let key = format!("tls/{db}/{node}/{address}");
-    if let Some(text) = state.store.get_meta(&key).await? {
-        if let Ok(material) = serde_json::from_str(&text) {
-            return Ok(material);
-        }
-    }
     let zone = state.zone.zone();
     let names = vec![
         format!("{node}.{db}.{zone}"),
@@ -226,62 +262,35 @@ pub async fn node_certificate(
         format!("primary.{db}.{zone}"),
         address.to_string(),
     ];
-    let issued = state
-        .ca
-        .issue(&format!("{node}.{db}.{zone}"), &names)
-        .map_err(crate::error::ApiError::internal)?;
-    let material = pgfleet_core::protocol::TlsMaterial {
-        cert_pem: issued.cert_pem,
-        key_pem: issued.key_pem,
-        client: None,
-    };
-    state
-        .store
-        .put_meta(
-            &key,
-            &serde_json::to_string(&material).map_err(crate::error::ApiError::internal)?,
-        )
-        .await?;
-    Ok(material)
+    cached(state, &format!("tls/{db}/{node}/{address}"), || {
+        let issued = state.ca.issue(&format!("{node}.{db}.{zone}"), &names)?;
+        Ok(pgfleet_core::protocol::TlsMaterial {
+            cert_pem: issued.cert_pem,
+            key_pem: issued.key_pem,
+            client: None,
+        })
+    })
+    .await
 }
 
-/// `host`'s PostgreSQL client certificates (issued once, kept in the store),
-/// with the current fleet CA.
+/// `host`'s PostgreSQL client certificates (common names `pgfleet` and
+/// `pgfleet_replication`), with the fleet CA.
 pub async fn pg_client_tls(
     state: &crate::state::AppState,
     host: &str,
 ) -> Result<pgfleet_core::protocol::PgClientTls, crate::error::ApiError> {
-    use crate::error::ApiError;
-    let key = format!("tls/pg-client/{host}");
-    let stored =
-        state.store.get_meta(&key).await?.and_then(|text| {
-            serde_json::from_str::<pgfleet_core::protocol::PgClientTls>(&text).ok()
-        });
-    let mut material = match stored {
-        Some(material) => material,
-        None => {
-            let superuser = state
-                .ca
-                .issue_client("pgfleet")
-                .map_err(ApiError::internal)?;
-            let replication = state
-                .ca
-                .issue_client("pgfleet_replication")
-                .map_err(ApiError::internal)?;
-            let material = pgfleet_core::protocol::PgClientTls {
-                ca_pem: String::new(),
-                superuser_cert_pem: superuser.cert_pem,
-                superuser_key_pem: superuser.key_pem,
-                replication_cert_pem: replication.cert_pem,
-                replication_key_pem: replication.key_pem,
-            };
-            let text = serde_json::to_string(&material).map_err(ApiError::internal)?;
-            state.store.put_meta(&key, &text).await?;
-            material
-        }
-    };
-    material.ca_pem = state.ca.cert_pem.clone();
-    Ok(material)
+    cached(state, &format!("tls/pg-client/{host}"), || {
+        let superuser = state.ca.issue_client("pgfleet")?;
+        let replication = state.ca.issue_client("pgfleet_replication")?;
+        Ok(pgfleet_core::protocol::PgClientTls {
+            ca_pem: state.ca.cert_pem.clone(),
+            superuser_cert_pem: superuser.cert_pem,
+            superuser_key_pem: superuser.key_pem,
+            replication_cert_pem: replication.cert_pem,
+            replication_key_pem: replication.key_pem,
+        })
+    })
+    .await
 }
 
 #[cfg(test)]
