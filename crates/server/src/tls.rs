@@ -312,8 +312,9 @@ mod tests {
         let cert = ca()
             .sign_host("host-1", "127.0.0.2", &csr, DEFAULT_HOST_CERT_SECS)
             .unwrap();
-        let parsed = CertificateSigningRequestParams::from_pem(&csr).unwrap();
-        assert!(parsed.params.subject_alt_names.is_empty());
+        let der = pgfleet_tls::first_certificate(&cert.cert_pem).unwrap();
+        let bytes = String::from_utf8_lossy(der.as_ref()).to_string();
+        assert!(!bytes.contains("someone-else") && bytes.contains("host-1"));
         assert_eq!(
             cert.fingerprint,
             pgfleet_tls::pem_fingerprint(&cert.cert_pem).unwrap()
@@ -348,5 +349,32 @@ mod tests {
         assert!(ca()
             .sign_host("host-1", "127.0.0.2", "not a csr", 60)
             .is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Signing requests come from the network: arbitrary text, and valid
+        /// requests with bytes flipped, are refused or signed — never a
+        /// panic — and whatever is signed carries our names only.
+        #[test]
+        fn hostile_signing_requests_are_refused_or_signed_with_our_names(
+            text in ".{0,200}",
+            flip in 0usize..2000,
+            bit in 0u8..8,
+        ) {
+            let ca = ca();
+            let _ = ca.sign_host("host-1", "127.0.0.2", &text, 60);
+            let (_key, csr) = pgfleet_tls::key_and_csr("evil.example").unwrap();
+            let mut der = pgfleet_tls::csr_der(&csr).unwrap();
+            let index = flip % der.len();
+            der[index] ^= 1 << bit;
+            let mutated = pgfleet_tls::csr_pem(&der);
+            if let Ok(cert) = ca.sign_host("host-1", "127.0.0.2", &mutated, 60) {
+                let parsed = pgfleet_tls::first_certificate(&cert.cert_pem).unwrap();
+                let text = String::from_utf8_lossy(parsed.as_ref()).to_string();
+                proptest::prop_assert!(!text.contains("evil.example"));
+                proptest::prop_assert!(text.contains("host-1"));
+            }
+        }
     }
 }

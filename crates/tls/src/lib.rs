@@ -37,6 +37,22 @@ pub fn pem_fingerprint(pem: &str) -> anyhow::Result<String> {
     Ok(fingerprint(first_certificate(pem)?.as_ref()))
 }
 
+/// The DER bytes of a PEM certificate signing request.
+pub fn csr_der(pem: &str) -> anyhow::Result<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    Ok(
+        rustls::pki_types::CertificateSigningRequestDer::from_pem_slice(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("bad signing request PEM: {e}"))?
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+/// A certificate signing request as PEM.
+pub fn csr_pem(der: &[u8]) -> String {
+    ::pem::encode(&::pem::Pem::new("CERTIFICATE REQUEST", der.to_vec()))
+}
+
 /// A new private key (PEM) and a certificate signing request for
 /// `common_name`, signed with that key. The key never leaves the caller.
 pub fn key_and_csr(common_name: &str) -> anyhow::Result<(String, String)> {
