@@ -205,6 +205,9 @@ step('the fleet pages: hosts, tasks and the HA overview', async () => {
   await expectText(page.locator('#hosts-table tbody'), /host-4/, 5_000);
   // Every host shows its certificate's remaining life (90 days by default).
   await expectText(page.locator('#hosts-table tbody tr[data-host="host-1"]'), /expires in (89|90) d/, 5_000);
+  // Add a host: a one-time join token and the command that uses it.
+  await page.getByRole('button', { name: 'Create join token' }).click();
+  await expectText(page.locator('#join-command'), /PGFLEET_JOIN_TOKEN=[A-Za-z0-9]+ pgfleet agent/, 5_000);
   await screenshot(page, '15-hosts');
   await nav.getByRole('link', { name: 'Tasks' }).click();
   await expectText(page.locator('.tasks-table tbody'), /Create database/, 5_000);

@@ -27,6 +27,15 @@ pub struct HostRow {
     pub instances: Vec<String>,
 }
 
+/// A join token just created: shown on this answer only, with the command
+/// that starts an agent with it (the token in the environment, not on the
+/// command line).
+pub struct JoinCard {
+    pub token: String,
+    pub valid_until: String,
+    pub command: String,
+}
+
 pub struct SharedDomain {
     pub db: String,
     pub domains: Vec<String>,
@@ -39,6 +48,7 @@ struct HostsPage {
     hosts: Vec<HostRow>,
     connected: usize,
     shared: Vec<SharedDomain>,
+    join: Option<JoinCard>,
 }
 
 async fn hosts_page(state: &AppState, layout: Layout) -> Result<HostsPage, ApiError> {
@@ -83,7 +93,47 @@ async fn hosts_page(state: &AppState, layout: Layout) -> Result<HostsPage, ApiEr
         connected: rows.iter().filter(|h| h.status.text == "Connected").count(),
         hosts: rows,
         shared,
+        join: None,
     })
+}
+
+/// How long a join token made on the Hosts page stays valid.
+const UI_JOIN_TOKEN_SECS: u64 = 3600;
+
+/// *Add a host*: a one-time join token (an hour) and the agent command.
+pub async fn create_join_token(
+    State(state): State<AppState>,
+    super::session::Protected { session, form }: super::session::Protected<super::login::Empty>,
+) -> Response {
+    let super::login::Empty {} = form;
+    let created = state
+        .identities
+        .create_join_token(state.store.as_ref(), UI_JOIN_TOKEN_SECS)
+        .await;
+    let layout = Layout::new(&session, "hosts");
+    let result = match created {
+        Ok((token, expires_at_ms)) => hosts_page(&state, layout).await.map(|mut page| {
+            let scheme = if state.config.tls { "https" } else { "http" };
+            let command = format!(
+                "PGFLEET_JOIN_TOKEN={token} pgfleet agent --name HOST-NAME --address HOST-ADDRESS \\\n  \
+                 --failure-domain fd-1 --data-dir /var/lib/pgfleet-agent \\\n  \
+                 --server {scheme}://{} --ca-file {}",
+                state.config.api_addr,
+                state.config.data_dir.join("ca.crt").display()
+            );
+            page.join = Some(JoinCard {
+                token,
+                valid_until: render::timestamp(expires_at_ms),
+                command,
+            });
+            page
+        }),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(hosts) => page(&hosts),
+        Err(error) => render::error_page(&session, error),
+    }
 }
 
 pub async fn hosts(State(state): State<AppState>, viewer: Viewer) -> Response {

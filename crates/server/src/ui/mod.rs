@@ -70,6 +70,7 @@ pub fn router(_state: AppState) -> Router<AppState> {
             post(node_actions::maintenance),
         )
         .route("/hosts", get(fleet::hosts))
+        .route("/hosts/join-token", post(fleet::create_join_token))
         .route("/tasks", get(tasks::list))
         .route("/ha", get(fleet::ha))
         .route("/tokens", get(tokens::list).post(tokens::create))

@@ -334,3 +334,56 @@ async fn tokens_are_created_shown_once_and_revoked() {
     );
     assert_eq!(ui.get("/tokens", &cookie).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn add_a_host_gives_a_one_time_join_token_that_works_once() {
+    let ui = start().await;
+    let cookie = ui.session().await;
+    let hosts = ui.get("/hosts", &cookie).await.text().await.unwrap();
+    assert!(hosts.contains("Create join token"));
+    let created = post_form(&ui, &cookie, "/hosts/join-token", &[]).await;
+    assert_eq!(created.status(), StatusCode::OK);
+    let html = created.text().await.unwrap();
+    let marker = "id=\"join-token\" type=\"text\" readonly value=\"";
+    let start = html.find(marker).expect("the join token is shown") + marker.len();
+    let token = html[start..start + html[start..].find('"').unwrap()].to_string();
+    assert!(html.contains(&format!("PGFLEET_JOIN_TOKEN={token} pgfleet agent")));
+    // The token joins a host once.
+    let (_key, csr) = pgfleet_tls::key_and_csr("host-7").unwrap();
+    let body = serde_json::json!({"host": "host-7", "join_token": token, "address": "127.0.0.7", "csr_pem": csr});
+    let join = |body: serde_json::Value| {
+        ui.client
+            .post(format!("{}/api/v1/agents/join", ui.base))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(join(body.clone()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(join(body).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Viewers see no such button and cannot post the form.
+    let viewer = post_form(
+        &ui,
+        &cookie,
+        "/tokens",
+        &[("name", "watcher"), ("role", "viewer")],
+    )
+    .await;
+    let html = viewer.text().await.unwrap();
+    let marker = "id=\"new-token\" type=\"text\" readonly value=\"";
+    let start = html.find(marker).unwrap() + marker.len();
+    let viewer_token = html[start..start + html[start..].find('"').unwrap()].to_string();
+    let response = ui.sign_in(&viewer_token).await;
+    let (session, _) = set_cookie(&response, "pgfleet_session").unwrap();
+    let viewer_cookie = format!("pgfleet_session={session}");
+    let page = ui.get("/hosts", &viewer_cookie).await.text().await.unwrap();
+    assert!(!page.contains("Create join token"));
+    let csrf = csrf_field(&page);
+    let request = ui
+        .client
+        .post(format!("{}/hosts/join-token", ui.base))
+        .header(COOKIE, &viewer_cookie);
+    let refused = form(request, &[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
