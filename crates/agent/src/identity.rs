@@ -137,12 +137,33 @@ pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
     }
     let ca_pem =
         ca_pem.ok_or_else(|| anyhow::anyhow!("no fleet CA: start the agent with --ca-file"))?;
+    let cert_pem = read_secret(&dir.join("agent.crt")).unwrap_or_default();
+    if let Some(expired_at) = expired_at(&cert_pem, pgfleet_core::time::now_ms())? {
+        anyhow::bail!(
+            "the certificate of host {} expired {} s ago (the agent was down longer than a \
+             third of its lifetime): remove the host (`pgfleet host remove {}`), delete {}, \
+             and join it again with a new join token",
+            config.name,
+            (pgfleet_core::time::now_ms() - expired_at) / 1000,
+            config.name,
+            dir.display()
+        );
+    }
     Ok(HostIdentity {
         credential,
-        cert_pem: read_secret(&dir.join("agent.crt")).unwrap_or_default(),
+        cert_pem,
         key_pem: read_secret(&dir.join("agent.key")).unwrap_or_default(),
         ca_pem,
     })
+}
+
+/// When the certificate in `pem` expired (ms since the epoch), if it has.
+fn expired_at(pem: &str, now_ms: i64) -> anyhow::Result<Option<i64>> {
+    let der = pgfleet_tls::first_certificate(pem)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("the host certificate cannot be read: {e}"))?;
+    let not_after = cert.validity().not_after.timestamp() * 1000;
+    Ok((not_after <= now_ms).then_some(not_after))
 }
 
 /// Keeps the certificate of a join or certificate answer (and the CA, if
@@ -193,4 +214,25 @@ pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Resu
         key_pem,
         ca_pem: current.ca_pem.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_expired_certificate_is_recognised() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["host-1".to_string()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        let old = params.self_signed(&key).unwrap().pem();
+        let now = pgfleet_core::time::now_ms();
+        assert_eq!(super::expired_at(&old, now).unwrap(), Some(978_307_200_000));
+        let fresh = rcgen::CertificateParams::new(vec!["host-1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        assert_eq!(super::expired_at(&fresh, now).unwrap(), None);
+        assert!(super::expired_at("garbage", now).is_err());
+    }
 }

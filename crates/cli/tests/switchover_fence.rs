@@ -16,7 +16,7 @@ async fn settled(fleet: &Fleet, db: &str) -> String {
     let client = fleet.client();
     eventually(
         Duration::from_secs(40),
-        "HA complete, both replicas active",
+        "HA complete, both replicas caught-up secondaries",
         || async {
             let view = client.database(db, false).await.ok()?;
             let active = view
@@ -25,8 +25,15 @@ async fn settled(fleet: &Fleet, db: &str) -> String {
                 .filter(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
                 .count();
             let online = view.nodes.iter().all(|n| n.status == NodeStatus::Online);
+            // Both replicas are caught-up secondaries again (one that must
+            // follow a new primary is `catchingup` first).
+            let secondaries = view
+                .nodes
+                .iter()
+                .filter(|n| n.role == NodeRole::Replica)
+                .all(|n| n.ha_state.as_deref() == Some("secondary"));
             let primary = view.nodes.iter().find(|n| n.role == NodeRole::Primary)?;
-            (view.ha_status == HaStatus::Complete && active == 2 && online)
+            (view.ha_status == HaStatus::Complete && active == 2 && online && secondaries)
                 .then(|| primary.name.clone())
         },
     )

@@ -18,6 +18,7 @@ use crate::pg::process::{self, InstancePaths};
 use crate::pg::sql;
 use crate::runtime::{AgentRuntime, InstanceHandle};
 
+mod client_tls;
 mod rejoin;
 use rejoin::{upstream_reachable, STALL_REJOIN};
 
@@ -221,40 +222,6 @@ impl Actor {
             synchronous_standby_names: sync,
             trusted: trusted_addresses(spec),
             tls: spec.tls.clone(),
-        }
-    }
-
-    /// Writes the host's PostgreSQL client certificates next to the data
-    /// directory (for libpq tools); idempotent.
-    fn ensure_client_tls(&self, spec: &InstanceSpec) {
-        let Some(client) = rejoin::client_tls(spec) else {
-            return;
-        };
-        if !self.paths.root.exists() {
-            if let Err(error) = std::fs::create_dir_all(&self.paths.root)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| self.runtime.user.own(&self.paths.root))
-            {
-                tracing::warn!(%error, "cannot create the node directory");
-                return;
-            }
-        }
-        if let Err(error) =
-            crate::pg::tls::write_client_files(&self.paths.root, client, &self.runtime.user)
-        {
-            tracing::warn!(db = %spec.db, node = %spec.node, %error, "cannot write the client certificates");
-        }
-    }
-
-    /// ` sslmode=verify-full …` for libpq connections as `role`, when the
-    /// control plane gave client certificates; empty otherwise.
-    fn ssl_params(&self, spec: &InstanceSpec, role: crate::pg::tls::Role) -> String {
-        match rejoin::client_tls(spec) {
-            Some(_) => format!(
-                " {}",
-                crate::pg::tls::conninfo_params(&self.paths.root, role)
-            ),
-            None => String::new(),
         }
     }
 
