@@ -251,6 +251,16 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
     let (status, joined) = join(good.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(join(good).await.0, 401, "join tokens are single-use");
+    // A join token never takes over a host that has joined (its databases'
+    // secrets come with the name), and the refusal does not spend it.
+    let fresh = fleet
+        .cli_ok(&["host", "join-token", "--ttl", "60"])
+        .trim()
+        .to_string();
+    let takeover = serde_json::json!({"host": node_host, "join_token": fresh, "address": "127.0.9.8", "csr_pem": pgfleet_tls::key_and_csr("x").unwrap().1});
+    assert_eq!(join(takeover).await.0, 409, "an existing host's name");
+    let other = serde_json::json!({"host": "host-8", "join_token": fresh, "address": "127.0.9.8", "csr_pem": pgfleet_tls::key_and_csr("host-8").unwrap().1});
+    assert_eq!(join(other).await.0, 200, "the token was not spent");
     let cert9 = joined["certificate_pem"].as_str().unwrap().to_string();
     let credential9 = joined["credential"].as_str().unwrap().to_string();
     let host9 = client_with(&fleet, Some((cert9, key9)));

@@ -126,6 +126,17 @@ impl HostIdentities {
             if token.used || token.expires_at_ms <= now {
                 return Err(ApiError::unauthorized());
             }
+            // A join token makes a new host; it never takes over the name
+            // (and so the databases) of a host that has joined. The token
+            // is not spent by this refusal.
+            if data.credentials.contains_key(host) {
+                return Err(ApiError::conflict(format!(
+                    "host {host:?} has already joined: remove it first (`pgfleet host remove {host}`) to join it again"
+                )));
+            }
+            let Some(token) = data.join_tokens.iter_mut().find(|t| t.sha256 == digest) else {
+                return Err(ApiError::unauthorized());
+            };
             token.used = true;
             data.credentials.insert(host.to_string(), hash(&credential));
         }
