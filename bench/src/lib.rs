@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use pgfleet::localfleet::{eventually, Fleet};
-use pgfleet_core::api::ReplicationStatus;
-use pgfleet_core::{HaStatus, NodeStatus};
+use pgfleet::localfleet::Fleet;
 
 pub const DB: &str = "bench-db";
 
@@ -28,22 +26,7 @@ pub async fn ha_fleet() -> Fleet {
 }
 
 pub async fn wait_complete(fleet: &Fleet) {
-    let client = fleet.client();
-    eventually(Duration::from_secs(120), "HA complete", || async {
-        let view = client.database(DB, false).await.ok()?;
-        let active = view
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
-            .count();
-        let online = view.nodes.iter().all(|n| n.status == NodeStatus::Online);
-        (view.ha_status == HaStatus::Complete
-            && active == 2
-            && online
-            && view.health.sync_mode == "sync")
-            .then_some(())
-    })
-    .await;
+    pgfleet::localfleet::wait_ha_settled(fleet, DB, Duration::from_secs(120)).await;
 }
 
 pub fn median(values: &mut [f64]) -> f64 {

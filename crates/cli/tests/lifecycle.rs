@@ -6,31 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, resolve, Fleet};
-use pgfleet_core::api::ReplicationStatus;
-use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
+use common::{resolve, wait_ha_settled, Fleet};
+use pgfleet_core::{HaStatus, NodeRole};
 
 async fn wait_complete(fleet: &Fleet, db: &str) {
-    let client = fleet.client();
-    eventually(
-        Duration::from_secs(30),
-        "HA complete with two active replicas",
-        || async {
-            let view = client.database(db, false).await.ok()?;
-            let active = view
-                .nodes
-                .iter()
-                .filter(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
-                .count();
-            let settled = view.nodes.iter().all(|n| n.status == NodeStatus::Online);
-            (view.ha_status == HaStatus::Complete
-                && active == 2
-                && settled
-                && view.health.sync_mode == "sync")
-                .then_some(())
-        },
-    )
-    .await;
+    wait_ha_settled(fleet, db, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,37 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Fleet};
+use common::{eventually, wait_ha_settled, Fleet};
 use pgfleet::workload::{lost_writes, Writer};
-use pgfleet_core::api::ReplicationStatus;
-use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
 
 async fn settled(fleet: &Fleet, db: &str) -> String {
-    let client = fleet.client();
-    eventually(
-        Duration::from_secs(40),
-        "HA complete, both replicas caught-up secondaries",
-        || async {
-            let view = client.database(db, false).await.ok()?;
-            let active = view
-                .nodes
-                .iter()
-                .filter(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
-                .count();
-            let online = view.nodes.iter().all(|n| n.status == NodeStatus::Online);
-            // Both replicas are caught-up secondaries again (one that must
-            // follow a new primary is `catchingup` first).
-            let secondaries = view
-                .nodes
-                .iter()
-                .filter(|n| n.role == NodeRole::Replica)
-                .all(|n| n.ha_state.as_deref() == Some("secondary"));
-            let primary = view.nodes.iter().find(|n| n.role == NodeRole::Primary)?;
-            (view.ha_status == HaStatus::Complete && active == 2 && online && secondaries)
-                .then(|| primary.name.clone())
-        },
-    )
-    .await
+    wait_ha_settled(fleet, db, Duration::from_secs(40)).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

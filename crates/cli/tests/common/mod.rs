@@ -2,4 +2,4 @@
 
 #![allow(unused_imports)]
 
-pub use pgfleet::localfleet::{eventually, resolve, Fleet};
+pub use pgfleet::localfleet::{eventually, resolve, wait_ha_settled, Fleet};
