@@ -194,8 +194,11 @@ fn save_certificate(
 pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Result<HostIdentity> {
     let (key_pem, csr_pem) = pgfleet_tls::key_and_csr(&config.name)?;
     let body = serde_json::json!({"address": config.address, "csr_pem": csr_pem});
+    // A generous timeout: a renewal the control plane made but whose answer
+    // was lost would leave the agent with a replaced certificate.
     let answer = client(current)?
         .post(url(config, "/api/v1/agents/certificate"))
+        .timeout(std::time::Duration::from_secs(15))
         .bearer_auth(&current.credential)
         .json(&body)
         .send()

@@ -411,8 +411,8 @@ fn cert_fingerprint(fleet: &Fleet, host: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_renew_their_certificates_without_disturbing_their_databases() {
-    // Certificates live 12 s here, so every host renews about every 8 s.
-    let fleet = Fleet::up_with(3, &["--host-cert-validity-secs", "12"]);
+    // Certificates live 18 s here, so every host renews about every 12 s.
+    let fleet = Fleet::up_with(3, &["--host-cert-validity-secs", "18"]);
     fleet.cli_ok(&["db", "create", "renew-db"]);
     fleet.cli_ok(&["replica", "create", "renew-db", "--name", "r1"]);
     let hosts = ["host-1", "host-2", "host-3"];
@@ -420,7 +420,7 @@ async fn agents_renew_their_certificates_without_disturbing_their_databases() {
         .iter()
         .map(|h| [cert_fingerprint(&fleet, h)].into_iter().collect())
         .collect();
-    common::eventually(Duration::from_secs(45), "every host renewed twice", || {
+    common::eventually(Duration::from_secs(90), "every host renewed twice", || {
         for (set, host) in seen.iter_mut().zip(hosts) {
             set.insert(cert_fingerprint(&fleet, host));
         }
