@@ -4,7 +4,7 @@
 //! (scram-sha-256). Stopped and removed on drop.
 
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
@@ -98,10 +98,6 @@ impl MetadataPostgres {
             );
         }
         Ok(())
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

@@ -375,7 +375,7 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
     tokio::spawn(connection);
     client.simple_query("SELECT 1").await.unwrap();
     // The replica streams over TLS.
-    let streaming_over_tls = common::eventually(Duration::from_secs(20), "the replica streams over TLS", || {
+    common::eventually(Duration::from_secs(20), "the replica streams over TLS", || {
         let db = &client;
         async move {
             let row = db
@@ -389,7 +389,6 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
         }
     })
     .await;
-    let () = streaming_over_tls;
 
     // A certificate for another role does not pass for `pgfleet`.
     let wrong = pgfleet_tls::postgres_tls(

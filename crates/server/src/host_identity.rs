@@ -120,9 +120,10 @@ impl HostIdentities {
             let mut data = self.data.write().expect("identities lock");
             let digest = hash(join_token);
             let now = pgfleet_core::time::now_ms();
-            let Some(token) = data.join_tokens.iter_mut().find(|t| t.sha256 == digest) else {
+            let Some(index) = data.join_tokens.iter().position(|t| t.sha256 == digest) else {
                 return Err(ApiError::unauthorized());
             };
+            let token = &data.join_tokens[index];
             if token.used || token.expires_at_ms <= now {
                 return Err(ApiError::unauthorized());
             }
@@ -134,10 +135,7 @@ impl HostIdentities {
                     "host {host:?} has already joined: remove it first (`pgfleet host remove {host}`) to join it again"
                 )));
             }
-            let Some(token) = data.join_tokens.iter_mut().find(|t| t.sha256 == digest) else {
-                return Err(ApiError::unauthorized());
-            };
-            token.used = true;
+            data.join_tokens[index].used = true;
             data.credentials.insert(host.to_string(), hash(&credential));
         }
         self.save(store).await?;

@@ -31,11 +31,9 @@ macro_rules! impl_store {
                 let rows = sqlx::query("SELECT doc FROM hosts ORDER BY name")
                     .fetch_all(&self.pool)
                     .await?;
-                let mut hosts = Vec::with_capacity(rows.len());
-                for row in rows {
-                    hosts.push(serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?);
-                }
-                Ok(hosts)
+                rows.iter()
+                    .map(|row| Ok(serde_json::from_str(sqlx::Row::get::<&str, _>(row, 0))?))
+                    .collect()
             }
 
             async fn delete_host(&self, name: &str) -> $crate::Result<()> {
@@ -89,11 +87,9 @@ macro_rules! impl_store {
                 let rows = sqlx::query("SELECT doc FROM databases ORDER BY name")
                     .fetch_all(&self.pool)
                     .await?;
-                let mut dbs = Vec::with_capacity(rows.len());
-                for row in rows {
-                    dbs.push(serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?);
-                }
-                Ok(dbs)
+                rows.iter()
+                    .map(|row| Ok(serde_json::from_str(sqlx::Row::get::<&str, _>(row, 0))?))
+                    .collect()
             }
 
             async fn delete_database(&self, name: &str) -> $crate::Result<()> {
@@ -150,11 +146,9 @@ macro_rules! impl_store {
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?;
-                let mut tasks = Vec::with_capacity(rows.len());
-                for row in rows {
-                    tasks.push(serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?);
-                }
-                Ok(tasks)
+                rows.iter()
+                    .map(|row| Ok(serde_json::from_str(sqlx::Row::get::<&str, _>(row, 0))?))
+                    .collect()
             }
 
             async fn unfinished_tasks(&self) -> $crate::Result<Vec<pgfleet_core::Task>> {
@@ -162,11 +156,9 @@ macro_rules! impl_store {
                     sqlx::query("SELECT doc FROM tasks WHERE state IN ('queued', 'running') ORDER BY id")
                         .fetch_all(&self.pool)
                         .await?;
-                let mut tasks = Vec::with_capacity(rows.len());
-                for row in rows {
-                    tasks.push(serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?);
-                }
-                Ok(tasks)
+                rows.iter()
+                    .map(|row| Ok(serde_json::from_str(sqlx::Row::get::<&str, _>(row, 0))?))
+                    .collect()
             }
 
             async fn insert_event(&self, db: &str, event: &$crate::EventDoc) -> $crate::Result<i64> {
@@ -183,11 +175,9 @@ macro_rules! impl_store {
                     .bind(db)
                     .fetch_all(&self.pool)
                     .await?;
-                let mut events = Vec::with_capacity(rows.len());
-                for row in rows {
-                    events.push(serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?);
-                }
-                Ok(events)
+                rows.iter()
+                    .map(|row| Ok(serde_json::from_str(sqlx::Row::get::<&str, _>(row, 0))?))
+                    .collect()
             }
 
             async fn get_meta(&self, key: &str) -> $crate::Result<Option<String>> {

@@ -9,8 +9,6 @@ use rustls::RootCertStore;
 /// Whether a TLS server asks its clients for a certificate.
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
-    /// No client certificates (plain server TLS).
-    None,
     /// Clients may present a certificate issued by the CA (PEM); those that
     /// present one must present a valid one. Token-only clients still work.
     Optional(String),
@@ -32,7 +30,6 @@ fn builder(
     crate::install_crypto_provider();
     let builder = rustls::ServerConfig::builder();
     Ok(match client_auth {
-        ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Optional(ca) => builder.with_client_cert_verifier(
             WebPkiClientVerifier::builder(roots(&ca)?)
                 .allow_unauthenticated()
