@@ -7,6 +7,7 @@
 //! (`http`) where keepers report to monitors.
 
 pub mod config;
+pub mod fence;
 pub mod heartbeat;
 pub mod http;
 pub mod identity;

@@ -242,3 +242,79 @@ async fn failover_keeps_every_acknowledged_write_and_moves_dns() {
     )
     .await;
 }
+
+/// A database made highly available long after it was created, whose new
+/// monitor is slow to start (its host stalls for 1.5 s, less than the
+/// failure timeout): the primary keeps running and the first replica clones
+/// from it. It once fenced itself at once, counting the time it had no
+/// monitor at all as silence, and the clone failed with "connection refused".
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_added_long_after_creation_clones_without_restarting_the_primary() {
+    let fleet = Fleet::up(3);
+    fleet.cli_ok(&["db", "create", "late-ha"]);
+    let created = std::time::Instant::now();
+    let view = fleet.client().database("late-ha", false).await.unwrap();
+    let primary = view.nodes[0].clone();
+    let pid_file = fleet
+        .dir()
+        .join("hosts")
+        .join(&primary.host)
+        .join("pg")
+        .join(&primary.name)
+        .join("data/postmaster.pid");
+    let postmaster = || std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let before = postmaster();
+    assert!(!before.is_empty(), "the primary runs");
+    // The scenario, not a synchronisation: the database is older than the
+    // failure timeout (2 s) when it becomes highly available, and the
+    // other hosts stall for 1.5 s just as the monitor is placed on one.
+    tokio::time::sleep(Duration::from_secs(3).saturating_sub(created.elapsed())).await;
+    let task = fleet.cli_ok(&["replica", "create", "late-ha", "--name", "r1", "--no-wait"]);
+    let others: Vec<&str> = ["host-1", "host-2", "host-3"]
+        .into_iter()
+        .filter(|h| *h != primary.host)
+        .collect();
+    for host in &others {
+        fleet.cli_ok(&["host", "freeze", host]);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for host in &others {
+        fleet.cli_ok(&["host", "thaw", host]);
+    }
+    let task_id = task
+        .split_whitespace()
+        .find(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("a task id in {task:?}"))
+        .to_string();
+    let api = fleet.client();
+    eventually(Duration::from_secs(60), "the replica streams", || {
+        let api = &api;
+        async move {
+            let view = api.database("late-ha", false).await.ok()?;
+            view.nodes
+                .iter()
+                .any(|n| matches!(n.replication_status, Some(ReplicationStatus::Active)))
+                .then_some(())
+        }
+    })
+    .await;
+    let shown = fleet.cli_ok(&["task", "show", &task_id]);
+    assert!(!shown.contains("failed"), "{shown}");
+    assert_eq!(
+        postmaster().lines().next(),
+        before.lines().next(),
+        "the primary was not restarted"
+    );
+    let agent_log = std::fs::read_to_string(
+        fleet
+            .dir()
+            .join("hosts")
+            .join(&primary.host)
+            .join("agent.log"),
+    )
+    .unwrap_or_default();
+    assert!(
+        !agent_log.contains("fencing itself"),
+        "the primary never fenced itself"
+    );
+}

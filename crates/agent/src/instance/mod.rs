@@ -12,6 +12,7 @@ use pgfleet_core::{Desired, NodeRole};
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
+use crate::fence::FenceWatch;
 use crate::keeper::{self, Assignment, KeeperReport, Mode, PrimaryRef};
 use crate::pg::conf::{self, slot_name, ServerSettings};
 use crate::pg::process::{self, InstancePaths};
@@ -60,10 +61,12 @@ struct Actor {
     /// Assignment state the node has reached (reported to the monitor).
     reached: String,
     create_attempts: u32,
+    /// When the current run of failed creation attempts began.
+    create_failing_since: Option<Instant>,
     failed_generation: Option<u64>,
-    last_monitor_contact: Instant,
-    last_standby_seen: Instant,
-    self_fenced: bool,
+    /// Whether this primary has heard from its monitor or a standby
+    /// lately (self-fencing).
+    fence: FenceWatch,
     /// Assignment generation whose drain (read-only + sessions ended) was done.
     drained_generation: Option<u64>,
     /// Since when this standby has not been streaming from its upstream.
@@ -91,10 +94,9 @@ impl Actor {
             applied: None,
             assignment,
             create_attempts: 0,
+            create_failing_since: None,
             failed_generation: None,
-            last_monitor_contact: Instant::now(),
-            last_standby_seen: Instant::now(),
-            self_fenced: false,
+            fence: FenceWatch::new(Instant::now()),
             drained_generation: None,
             stalled_since: None,
         }
@@ -331,10 +333,15 @@ impl Actor {
             if let Err(error) = self.create(spec).await {
                 self.stop_server().await;
                 self.create_attempts += 1;
+                let failing_since = *self.create_failing_since.get_or_insert_with(Instant::now);
                 let message = format!("{error:#}");
-                if self.create_attempts >= 5 {
+                // Give up after several attempts *and* a while: on a busy
+                // host the upstream may take seconds to make the new
+                // node's slot, and five quick attempts are not a verdict.
+                if self.create_attempts >= 5 && failing_since.elapsed() >= CREATE_PATIENCE {
                     self.failed_generation = Some(spec.generation);
                     self.create_attempts = 0;
+                    self.create_failing_since = None;
                     self.set_phase(spec, InstancePhase::Failed, Some(message));
                     return Ok(());
                 }
@@ -343,6 +350,7 @@ impl Actor {
                 return Ok(());
             }
             self.create_attempts = 0;
+            self.create_failing_since = None;
         }
         let mode = self.decide_mode(spec).await;
         self.apply_mode(spec, &mode).await?;
@@ -383,16 +391,19 @@ impl Actor {
         )
         .await
         {
-            self.last_monitor_contact = Instant::now();
             let newer = self
                 .assignment
                 .as_ref()
                 .is_none_or(|a| assignment.generation >= a.generation);
+            // Only an answer at least as new as what the node follows is
+            // the monitor's current word (a retired monitor's is not).
+            if newer {
+                self.fence.monitor_answered(Instant::now());
+            }
             if newer && self.assignment.as_ref() != Some(&assignment) {
                 tracing::info!(db = %spec.db, node = %spec.node, state = %assignment.state, generation = assignment.generation, "new assignment");
                 keeper::persist(&self.paths.root, &assignment);
                 self.assignment = Some(assignment);
-                self.self_fenced = false;
             }
         }
         let mode = match &self.assignment {
@@ -401,18 +412,15 @@ impl Actor {
         };
         // A primary that reaches neither the monitor nor any standby stops
         // accepting writes by itself: the monitor may be promoting another node.
-        if matches!(mode, Mode::Primary { .. }) && spec.peers.len() > 1 {
-            let timeout = Duration::from_millis(self.runtime.config.failure_timeout_ms);
-            if self.last_monitor_contact.elapsed() > timeout
-                && self.last_standby_seen.elapsed() > timeout
-            {
-                if !self.self_fenced {
-                    tracing::warn!(db = %spec.db, node = %spec.node, "isolated primary: fencing itself");
-                }
-                self.self_fenced = true;
-            }
+        let watched = (matches!(mode, Mode::Primary { .. }) && spec.peers.len() > 1)
+            .then(|| format!("{}:{}", monitor.address, monitor.port));
+        let now = Instant::now();
+        self.fence.watch(watched, now);
+        let timeout = Duration::from_millis(self.runtime.config.failure_timeout_ms);
+        if self.fence.decide(now, timeout) {
+            tracing::warn!(db = %spec.db, node = %spec.node, "isolated primary: fencing itself");
         }
-        if self.self_fenced {
+        if self.fence.fenced() {
             return Mode::Stopped;
         }
         mode
@@ -577,7 +585,7 @@ impl Actor {
             let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
             sql::sync_slots(client, &wanted, &managed).await?;
             if obs.standbys.iter().any(|s| s.state == "streaming") {
-                self.last_standby_seen = Instant::now();
+                self.fence.standby_streams(Instant::now());
             }
         }
         let stalled =
@@ -628,6 +636,9 @@ fn trusted_addresses(spec: &InstanceSpec) -> Vec<String> {
 /// acknowledged after the drain, whatever a client does with
 /// `default_transaction_read_only`. WAL still streams, so the switchover
 /// target catches up; an aborted switchover restores the real names.
+/// How long creation keeps trying before the node is reported failed.
+const CREATE_PATIENCE: Duration = Duration::from_secs(30);
+
 pub(crate) const DRAIN_FENCE: &str = "ANY 1 (\"pgfleet drain fence\")";
 
 fn standby_conninfo(upstream: &PrimaryRef, node: &str) -> String {
