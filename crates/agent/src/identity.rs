@@ -89,6 +89,7 @@ async fn post(
 /// when something is missing.
 pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
     let dir = &config.data_dir;
+    finish_pending_pair(dir)?;
     let mut ca_pem = config
         .ca_pem
         .clone()
@@ -177,8 +178,7 @@ fn save_certificate(
     let Some(cert_pem) = answer["certificate_pem"].as_str() else {
         anyhow::bail!("the control plane issued no certificate");
     };
-    pgfleet_tls::write_private(&dir.join("agent.key"), key_pem)?;
-    pgfleet_tls::write_private(&dir.join("agent.crt"), cert_pem)?;
+    install_pair(dir, key_pem, cert_pem)?;
     if ca_pem.is_none() {
         if let Some(ca) = answer["ca_pem"].as_str() {
             std::fs::write(dir.join("ca.crt"), ca)?;
@@ -188,9 +188,54 @@ fn save_certificate(
     Ok(())
 }
 
+/// The file that makes replacing `agent.key` and `agent.crt` atomic: both
+/// are written here first (one file, renamed into place), then installed;
+/// a crash in between is finished at the next start.
+const PENDING_PAIR: &str = "agent.pair.pending";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct KeyPair {
+    key_pem: String,
+    cert_pem: String,
+}
+
+/// Replaces the key and certificate together: a crash leaves either the
+/// old pair or the new one, never a key with another key's certificate.
+fn install_pair(dir: &Path, key_pem: &str, cert_pem: &str) -> anyhow::Result<()> {
+    let pending = dir.join(PENDING_PAIR);
+    let pair = KeyPair {
+        key_pem: key_pem.to_string(),
+        cert_pem: cert_pem.to_string(),
+    };
+    pgfleet_tls::write_private(&pending, &serde_json::to_string(&pair)?)?;
+    finish_pending_pair(dir)
+}
+
+/// Installs a key pair whose replacement was interrupted, if any.
+fn finish_pending_pair(dir: &Path) -> anyhow::Result<()> {
+    let pending = dir.join(PENDING_PAIR);
+    let Ok(text) = std::fs::read_to_string(&pending) else {
+        return Ok(());
+    };
+    // A pending file that cannot be read was never renamed into place
+    // whole (write_private renames only complete files): not possible,
+    // but a broken one must not replace a working pair.
+    let Ok(pair) = serde_json::from_str::<KeyPair>(&text) else {
+        std::fs::remove_file(&pending)?;
+        return Ok(());
+    };
+    pgfleet_tls::write_private(&dir.join("agent.key"), &pair.key_pem)?;
+    pgfleet_tls::write_private(&dir.join("agent.crt"), &pair.cert_pem)?;
+    std::fs::remove_file(&pending)?;
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+    Ok(())
+}
+
 /// A new key and certificate, asked for with the current one; the old
-/// certificate stops working at the control plane once the new one is
-/// issued.
+/// certificate keeps working at the control plane until the new one is
+/// first presented, so a lost answer is retried with it.
 pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Result<HostIdentity> {
     let (key_pem, csr_pem) = pgfleet_tls::key_and_csr(&config.name)?;
     let body = serde_json::json!({"address": config.address, "csr_pem": csr_pem});
@@ -221,6 +266,41 @@ pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_interrupted_key_replacement_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        pgfleet_tls::write_private(&path.join("agent.key"), "old key").unwrap();
+        pgfleet_tls::write_private(&path.join("agent.crt"), "old cert").unwrap();
+        // The agent stopped after the new pair was saved, before it was
+        // installed: the files still hold the old pair.
+        let pair = super::KeyPair {
+            key_pem: "new key".into(),
+            cert_pem: "new cert".into(),
+        };
+        pgfleet_tls::write_private(
+            &path.join(super::PENDING_PAIR),
+            &serde_json::to_string(&pair).unwrap(),
+        )
+        .unwrap();
+        super::finish_pending_pair(path).unwrap();
+        let read = |name: &str| std::fs::read_to_string(path.join(name)).unwrap();
+        assert_eq!(
+            (read("agent.key"), read("agent.crt")),
+            ("new key".into(), "new cert".into())
+        );
+        assert!(!path.join(super::PENDING_PAIR).exists());
+        // Nothing pending: nothing changes.
+        super::finish_pending_pair(path).unwrap();
+        assert_eq!(read("agent.key"), "new key");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path.join("agent.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the key stays private");
+    }
+
     #[test]
     fn an_expired_certificate_is_recognised() {
         let key = rcgen::KeyPair::generate().unwrap();

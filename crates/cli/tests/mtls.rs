@@ -273,33 +273,58 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
     };
     assert_eq!(beat9(&host9).await, 200, "a new host with its certificate");
 
-    // Renewal needs the current certificate; afterwards the old one is dead.
-    let renew_body = serde_json::json!({"address": stranger_address, "csr_pem": pgfleet_tls::key_and_csr(stranger).unwrap().1});
+    // Renewal needs the current certificate. It is two-phase: the old
+    // certificate keeps working until the renewed one is first used (a
+    // renewal whose answer is lost must not lock the host out); then the
+    // old one is dead.
+    let (new_key, new_csr) = pgfleet_tls::key_and_csr(stranger).unwrap();
+    let renew_body = serde_json::json!({"address": stranger_address, "csr_pem": new_csr});
     let renew = |host: Option<&'static str>| {
         let request = client_as(&fleet, host)
             .post(format!("{}/api/v1/agents/certificate", fleet.api))
             .bearer_auth(credential(&fleet, stranger))
             .json(&renew_body);
-        async move { request.send().await.unwrap().status().as_u16() }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
     };
     assert_eq!(
-        renew(None).await,
+        renew(None).await.0,
         401,
         "renewal without the current certificate"
     );
     let old_client = client_as(&fleet, Some(stranger));
-    assert_eq!(renew(Some(stranger)).await, 200);
+    let (status, answer) = renew(Some(stranger)).await;
+    assert_eq!(status, 200);
     let own = beat(stranger, &stranger_address);
-    let old_status = old_client
-        .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
-        .bearer_auth(credential(&fleet, stranger))
-        .json(&own)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    assert_eq!(old_status, 401, "a replaced certificate is revoked");
+    let beat_with = |client: &reqwest::Client| {
+        let request = client
+            .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
+            .bearer_auth(credential(&fleet, stranger))
+            .json(&own);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        beat_with(&old_client).await,
+        200,
+        "the current certificate works until the renewed one is used"
+    );
+    let new_client = client_with(
+        &fleet,
+        Some((
+            answer["certificate_pem"].as_str().unwrap().to_string(),
+            new_key,
+        )),
+    );
+    assert_eq!(beat_with(&new_client).await, 200, "the renewed certificate");
+    assert_eq!(
+        beat_with(&old_client).await,
+        401,
+        "a replaced certificate is revoked"
+    );
 
     // A host carrying a node cannot be removed; a removed host cannot come
     // back with its old identity.

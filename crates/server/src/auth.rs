@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::host_identity::Admission;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -237,15 +238,26 @@ pub async fn require_agent(
         let presented = request
             .extensions()
             .get::<pgfleet_tls::PeerCertificate>()
-            .map(|p| p.fingerprint.as_str());
-        let expected = state.identities.certificate(&host);
-        match (presented, expected) {
-            (Some(given), Some(record)) if record.fingerprint == given => {}
-            (_, None) => {
-                return ApiError::unauthorized_because(format!(
-                    "host {host:?} has no client certificate yet: restart its agent to obtain one"
-                ))
-                .into_response()
+            .map(|p| p.fingerprint.clone());
+        if state.identities.certificate(&host).is_none() {
+            return ApiError::unauthorized_because(format!(
+                "host {host:?} has no client certificate yet: restart its agent to obtain one"
+            ))
+            .into_response();
+        }
+        let admission = presented
+            .as_deref()
+            .map(|given| state.identities.admits(&host, given));
+        match (admission, presented) {
+            (Some(Admission::Current), _) => {}
+            (Some(Admission::Renewed), Some(given)) => {
+                if let Err(error) = state
+                    .identities
+                    .confirm_renewal(state.store.as_ref(), &host, &given)
+                    .await
+                {
+                    return error.into_response();
+                }
             }
             _ => {
                 return ApiError::unauthorized_because(format!(

@@ -47,6 +47,15 @@ impl CertRecord {
     }
 }
 
+/// How a presented certificate relates to a host's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Current,
+    /// The renewed certificate, not used before.
+    Renewed,
+    Refused,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Persisted {
     /// host name → hash of its credential
@@ -54,6 +63,12 @@ struct Persisted {
     /// host name → its current certificate
     #[serde(default)]
     certificates: BTreeMap<String, CertRecord>,
+    /// host name → a renewed certificate issued but not yet used: it
+    /// becomes the current one (and the old one is revoked) with the first
+    /// request that presents it. Until then both work, so a renewal whose
+    /// answer was lost leaves the host with a working certificate.
+    #[serde(default)]
+    renewals: BTreeMap<String, CertRecord>,
     join_tokens: Vec<JoinToken>,
 }
 
@@ -159,13 +174,32 @@ impl HostIdentities {
             let mut data = self.data.write().expect("identities lock");
             data.credentials.remove(host);
             data.certificates.remove(host);
+            data.renewals.remove(host);
         }
         self.save(store).await
     }
 
     /// Records `record` as `host`'s only valid certificate (the previous one
-    /// is revoked by that).
+    /// and any pending renewal are revoked by that).
     pub async fn set_certificate(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        record: CertRecord,
+    ) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
+        {
+            let mut data = self.data.write().expect("identities lock");
+            data.renewals.remove(host);
+            data.certificates.insert(host.to_string(), record);
+        }
+        self.save(store).await
+    }
+
+    /// Records `record` as `host`'s renewed certificate: valid beside the
+    /// current one until it is first presented (`confirm_renewal`). A newer
+    /// renewal replaces an unconfirmed one.
+    pub async fn offer_renewal(
         &self,
         store: &dyn Store,
         host: &str,
@@ -175,14 +209,120 @@ impl HostIdentities {
         self.data
             .write()
             .expect("identities lock")
-            .certificates
+            .renewals
             .insert(host.to_string(), record);
         self.save(store).await
+    }
+
+    /// Whether `fingerprint` is `host`'s current or renewed certificate.
+    pub fn admits(&self, host: &str, fingerprint: &str) -> Admission {
+        let data = self.data.read().expect("identities lock");
+        if data
+            .certificates
+            .get(host)
+            .is_some_and(|c| c.fingerprint == fingerprint)
+        {
+            return Admission::Current;
+        }
+        if data
+            .renewals
+            .get(host)
+            .is_some_and(|c| c.fingerprint == fingerprint)
+        {
+            return Admission::Renewed;
+        }
+        Admission::Refused
+    }
+
+    /// The host presented its renewed certificate: it becomes the current
+    /// one and the previous one is revoked.
+    pub async fn confirm_renewal(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        fingerprint: &str,
+    ) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
+        {
+            let mut data = self.data.write().expect("identities lock");
+            if !data
+                .renewals
+                .get(host)
+                .is_some_and(|c| c.fingerprint == fingerprint)
+            {
+                return Ok(());
+            }
+            let renewed = data.renewals.remove(host).expect("checked above");
+            data.certificates.insert(host.to_string(), renewed);
+        }
+        tracing::info!(
+            host,
+            "renewed host certificate in use; the previous one is revoked"
+        );
+        self.save(store).await
+    }
+
+    /// Every fingerprint `host` may present now (current, then renewed).
+    pub fn fingerprints(&self, host: &str) -> Vec<String> {
+        let data = self.data.read().expect("identities lock");
+        [data.certificates.get(host), data.renewals.get(host)]
+            .into_iter()
+            .flatten()
+            .map(|c| c.fingerprint.clone())
+            .collect()
     }
 
     /// The certificate `host` must present, if it has one.
     pub fn certificate(&self, host: &str) -> Option<CertRecord> {
         let data = self.data.read().expect("identities lock");
         data.certificates.get(host).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fingerprint: &str) -> CertRecord {
+        CertRecord {
+            fingerprint: fingerprint.into(),
+            address: "127.0.0.2".into(),
+            issued_at_ms: 0,
+            expires_at_ms: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_renewal_replaces_the_certificate_only_once_it_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("store.db").display());
+        let store = pgfleet_store::open(&url).await.unwrap();
+        let identities = HostIdentities::load(store.as_ref()).await.unwrap();
+        identities
+            .set_certificate(store.as_ref(), "host-1", record("old"))
+            .await
+            .unwrap();
+        identities
+            .offer_renewal(store.as_ref(), "host-1", record("lost"))
+            .await
+            .unwrap();
+        // The answer was lost; the host asks again with its current one.
+        identities
+            .offer_renewal(store.as_ref(), "host-1", record("new"))
+            .await
+            .unwrap();
+        assert_eq!(identities.admits("host-1", "old"), Admission::Current);
+        assert_eq!(identities.admits("host-1", "lost"), Admission::Refused);
+        assert_eq!(identities.admits("host-1", "new"), Admission::Renewed);
+        assert_eq!(identities.fingerprints("host-1"), ["old", "new"]);
+        identities
+            .confirm_renewal(store.as_ref(), "host-1", "new")
+            .await
+            .unwrap();
+        assert_eq!(identities.admits("host-1", "new"), Admission::Current);
+        assert_eq!(identities.admits("host-1", "old"), Admission::Refused);
+        // Survives a restart of the control plane.
+        let reloaded = HostIdentities::load(store.as_ref()).await.unwrap();
+        assert_eq!(reloaded.fingerprints("host-1"), ["new"]);
     }
 }

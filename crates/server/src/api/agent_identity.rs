@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::host_identity::CertRecord;
+use crate::host_identity::{Admission, CertRecord};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -137,7 +137,8 @@ pub async fn join(
 
 /// A host gets a new certificate: its first (a host that joined before
 /// certificates existed), or a renewal, which over TLS must be asked for
-/// with the current certificate. The previous certificate stops working.
+/// with the current certificate. The previous certificate stops working
+/// once the new one is first used.
 #[utoipa::path(post, path = "/api/v1/agents/certificate", request_body = CertificateRequest,
     responses((status = 200, body = CertificateResponse), (status = 400, body = pgfleet_core::api::ErrorBody), (status = 401, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)),
     security(("token" = [])))]
@@ -147,21 +148,46 @@ pub async fn certificate(
     peer: Option<axum::Extension<pgfleet_tls::PeerCertificate>>,
     crate::api::ApiJson(request): crate::api::ApiJson<CertificateRequest>,
 ) -> Result<Json<CertificateResponse>, ApiError> {
-    if let (true, Some(current)) = (state.config.tls, state.identities.certificate(&host)) {
+    // A host with a certificate renews with it (or with the renewed one it
+    // has not used yet: its first use makes it current).
+    let renewing = state.identities.certificate(&host).is_some();
+    if state.config.tls && renewing {
         let presented = peer.map(|p| p.0.fingerprint);
-        if presented.as_deref() != Some(current.fingerprint.as_str()) {
-            return Err(ApiError::unauthorized_because(format!(
-                "renewing the certificate of host {host:?} needs its current certificate; \
-                 if it was lost, remove the host and join it again"
-            )));
+        let admission = presented
+            .as_deref()
+            .map(|given| state.identities.admits(&host, given));
+        match (admission, presented) {
+            (Some(Admission::Current), _) => {}
+            (Some(Admission::Renewed), Some(given)) => {
+                state
+                    .identities
+                    .confirm_renewal(state.store.as_ref(), &host, &given)
+                    .await?;
+            }
+            _ => {
+                return Err(ApiError::unauthorized_because(format!(
+                    "renewing the certificate of host {host:?} needs its current certificate; \
+                     if it was lost, remove the host and join it again"
+                )))
+            }
         }
     }
     let (certificate_pem, record) = sign(&state, &host, &request.address, &request.csr_pem).await?;
     let expires_at_ms = record.expires_at_ms;
-    state
-        .identities
-        .set_certificate(state.store.as_ref(), &host, record)
-        .await?;
+    // Over TLS a renewal is two-phase: the current certificate stays valid
+    // until the new one is first presented, so an answer lost on the way
+    // does not lock the host out.
+    if state.config.tls && renewing {
+        state
+            .identities
+            .offer_renewal(state.store.as_ref(), &host, record)
+            .await?;
+    } else {
+        state
+            .identities
+            .set_certificate(state.store.as_ref(), &host, record)
+            .await?;
+    }
     tracing::info!(host = %host, "host certificate issued");
     Ok(Json(CertificateResponse {
         certificate_pem,

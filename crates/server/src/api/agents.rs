@@ -84,7 +84,7 @@ pub async fn heartbeat(
     }))
 }
 
-/// Who may call the monitor of `db`: the current certificates of the hosts
+/// Who may call the monitor of `db`: the current (and renewed) certificates of the hosts
 /// of its data nodes, and the control plane.
 fn monitor_clients(
     state: &AppState,
@@ -98,9 +98,9 @@ fn monitor_clients(
             .iter()
             .filter(|n| n.role != pgfleet_core::NodeRole::Monitor);
         for node in data_nodes {
-            if let Some(cert) = state.identities.certificate(&node.host) {
-                if !clients.contains(&cert.fingerprint) {
-                    clients.push(cert.fingerprint);
+            for fingerprint in state.identities.fingerprints(&node.host) {
+                if !clients.contains(&fingerprint) {
+                    clients.push(fingerprint);
                 }
             }
         }
