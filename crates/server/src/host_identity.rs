@@ -245,10 +245,10 @@ impl HostIdentities {
         let _writer = self.writer.lock().await;
         {
             let mut data = self.data.write().expect("identities lock");
-            if !data
+            if data
                 .renewals
                 .get(host)
-                .is_some_and(|c| c.fingerprint == fingerprint)
+                .is_none_or(|c| c.fingerprint != fingerprint)
             {
                 return Ok(());
             }
