@@ -16,7 +16,7 @@ use crate::fence::FenceWatch;
 use crate::keeper::{self, Assignment, KeeperReport, Mode, PrimaryRef};
 use crate::pg::conf::{self, slot_name, ServerSettings};
 use crate::pg::process::{self, InstancePaths};
-use crate::pg::sql;
+use crate::pg::{roles, sql};
 use crate::runtime::{AgentRuntime, InstanceHandle};
 
 mod client_tls;
@@ -71,6 +71,8 @@ struct Actor {
     drained_generation: Option<u64>,
     /// Since when this standby has not been streaming from its upstream.
     stalled_since: Option<Instant>,
+    /// The roles' privilege model was checked on this server as a primary.
+    roles_secured: bool,
 }
 
 impl Actor {
@@ -99,6 +101,7 @@ impl Actor {
             fence: FenceWatch::new(Instant::now()),
             drained_generation: None,
             stalled_since: None,
+            roles_secured: false,
         }
     }
 
@@ -181,6 +184,9 @@ impl Actor {
         if let Some(mut child) = self.child.take() {
             let _ = child.wait().await;
         }
+        if process::running_pid(&self.paths).is_none() {
+            process::remove_socket_dir(&self.paths);
+        }
     }
 
     async fn delete(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
@@ -193,7 +199,7 @@ impl Actor {
         if self.paths.root.exists() {
             std::fs::remove_dir_all(&self.paths.root)?;
         }
-        let _ = std::fs::remove_dir_all(&self.paths.socket_dir);
+        process::remove_socket_dir(&self.paths);
         tracing::info!(db = %spec.db, node = %spec.node, "instance deleted");
         self.set_phase(spec, InstancePhase::Deleted, None);
         Ok(())
@@ -267,11 +273,12 @@ impl Actor {
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
             let client = self.start(spec).await?;
+            let version = roles::server_version_num(&client).await?;
             sql::ensure_role(
                 &client,
                 &spec.admin_user,
                 &spec.admin_password,
-                "CREATEDB CREATEROLE",
+                roles::admin_attributes(version),
             )
             .await?;
             sql::ensure_role(
@@ -287,9 +294,12 @@ impl Actor {
                     spec.admin_user
                 ))
                 .await?;
+            // Before the user's database is made: it is a copy of template1.
+            self.secure_roles(spec, &client).await?;
             if spec.database_name != "postgres" {
                 sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
             }
+            self.roles_secured = true;
             client.batch_execute("CHECKPOINT").await?;
         }
         std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
@@ -483,6 +493,15 @@ impl Actor {
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await?
             .get(0);
+        if !in_recovery && !wants_standby && !self.roles_secured {
+            // Databases made before the privilege model are repaired once.
+            match self.secure_roles(spec, &client).await {
+                Ok(()) => self.roles_secured = true,
+                Err(error) => {
+                    tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot check the roles' privileges; retrying")
+                }
+            }
+        }
         if wants_standby && !in_recovery {
             // A primary told to follow another node: stop, rewind, restart as standby.
             if let Mode::Standby { upstream } = mode {
@@ -560,6 +579,34 @@ impl Actor {
         }
         self.client = Some(client);
         self.mark_reached();
+        Ok(())
+    }
+
+    /// The privilege model of the database's roles (`pg::roles`): repairs
+    /// and role functions in template1, postgres and the user's database.
+    async fn secure_roles(&self, spec: &InstanceSpec, client: &Client) -> anyhow::Result<()> {
+        roles::harden(client, &spec.admin_user).await?;
+        let mut databases = vec!["template1", "postgres"];
+        if spec.database_name != "postgres" {
+            databases.push(&spec.database_name);
+        }
+        for dbname in databases {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+                .await?
+                .is_some();
+            if !exists {
+                continue;
+            }
+            let connection = sql::connect_to(
+                &self.paths.socket_dir,
+                spec.port,
+                &spec.superuser_password,
+                dbname,
+            )
+            .await?;
+            roles::install_functions(&connection, &spec.admin_user).await?;
+        }
         Ok(())
     }
 

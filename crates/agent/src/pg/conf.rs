@@ -63,6 +63,9 @@ pub fn render(settings: &ServerSettings) -> String {
         settings.synchronous_standby_names.clone(),
     );
     put("log_line_prefix", "%m [%p] %q%u@%d ".into());
+    // A failing statement is not written to the log: it may carry a
+    // password (`ALTER ROLE … PASSWORD '…'`, `pgfleet.create_role(…)`).
+    put("log_min_error_statement", "panic".into());
     if settings.tls.is_some() {
         put("ssl", "on".into());
         put("ssl_cert_file", "pgfleet-server.crt".into());

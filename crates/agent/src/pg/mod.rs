@@ -4,6 +4,7 @@
 pub mod bin;
 pub mod conf;
 pub mod process;
+pub mod roles;
 pub mod sql;
 pub mod tls;
 pub mod user;

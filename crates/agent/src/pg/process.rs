@@ -64,10 +64,35 @@ pub fn prepare_dirs(paths: &InstancePaths, user: &PgUser) -> anyhow::Result<()> 
     std::fs::create_dir_all(&paths.root)?;
     std::fs::set_permissions(&paths.root, std::fs::Permissions::from_mode(0o700))?;
     user.own(&paths.root)?;
-    std::fs::create_dir_all(&paths.socket_dir)?;
+    // The socket directory has a predictable name under /tmp: one that
+    // someone else made first (or a link) is refused, never used.
+    match std::fs::symlink_metadata(&paths.socket_dir) {
+        Ok(meta) => check_socket_dir(&paths.socket_dir, &meta, user)?,
+        Err(_) => {
+            std::fs::create_dir(&paths.socket_dir)?;
+            user.own(&paths.socket_dir)?;
+        }
+    }
     std::fs::set_permissions(&paths.socket_dir, std::fs::Permissions::from_mode(0o700))?;
-    user.own(&paths.socket_dir)?;
     Ok(())
+}
+
+fn check_socket_dir(dir: &Path, meta: &std::fs::Metadata, user: &PgUser) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = user.uid.unwrap_or_else(|| nix::unistd::geteuid().as_raw());
+    if meta.file_type().is_symlink() || !meta.is_dir() || meta.uid() != ours {
+        anyhow::bail!(
+            "the socket directory {} exists and is not this agent's (owner uid {}, a link or not a directory): remove it",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+/// Removes the socket directory of a stopped server.
+pub fn remove_socket_dir(paths: &InstancePaths) {
+    let _ = std::fs::remove_dir_all(&paths.socket_dir);
 }
 
 pub async fn initdb(
@@ -188,10 +213,14 @@ pub fn start(
     user: &PgUser,
     paths: &InstancePaths,
 ) -> anyhow::Result<tokio::process::Child> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(&paths.log)?;
+    // Logs of older versions were 0644.
+    log.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     user.own(&paths.log)?;
     let mut command = user.command(&bin.tool("postgres"));
     command

@@ -8,13 +8,23 @@ use pgfleet_core::protocol::StandbyObserved;
 use tokio_postgres::{Client, NoTls};
 
 pub async fn connect(socket_dir: &Path, port: u16, password: &str) -> anyhow::Result<Client> {
+    connect_to(socket_dir, port, password, "postgres").await
+}
+
+/// `connect` to the database `dbname`.
+pub async fn connect_to(
+    socket_dir: &Path,
+    port: u16,
+    password: &str,
+    dbname: &str,
+) -> anyhow::Result<Client> {
     let mut config = tokio_postgres::Config::new();
     config
         .host_path(socket_dir)
         .port(port)
         .user("pgfleet")
         .password(password)
-        .dbname("postgres")
+        .dbname(dbname)
         .application_name("pgfleet-agent")
         .connect_timeout(Duration::from_secs(2));
     let (client, connection) = config.connect(NoTls).await?;
@@ -94,11 +104,11 @@ pub async fn wait_ready(
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn quote_literal(value: &str) -> String {
+pub(crate) fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 

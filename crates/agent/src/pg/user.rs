@@ -36,14 +36,19 @@ impl PgUser {
         Ok(())
     }
 
-    /// A command that runs as the PostgreSQL user in its own process group.
+    /// A command that runs as the PostgreSQL user in its own process group,
+    /// with nothing of the agent's environment.
     pub fn command(&self, program: &Path) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(program);
         if let (Some(uid), Some(gid)) = (self.uid, self.gid) {
             command.uid(uid).gid(gid);
         }
         command.process_group(0);
-        command.env_remove("PGPASSWORD");
+        // A clean environment: the agent's (join token, root's variables)
+        // is none of PostgreSQL's business.
+        command.env_clear();
+        command.env("PATH", "/usr/bin:/bin");
+        command.env("LC_ALL", "C.UTF-8");
         command
     }
 
