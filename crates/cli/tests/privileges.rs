@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{eventually, Fleet};
@@ -259,4 +260,59 @@ async fn an_admin_that_took_os_roles_before_loses_them() {
         },
     )
     .await;
+}
+
+/// Two databases on one host: each server runs as its database's own OS
+/// user, so neither can read the other's files (data, keys, password
+/// files). Only where the agent runs as root (as in CI); a non-root agent
+/// has only its own user to run servers as.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_server_cannot_read_another_databases_files() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: separate OS users need the agent to run as root");
+        return;
+    }
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&["db", "create", "tenant-a"]);
+    fleet.cli_ok(&["db", "create", "tenant-b"]);
+    let node_dir = |db: &str| fleet.dir().join("hosts/host-1/pg").join(db);
+    let uid_of = |db: &str| {
+        let pid_file = node_dir(db).join("data/postmaster.pid");
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        let pid = pid.lines().next().unwrap().trim();
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(format!("/proc/{pid}")).unwrap())
+    };
+    let (a, b) = (uid_of("tenant-a"), uid_of("tenant-b"));
+    assert_ne!(a, b, "each database's server runs as its own user");
+    assert_ne!(a, 0);
+    let user_a = nix::unistd::User::from_uid(a.into()).unwrap().unwrap();
+    assert_eq!(user_a.name, "pgf-tenant-a");
+    // As tenant-a's server user, try to read tenant-b's secrets.
+    for file in [
+        "tls/pgfleet.key",
+        "data/pgpass",
+        "data/pg_hba.conf",
+        "data/PG_VERSION",
+    ] {
+        let path = node_dir("tenant-b").join(file);
+        assert!(path.exists(), "{file} exists");
+        let output = std::process::Command::new("cat")
+            .arg(&path)
+            .uid(a)
+            .gid(user_a.gid.as_raw())
+            .output()
+            .unwrap();
+        assert!(
+            !output.status.success(),
+            "tenant-a's user read tenant-b's {file}"
+        );
+    }
+    // Its own files it can read.
+    let own = std::process::Command::new("cat")
+        .arg(node_dir("tenant-a").join("data/PG_VERSION"))
+        .uid(a)
+        .gid(user_a.gid.as_raw())
+        .output()
+        .unwrap();
+    assert!(own.status.success());
 }

@@ -16,14 +16,13 @@ impl Actor {
         if !self.paths.root.exists() {
             if let Err(error) = std::fs::create_dir_all(&self.paths.root)
                 .map_err(anyhow::Error::from)
-                .and_then(|()| self.runtime.user.own(&self.paths.root))
+                .and_then(|()| self.user.own(&self.paths.root))
             {
                 tracing::warn!(%error, "cannot create the node directory");
                 return;
             }
         }
-        if let Err(error) =
-            crate::pg::tls::write_client_files(&self.paths.root, client, &self.runtime.user)
+        if let Err(error) = crate::pg::tls::write_client_files(&self.paths.root, client, &self.user)
         {
             tracing::warn!(db = %spec.db, node = %spec.node, %error, "cannot write the client certificates");
         }

@@ -16,6 +16,7 @@ use crate::fence::FenceWatch;
 use crate::keeper::{self, Assignment, KeeperReport, Mode, PrimaryRef};
 use crate::pg::conf::{self, slot_name, ServerSettings};
 use crate::pg::process::{self, InstancePaths};
+use crate::pg::user::PgUser;
 use crate::pg::{roles, sql};
 use crate::runtime::{AgentRuntime, InstanceHandle};
 
@@ -73,6 +74,8 @@ struct Actor {
     stalled_since: Option<Instant>,
     /// The roles' privilege model was checked on this server as a primary.
     roles_secured: bool,
+    /// The OS user this database's servers run as (`PgUser::for_database`).
+    user: PgUser,
 }
 
 impl Actor {
@@ -83,6 +86,7 @@ impl Actor {
     ) -> Actor {
         let paths = InstancePaths::new(&runtime.host_dir, &spec.node, &spec.address, spec.port);
         let assignment = keeper::load(&paths.root);
+        let user = runtime.user;
         Actor {
             runtime,
             reached: assignment
@@ -102,11 +106,16 @@ impl Actor {
             drained_generation: None,
             stalled_since: None,
             roles_secured: false,
+            user,
         }
     }
 
     async fn run(mut self, mut rx: watch::Receiver<InstanceSpec>) {
         let interval = Duration::from_millis(self.runtime.config.keeper_interval_ms);
+        let (shared, db) = (self.runtime.user, rx.borrow().db.clone());
+        if let Ok(user) = tokio::task::spawn_blocking(move || shared.for_database(&db)).await {
+            self.user = user;
+        }
         loop {
             let spec = rx.borrow_and_update().clone();
             if self.runtime.stopping.is_cancelled() {
@@ -263,15 +272,15 @@ impl Actor {
             };
             self.clone_from(spec, &upstream).await?;
             let mode = Self::spec_mode(spec);
-            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
+            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
             self.start(spec).await?;
         } else {
             if self.paths.data.exists() {
                 std::fs::remove_dir_all(&self.paths.data)?;
             }
-            process::initdb(&rt.bin, &rt.user, &self.paths, &spec.superuser_password).await?;
+            process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
             let mode = Self::spec_mode(spec);
-            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &rt.user)?;
+            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
             let client = self.start(spec).await?;
             let version = roles::server_version_num(&client).await?;
             sql::ensure_role(
@@ -309,12 +318,19 @@ impl Actor {
 
     async fn start(&mut self, spec: &InstanceSpec) -> anyhow::Result<Client> {
         let rt = self.runtime.clone();
-        process::prepare_dirs(&self.paths, &rt.user)?;
-        conf::write_pgpass(&self.paths.data, &spec.replication_password, &rt.user)?;
+        if self.paths.root.exists() && !self.user.owns(&self.paths.root) {
+            // Made by an older version under the shared `postgres` user:
+            // the node moves to its database's own user (one restart).
+            tracing::warn!(db = %spec.db, node = %spec.node, "moving the node to its database's own OS user");
+            self.stop_server().await;
+            self.user.own_tree(&self.paths.root)?;
+        }
+        process::prepare_dirs(&self.paths, &self.user)?;
+        conf::write_pgpass(&self.paths.data, &spec.replication_password, &self.user)?;
         if let Some(pid) = process::running_pid(&self.paths) {
             tracing::info!(node = %spec.node, pid, "adopting running server");
         } else {
-            self.child = Some(process::start(&rt.bin, &rt.user, &self.paths)?);
+            self.child = Some(process::start(&rt.bin, &self.user, &self.paths)?);
         }
         let client = sql::wait_ready(
             &self.paths.socket_dir,
@@ -437,7 +453,6 @@ impl Actor {
     }
 
     async fn apply_mode(&mut self, spec: &InstanceSpec, mode: &Mode) -> anyhow::Result<()> {
-        let rt = self.runtime.clone();
         if *mode == Mode::Stopped {
             if self.is_running() {
                 tracing::info!(db = %spec.db, node = %spec.node, "stopping (fenced)");
@@ -461,11 +476,16 @@ impl Actor {
             .map(|r| r.trim() == "primary")
             .unwrap_or(spec.role == NodeRole::Primary);
         let wants_standby = matches!(mode, Mode::Standby { .. } | Mode::Detached);
+        if self.is_running() && !self.user.owns(&self.paths.root) {
+            // An older version's server under the shared user: restarted
+            // under the database's own (`start` moves the files).
+            self.stop_server().await;
+        }
         if !self.is_running() {
             if let (true, true, Mode::Standby { upstream }) = (was_primary, wants_standby, mode) {
                 self.rejoin(spec, upstream).await?;
             }
-            conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
+            conf::write_all(&self.paths.data, &self.settings(spec, mode), &self.user)?;
             let client = match self.start(spec).await {
                 Ok(client) => client,
                 Err(error) => {
@@ -475,7 +495,7 @@ impl Actor {
                         // new timeline) is cloned again from its upstream.
                         tracing::warn!(db = %spec.db, node = %spec.node, %error, "standby cannot start; cloning it again");
                         self.reclone(spec, upstream).await?;
-                        conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
+                        conf::write_all(&self.paths.data, &self.settings(spec, mode), &self.user)?;
                         self.start(spec).await?
                     } else {
                         return Err(error);
@@ -509,7 +529,7 @@ impl Actor {
                 drop(client);
                 self.stop_server_with(true).await;
                 self.rejoin(spec, upstream).await?;
-                conf::write_all(&self.paths.data, &self.settings(spec, mode), &rt.user)?;
+                conf::write_all(&self.paths.data, &self.settings(spec, mode), &self.user)?;
                 self.client = Some(self.start(spec).await?);
                 self.applied = Some(self.settings(spec, mode));
                 self.mark_reached();
@@ -520,7 +540,7 @@ impl Actor {
         if self.applied.as_ref() != Some(&desired) {
             // Only pgfleet.conf on a running server: standby.signal belongs to
             // PostgreSQL until promotion removes it.
-            conf::write_settings(&self.paths.data, &desired, &rt.user)?;
+            conf::write_settings(&self.paths.data, &desired, &self.user)?;
             client.batch_execute("SELECT pg_reload_conf()").await?;
             self.applied = Some(desired);
         }

@@ -42,7 +42,7 @@ impl Actor {
         drop(source_client);
         match process::rewind(
             &rt.bin,
-            &rt.user,
+            &self.user,
             &self.paths,
             &source,
             &spec.superuser_password,
@@ -90,7 +90,7 @@ impl Actor {
         );
         process::basebackup(
             &rt.bin,
-            &rt.user,
+            &self.user,
             &self.paths,
             &conninfo,
             &slot_name(&spec.node),
@@ -124,7 +124,7 @@ impl Actor {
             let path = self.paths.data.join("pg_wal").join(&name);
             if !path.exists() {
                 std::fs::write(&path, bytes)?;
-                self.runtime.user.own(&path)?;
+                self.user.own(&path)?;
             }
         }
         Ok(())
