@@ -1,8 +1,10 @@
 //! The control plane: REST API, durable task engine, authoritative DNS and
 //! the view of the fleet (stored intent merged with what agents report).
 //!
-//! Loops it runs: the HTTP server, the DNS server, the task engine
-//! (`tasks::engine`), and the observation reaper that marks hosts lost.
+//! Loops it runs: the HTTP server, the DNS server and the task engine
+//! (`tasks::engine`). Hosts are not reaped: a host's status (`connected`,
+//! `lost`) is derived from the age of its last heartbeat when asked
+//! (`observed::Observed::host_status`).
 
 pub mod api;
 pub mod auth;

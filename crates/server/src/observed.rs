@@ -51,7 +51,8 @@ impl Observed {
         }
     }
 
-    /// The instance report of `node` on `host`, if the host is connected.
+    /// The last instance report of `node` on `host`, however old: callers
+    /// that need a live one check `host_status` too.
     pub fn instance(&self, host: &str, node: &str) -> Option<&InstanceObserved> {
         self.hosts.get(host).and_then(|h| h.instances.get(node))
     }
