@@ -147,7 +147,8 @@ async fn main() -> anyhow::Result<()> {
         println!("acks_from_old_primary_after_failover: {split_brain_acks}");
     }
     if !lost.is_empty() || split_brain_acks > 0 {
-        std::process::exit(1);
+        // An error, not process::exit: the fleet is stopped on the way out.
+        anyhow::bail!("the HA promises did not hold");
     }
     Ok(())
 }
