@@ -2,8 +2,8 @@
 //! sign-out.
 //!
 //! The sign-in form has no session to hold a CSRF token yet, so it uses a
-//! double-submit cookie: a random value both in a `SameSite=Strict` cookie
-//! and in the form.
+//! double-submit cookie: a value both in a `SameSite=Strict` cookie and in
+//! the form, which this control plane must have issued (`csrf`).
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -60,7 +60,7 @@ fn login_page_with(
     error: Option<String>,
     notice: Option<String>,
 ) -> Response {
-    let csrf = pgfleet_core::secrets::random_token(32);
+    let csrf = super::csrf::issue_login_value();
     let page = LoginPage {
         csrf: csrf.clone(),
         next: safe_next(next).to_string(),
@@ -98,7 +98,10 @@ pub async fn submit(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let cookie_value = session::read_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if cookie_value.is_empty() || !session::same_secret(&form.csrf, &cookie_value) {
+    if !super::csrf::is_issued_login_value(&cookie_value)
+        || !session::same_secret(&form.csrf, &cookie_value)
+    {
+        tracing::warn!("ui sign-in refused: the form's CSRF value was not issued here or expired");
         return login_page(
             &state,
             StatusCode::FORBIDDEN,
