@@ -122,3 +122,81 @@ async fn an_attacker_chosen_login_value_or_a_foreign_origin_signs_no_one_in() {
     assert_eq!(null_origin.status(), 403);
     plane.stop().await;
 }
+
+fn assert_security_headers(response: &reqwest::Response, what: &str) {
+    let headers = response.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("{what}: no {name} header"))
+    };
+    assert_eq!(header("x-frame-options"), "DENY", "{what}");
+    assert!(
+        header("content-security-policy").contains("frame-ancestors 'none'"),
+        "{what}"
+    );
+    assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    assert!(
+        header("strict-transport-security").starts_with("max-age="),
+        "{what}"
+    );
+}
+
+#[tokio::test]
+async fn every_answer_forbids_framing_and_sniffing_and_secrets_are_never_cached() {
+    let plane = ControlPlane::start(|_| {}).await;
+    let client = plane.http2();
+    let token = plane.admin_token.clone();
+
+    let login = client.get(plane.url("/login")).send().await.unwrap();
+    assert_security_headers(&login, "the sign-in page");
+    let refused = client
+        .get(plane.url("/api/v1/databases"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert_security_headers(&refused, "a 401");
+
+    // Answers that carry a secret.
+    let created = client
+        .post(plane.url("/api/v1/tokens"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"name": "ci", "role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let join = client
+        .post(plane.url("/api/v1/hosts/join-tokens"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"ttl_secs": 600}))
+        .send()
+        .await
+        .unwrap();
+    assert!(join.status().is_success(), "{}", join.status());
+    let uri = client
+        .get(plane.url("/api/v1/databases/nothing-here/uri"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    for (what, answer) in [
+        ("a new token", &created),
+        ("a join token", &join),
+        ("a database URI", &uri),
+    ] {
+        assert_security_headers(answer, what);
+        assert_eq!(
+            answer
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "{what}"
+        );
+    }
+    plane.stop().await;
+}
