@@ -7,13 +7,15 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
 use super::render::html;
 use super::session::{self, SignedIn, LOGIN_COOKIE};
+use crate::auth::attempts::{self, SourceAddress};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -94,6 +96,7 @@ pub struct LoginForm {
 
 pub async fn submit(
     State(state): State<AppState>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -109,9 +112,32 @@ pub async fn submit(
             Some("The sign-in form expired. Please try again.".into()),
         );
     }
+    let now = std::time::Instant::now();
+    if let Some(locked_for) = state.attempts.locked_for(source, now) {
+        let seconds = attempts::retry_after_secs(locked_for);
+        let message =
+            format!("Too many failed sign-ins from this address. Try again in {seconds} seconds.");
+        let mut page = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.next,
+            Some(message),
+        );
+        page.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        return page;
+    }
     let token = form.token.trim();
     let Some(role) = state.tokens.verify(token) else {
-        tracing::info!("ui sign-in refused");
+        let lockout = (!token.is_empty())
+            .then(|| state.attempts.failed(source, now))
+            .flatten();
+        tracing::warn!(
+            %source,
+            route = "/login",
+            locked_out_secs = lockout.map(|d| d.as_secs()),
+            "ui sign-in refused"
+        );
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,

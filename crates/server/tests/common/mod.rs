@@ -64,6 +64,17 @@ impl ControlPlane {
         self.builder().http1_only().build().unwrap()
     }
 
+    /// An HTTP/1.1 client whose connections come from `source` (a loopback
+    /// address other than 127.0.0.1 stands for another machine).
+    pub fn http1_from(&self, source: &str) -> reqwest::Client {
+        let source: std::net::IpAddr = source.parse().unwrap();
+        self.builder()
+            .http1_only()
+            .local_address(source)
+            .build()
+            .unwrap()
+    }
+
     /// A rustls client configuration trusting the fleet CA, for raw sockets.
     pub fn tls_client(&self) -> std::sync::Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
