@@ -28,6 +28,7 @@ fn csrf_field(html: &str) -> String {
 
 /// Posts the sign-in form with `csrf` in both the cookie and the form.
 async fn sign_in(
+    client: &reqwest::Client,
     plane: &ControlPlane,
     csrf: &str,
     token: &str,
@@ -35,8 +36,7 @@ async fn sign_in(
 ) -> reqwest::Response {
     let body = serde_urlencoded::to_string([("csrf", csrf), ("token", token), ("next", "/hosts")])
         .unwrap();
-    let mut request = plane
-        .http1()
+    let mut request = client
         .post(plane.url("/login"))
         .header(COOKIE, format!("pgfleet_login={csrf}"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -60,19 +60,34 @@ async fn an_attacker_chosen_login_value_or_a_foreign_origin_signs_no_one_in() {
     let token = plane.admin_token.clone();
 
     // The attacker plants `pgfleet_login=chosen` and posts `csrf=chosen`.
-    let planted = sign_in(&plane, "attacker-chosen-value", &token, None).await;
+    let planted = sign_in(
+        &plane.http1(),
+        &plane,
+        "attacker-chosen-value",
+        &token,
+        None,
+    )
+    .await;
     assert_eq!(planted.status(), 403);
     assert!(set_cookie(&planted, "pgfleet_session").is_none());
 
     // A value the control plane issued, posted from another site.
     let issued = issued_login_value(&plane).await;
-    let foreign = sign_in(&plane, &issued, &token, Some("https://evil.example")).await;
+    let foreign = sign_in(
+        &plane.http1(),
+        &plane,
+        &issued,
+        &token,
+        Some("https://evil.example"),
+    )
+    .await;
     assert_eq!(foreign.status(), 403);
     assert!(set_cookie(&foreign, "pgfleet_session").is_none());
 
-    // The same from the control plane's own origin signs in.
+    // The same from the control plane's own origin signs in (over HTTP/2,
+    // where the origin is compared with the `:authority`).
     let own_origin = plane.url("");
-    let accepted = sign_in(&plane, &issued, &token, Some(&own_origin)).await;
+    let accepted = sign_in(&plane.http2(), &plane, &issued, &token, Some(&own_origin)).await;
     assert_eq!(accepted.status(), 303);
     let session = set_cookie(&accepted, "pgfleet_session").expect("session cookie");
 

@@ -60,6 +60,9 @@ impl Default for HttpLimits {
     }
 }
 
+/// Refused connections are logged at most this often (with a count).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// hyper's smallest HTTP/1.1 read buffer.
 const MIN_HEADER_BYTES: usize = 8192;
 
@@ -95,6 +98,8 @@ pub async fn serve(
     let builder = Arc::new(builder(&limits));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut connections = tokio::task::JoinSet::new();
+    let mut refused: u64 = 0;
+    let mut last_refusal_log: Option<std::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
             _ = cancel.cancelled() => break,
@@ -104,8 +109,13 @@ pub async fn serve(
             continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, max_connections = limits.max_connections, "connection refused: too many open connections");
             drop(stream);
+            refused += 1;
+            if last_refusal_log.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL) {
+                tracing::warn!(%peer, refused, max_connections = limits.max_connections, "connections refused: too many open connections");
+                last_refusal_log = Some(std::time::Instant::now());
+                refused = 0;
+            }
             continue;
         };
         let acceptor = acceptor.clone();
