@@ -23,4 +23,6 @@ pub struct AgentConfig {
     pub keeper_interval_ms: u64,
     /// A node silent for this long is failed (monitor side).
     pub failure_timeout_ms: u64,
+    /// Timeouts and limits on the agent endpoint's connections.
+    pub http: pgfleet_tls::HttpLimits,
 }

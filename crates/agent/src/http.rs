@@ -127,6 +127,10 @@ pub async fn start(
         .server_cert
         .server_config(ClientAuth::Required(ca_pem))?;
     Ok(tokio::spawn(pgfleet_tls::serve(
-        listener, tls, router, cancel,
+        listener,
+        Some(tls),
+        router,
+        runtime.config.http,
+        cancel,
     )))
 }

@@ -101,6 +101,38 @@ pub struct ServerArgs {
     /// Lifetime of host certificates (agents renew when a third is left).
     #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
     pub host_cert_validity_secs: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Limits on the connections of the API (server) or the agent endpoint.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpArgs {
+    /// Seconds a client has for the TLS handshake and for each request's
+    /// header; slower connections are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a connection may stay open with no request in flight and no
+    /// byte moving.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub http_idle_timeout_secs: u64,
+    /// Connections open at once; more are closed as soon as accepted.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub http_max_connections: u64,
+    /// Largest request header in bytes; larger ones get 431.
+    #[arg(long, default_value_t = 64 * 1024, value_parser = clap::value_parser!(u64).range(8192..=16 * 1024 * 1024))]
+    pub http_max_header_bytes: u64,
+}
+
+impl HttpArgs {
+    pub fn limits(&self) -> pgfleet_tls::HttpLimits {
+        pgfleet_tls::HttpLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.http_header_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.http_idle_timeout_secs),
+            max_connections: usize::try_from(self.http_max_connections).unwrap_or(usize::MAX),
+            max_header_bytes: usize::try_from(self.http_max_header_bytes).unwrap_or(usize::MAX),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,6 +162,8 @@ pub struct AgentArgs {
     pub keeper_interval_ms: u64,
     #[arg(long, default_value_t = 2000)]
     pub failure_timeout_ms: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 #[derive(Subcommand, Debug)]

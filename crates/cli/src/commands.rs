@@ -97,6 +97,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.host_timeout_ms = args.host_timeout_ms;
             config.tls = !args.insecure_http;
             config.host_cert_validity_secs = args.host_cert_validity_secs;
+            config.http = args.http.limits();
             config.tls_cert = args.tls_cert.clone();
             config.tls_key = args.tls_key.clone();
             config.ca = pgfleet_server::tls::CaFiles {
@@ -133,6 +134,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 agent_port: args.agent_port,
                 keeper_interval_ms: args.keeper_interval_ms,
                 failure_timeout_ms: args.failure_timeout_ms,
+                http: args.http.limits(),
             };
             let cancel = CancellationToken::new();
             let stop = cancel.clone();

@@ -1,7 +1,11 @@
 //! API tokens and roles. Tokens are stored as SHA-256 hashes (never in
 //! clear); the first admin token is created at first start and written to
 //! `DATA_DIR/admin.token` (mode 0600). Viewers may read, not change. Agents
-//! authenticate with host credentials (`host_identity`).
+//! authenticate with host credentials (`host_identity`). Wrong tokens are
+//! logged (source and route, never the value) and lock their source out
+//! after a few (`attempts`).
+
+pub mod attempts;
 
 use std::path::Path;
 use std::sync::RwLock;
@@ -201,7 +205,22 @@ pub async fn require_token(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(role) = bearer(&request).and_then(|t| state.tokens.verify(t)) else {
+    let source = attempts::SourceAddress::of(request.extensions()).0;
+    let now = std::time::Instant::now();
+    if let Some(locked_for) = state.attempts.locked_for(source, now) {
+        return attempts::too_many_attempts(locked_for);
+    }
+    let presented = bearer(&request);
+    let Some(role) = presented.and_then(|t| state.tokens.verify(t)) else {
+        if presented.is_some() {
+            let lockout = state.attempts.failed(source, now);
+            tracing::warn!(
+                %source,
+                route = %request.uri().path(),
+                locked_out_secs = lockout.map(|d| d.as_secs()),
+                "api token refused"
+            );
+        }
         return ApiError::unauthorized().into_response();
     };
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub ca: crate::tls::CaFiles,
     /// Lifetime of host certificates; agents renew when a third is left.
     pub host_cert_validity_secs: u64,
+    /// Timeouts and limits on the API's connections.
+    pub http: pgfleet_tls::HttpLimits,
 }
 
 impl ServerConfig {
@@ -48,6 +50,7 @@ impl ServerConfig {
             tls_key: None,
             ca: Default::default(),
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
+            http: pgfleet_tls::HttpLimits::default(),
         }
     }
 }

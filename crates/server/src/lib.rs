@@ -114,16 +114,20 @@ pub async fn start(
             _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
         handles.push(tokio::spawn(pgfleet_tls::serve(
-            listener, tls_config, router, api_cancel,
+            listener,
+            Some(tls_config),
+            router,
+            config.http,
+            api_cancel,
         )));
     } else {
-        handles.push(tokio::spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { api_cancel.cancelled().await });
-            if let Err(error) = serve.await {
-                tracing::error!(%error, "api server stopped");
-            }
-        }));
+        handles.push(tokio::spawn(pgfleet_tls::serve(
+            listener,
+            None,
+            router,
+            config.http,
+            api_cancel,
+        )));
     }
     tracing::info!(api = %api_addr, dns = %dns_addr, zone = %config.zone, "control plane started");
     Ok(RunningServer {

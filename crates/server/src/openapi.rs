@@ -18,6 +18,47 @@ impl Modify for TokenAuth {
     }
 }
 
+/// Every route that takes an API token may answer 429: its source address
+/// is locked out after wrong tokens (`auth::attempts`).
+struct LockoutAnswer;
+
+impl Modify for LockoutAnswer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let answer = ResponseBuilder::new()
+            .description(
+                "too many wrong tokens from this address; retry after `Retry-After` seconds",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let takes_token = operation.security.as_ref().is_some_and(|all| {
+                    serde_json::to_value(all).is_ok_and(|v| v.to_string().contains("\"token\""))
+                });
+                if takes_token {
+                    operation
+                        .responses
+                        .responses
+                        .insert("429".to_string(), answer.clone().into());
+                }
+            }
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgfleet", description = "Data services manager for PostgreSQL"),
@@ -46,7 +87,7 @@ impl Modify for TokenAuth {
         api::agents::heartbeat,
         api::agents::primary_changed,
     ),
-    modifiers(&TokenAuth)
+    modifiers(&TokenAuth, &LockoutAnswer)
 )]
 struct ApiDoc;
 

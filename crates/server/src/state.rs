@@ -43,6 +43,8 @@ pub struct Inner {
     /// memory only (private keys never go to the store); after a restart
     /// nodes get new ones and reload them.
     pub pg_certificates: Mutex<std::collections::HashMap<String, String>>,
+    /// Failed token checks and sign-ins per source address (lockout).
+    pub attempts: crate::auth::attempts::FailedAttempts,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,6 +89,7 @@ impl AppState {
                 http,
                 client_fingerprint,
                 pg_certificates: Mutex::new(Default::default()),
+                attempts: Default::default(),
             }),
         })
     }

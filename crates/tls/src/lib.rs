@@ -1,21 +1,26 @@
 //! TLS plumbing shared by the control plane and the agents: PEM parsing,
 //! certificate fingerprints, rustls server configurations with optional or
-//! required client certificates, an HTTPS accept loop that hands the peer's
-//! certificate to handlers, and key + CSR generation for host identities.
+//! required client certificates, an HTTP(S) accept loop that hands the peer's
+//! certificate and address to handlers (with timeouts, a connection limit and
+//! early answers delivered whole), and key + CSR generation for host
+//! identities.
 //!
 //! Identities are pinned by fingerprint (SHA-256 of the certificate's DER):
 //! the control plane records which certificate it issued to which host, so
 //! forgetting a fingerprint revokes a certificate without a CRL.
 
+mod activity;
 mod config;
+mod early_answer;
 mod pem;
 mod postgres;
 mod serve;
 
 pub use config::{client_identity_pem, server_config, ClientAuth, ReloadableCert};
+pub use early_answer::{finish_request_body, DRAIN_BYTES, DRAIN_TIME};
 pub use pem::{certificates, first_certificate, private_key};
 pub use postgres::postgres_tls;
-pub use serve::{serve, PeerCertificate};
+pub use serve::{serve, HttpLimits, PeerCertificate};
 
 use sha2::{Digest, Sha256};
 

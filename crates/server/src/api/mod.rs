@@ -4,6 +4,7 @@
 pub mod agent_identity;
 pub mod agents;
 pub mod databases;
+pub mod headers;
 pub mod hosts;
 pub mod tasks;
 pub mod tokens;
@@ -75,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(crate::ui::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state)
 }
 

@@ -2,18 +2,20 @@
 //! sign-out.
 //!
 //! The sign-in form has no session to hold a CSRF token yet, so it uses a
-//! double-submit cookie: a random value both in a `SameSite=Strict` cookie
-//! and in the form.
+//! double-submit cookie: a value both in a `SameSite=Strict` cookie and in
+//! the form, which this control plane must have issued (`csrf`).
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
 use super::render::html;
 use super::session::{self, SignedIn, LOGIN_COOKIE};
+use crate::auth::attempts::{self, SourceAddress};
 use crate::state::AppState;
 
 #[derive(Template)]
@@ -60,7 +62,7 @@ fn login_page_with(
     error: Option<String>,
     notice: Option<String>,
 ) -> Response {
-    let csrf = pgfleet_core::secrets::random_token(32);
+    let csrf = super::csrf::issue_login_value();
     let page = LoginPage {
         csrf: csrf.clone(),
         next: safe_next(next).to_string(),
@@ -94,11 +96,15 @@ pub struct LoginForm {
 
 pub async fn submit(
     State(state): State<AppState>,
+    SourceAddress(source): SourceAddress,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let cookie_value = session::read_cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if cookie_value.is_empty() || !session::same_secret(&form.csrf, &cookie_value) {
+    if !super::csrf::is_issued_login_value(&cookie_value)
+        || !session::same_secret(&form.csrf, &cookie_value)
+    {
+        tracing::warn!("ui sign-in refused: the form's CSRF value was not issued here or expired");
         return login_page(
             &state,
             StatusCode::FORBIDDEN,
@@ -106,9 +112,32 @@ pub async fn submit(
             Some("The sign-in form expired. Please try again.".into()),
         );
     }
+    let now = std::time::Instant::now();
+    if let Some(locked_for) = state.attempts.locked_for(source, now) {
+        let seconds = attempts::retry_after_secs(locked_for);
+        let message =
+            format!("Too many failed sign-ins from this address. Try again in {seconds} seconds.");
+        let mut page = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.next,
+            Some(message),
+        );
+        page.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        return page;
+    }
     let token = form.token.trim();
     let Some(role) = state.tokens.verify(token) else {
-        tracing::info!("ui sign-in refused");
+        let lockout = (!token.is_empty())
+            .then(|| state.attempts.failed(source, now))
+            .flatten();
+        tracing::warn!(
+            %source,
+            route = "/login",
+            locked_out_secs = lockout.map(|d| d.as_secs()),
+            "ui sign-in refused"
+        );
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,

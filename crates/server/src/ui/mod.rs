@@ -7,11 +7,13 @@
 //! page, which then answers with only that fragment. Handlers call the API
 //! handlers in `crate::api` directly, so the UI and the API share validation
 //! and messages. Browsers sign in with the admin token and then hold a
-//! session cookie (`session`); every form carries the session's CSRF token.
+//! session cookie (`session`); every form carries the session's CSRF token,
+//! and forms posted from other origins are refused (`csrf`).
 
 mod assets;
 mod cluster;
 mod confirm;
+mod csrf;
 mod database;
 mod databases;
 mod events;
@@ -33,7 +35,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub fn router(_state: AppState) -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(databases::home))
         .route("/login", get(login::show).post(login::submit))
@@ -79,4 +81,8 @@ pub fn router(_state: AppState) -> Router<AppState> {
             get(tokens::confirm_revoke).post(tokens::revoke),
         )
         .fallback(not_found::fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            csrf::same_origin_forms,
+        ))
 }
