@@ -16,11 +16,13 @@ use crate::fence::FenceWatch;
 use crate::keeper::{self, Assignment, KeeperReport, Mode, PrimaryRef};
 use crate::pg::conf::{self, slot_name, ServerSettings};
 use crate::pg::process::{self, InstancePaths};
+use crate::pg::sql;
 use crate::pg::user::PgUser;
-use crate::pg::{roles, sql};
 use crate::runtime::{AgentRuntime, InstanceHandle};
 
 mod client_tls;
+mod create;
+mod observe;
 mod rejoin;
 use rejoin::{upstream_reachable, STALL_REJOIN};
 
@@ -256,64 +258,6 @@ impl Actor {
                 sync_standby_names: String::new(),
             },
         }
-    }
-
-    async fn create(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
-        let rt = self.runtime.clone();
-        if spec.role == NodeRole::Replica {
-            let upstream = spec
-                .upstream
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("replica has no upstream"))?;
-            let upstream = PrimaryRef {
-                node: upstream.node.clone(),
-                address: upstream.address.clone(),
-                port: upstream.port,
-            };
-            self.clone_from(spec, &upstream).await?;
-            let mode = Self::spec_mode(spec);
-            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
-            self.start(spec).await?;
-        } else {
-            if self.paths.data.exists() {
-                std::fs::remove_dir_all(&self.paths.data)?;
-            }
-            process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
-            let mode = Self::spec_mode(spec);
-            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
-            let client = self.start(spec).await?;
-            let version = roles::server_version_num(&client).await?;
-            sql::ensure_role(
-                &client,
-                &spec.admin_user,
-                &spec.admin_password,
-                roles::admin_attributes(version),
-            )
-            .await?;
-            sql::ensure_role(
-                &client,
-                "pgfleet_replication",
-                &spec.replication_password,
-                "REPLICATION",
-            )
-            .await?;
-            client
-                .batch_execute(&format!(
-                    "GRANT ALL ON SCHEMA public TO \"{}\"",
-                    spec.admin_user
-                ))
-                .await?;
-            // Before the user's database is made: it is a copy of template1.
-            self.secure_roles(spec, &client).await?;
-            if spec.database_name != "postgres" {
-                sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
-            }
-            self.roles_secured = true;
-            client.batch_execute("CHECKPOINT").await?;
-        }
-        std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
-        tracing::info!(db = %spec.db, node = %spec.node, role = ?spec.role, "instance created");
-        Ok(())
     }
 
     async fn start(&mut self, spec: &InstanceSpec) -> anyhow::Result<Client> {
@@ -602,80 +546,10 @@ impl Actor {
         Ok(())
     }
 
-    /// The privilege model of the database's roles (`pg::roles`): repairs
-    /// and role functions in template1, postgres and the user's database.
-    async fn secure_roles(&self, spec: &InstanceSpec, client: &Client) -> anyhow::Result<()> {
-        roles::harden(client, &spec.admin_user).await?;
-        let mut databases = vec!["template1", "postgres"];
-        if spec.database_name != "postgres" {
-            databases.push(&spec.database_name);
-        }
-        for dbname in databases {
-            let exists = client
-                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
-                .await?
-                .is_some();
-            if !exists {
-                continue;
-            }
-            let connection = sql::connect_to(
-                &self.paths.socket_dir,
-                spec.port,
-                &spec.superuser_password,
-                dbname,
-            )
-            .await?;
-            roles::install_functions(&connection, &spec.admin_user).await?;
-        }
-        Ok(())
-    }
-
     fn mark_reached(&mut self) {
         if let Some(assignment) = &self.assignment {
             self.reached = assignment.state.clone();
         }
-    }
-
-    async fn observe(&mut self, spec: &InstanceSpec, mode: &Mode) -> anyhow::Result<()> {
-        let Some(client) = self.client.as_ref() else {
-            self.set_phase(spec, InstancePhase::Stopped, None);
-            return Ok(());
-        };
-        let obs = sql::observe(client).await?;
-        if !obs.in_recovery {
-            let wanted: Vec<String> = spec
-                .peers
-                .iter()
-                .filter(|p| p.node != spec.node)
-                .map(|p| slot_name(&p.node))
-                .collect();
-            let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
-            sql::sync_slots(client, &wanted, &managed).await?;
-            if obs.standbys.iter().any(|s| s.state == "streaming") {
-                self.fence.standby_streams(Instant::now());
-            }
-        }
-        let stalled =
-            obs.in_recovery && !obs.wal_receiver_streaming && matches!(mode, Mode::Standby { .. });
-        if stalled {
-            self.stalled_since.get_or_insert_with(Instant::now);
-        } else {
-            self.stalled_since = None;
-        }
-        let mut observed = self.observed.lock().expect("observed lock");
-        observed.phase = InstancePhase::Running;
-        observed.error = None;
-        observed.generation = spec.generation;
-        observed.is_primary = Some(!obs.in_recovery);
-        observed.lsn = Some(obs.lsn);
-        observed.timeline = Some(obs.timeline);
-        observed.wal_receiver_streaming = Some(obs.wal_receiver_streaming);
-        observed.lag_bytes = obs.lag_bytes;
-        observed.lag_seconds = obs.lag_seconds;
-        observed.standbys = obs.standbys;
-        observed.sync_standby_names = Some(obs.sync_standby_names);
-        observed.ha_state = self.assignment.as_ref().map(|a| a.state.clone());
-        Ok(())
     }
 }
 

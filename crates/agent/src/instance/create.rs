@@ -1,0 +1,105 @@
+//! Making a node: a primary with initdb (its roles, the privilege model of
+//! `pg::roles`, the user's database), a replica with a clone of its
+//! upstream; then started. The `ready` marker says it is whole.
+
+use pgfleet_core::protocol::InstanceSpec;
+use pgfleet_core::NodeRole;
+use tokio_postgres::Client;
+
+use super::Actor;
+use crate::keeper::PrimaryRef;
+use crate::pg::conf;
+use crate::pg::process;
+use crate::pg::{roles, sql};
+
+impl Actor {
+    pub(super) async fn create(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
+        let rt = self.runtime.clone();
+        if spec.role == NodeRole::Replica {
+            let upstream = spec
+                .upstream
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("replica has no upstream"))?;
+            let upstream = PrimaryRef {
+                node: upstream.node.clone(),
+                address: upstream.address.clone(),
+                port: upstream.port,
+            };
+            self.clone_from(spec, &upstream).await?;
+            let mode = Self::spec_mode(spec);
+            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
+            self.start(spec).await?;
+        } else {
+            if self.paths.data.exists() {
+                std::fs::remove_dir_all(&self.paths.data)?;
+            }
+            process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
+            let mode = Self::spec_mode(spec);
+            conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
+            let client = self.start(spec).await?;
+            let version = roles::server_version_num(&client).await?;
+            sql::ensure_role(
+                &client,
+                &spec.admin_user,
+                &spec.admin_password,
+                roles::admin_attributes(version),
+            )
+            .await?;
+            sql::ensure_role(
+                &client,
+                "pgfleet_replication",
+                &spec.replication_password,
+                "REPLICATION",
+            )
+            .await?;
+            client
+                .batch_execute(&format!(
+                    "GRANT ALL ON SCHEMA public TO \"{}\"",
+                    spec.admin_user
+                ))
+                .await?;
+            // Before the user's database is made: it is a copy of template1.
+            self.secure_roles(spec, &client).await?;
+            if spec.database_name != "postgres" {
+                sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
+            }
+            self.roles_secured = true;
+            client.batch_execute("CHECKPOINT").await?;
+        }
+        std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
+        tracing::info!(db = %spec.db, node = %spec.node, role = ?spec.role, "instance created");
+        Ok(())
+    }
+
+    /// The privilege model of the database's roles (`pg::roles`): repairs
+    /// and role functions in template1, postgres and the user's database.
+    pub(super) async fn secure_roles(
+        &self,
+        spec: &InstanceSpec,
+        client: &Client,
+    ) -> anyhow::Result<()> {
+        roles::harden(client, &spec.admin_user).await?;
+        let mut databases = vec!["template1", "postgres"];
+        if spec.database_name != "postgres" {
+            databases.push(&spec.database_name);
+        }
+        for dbname in databases {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+                .await?
+                .is_some();
+            if !exists {
+                continue;
+            }
+            let connection = sql::connect_to(
+                &self.paths.socket_dir,
+                spec.port,
+                &spec.superuser_password,
+                dbname,
+            )
+            .await?;
+            roles::install_functions(&connection, &spec.admin_user).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,55 @@
+//! What a running node reports: role, LSN, timeline, replication; on a
+//! primary it also keeps the standbys' slots and feeds self-fencing.
+
+use std::time::Instant;
+
+use pgfleet_core::protocol::{InstancePhase, InstanceSpec};
+
+use super::Actor;
+use crate::keeper::Mode;
+use crate::pg::conf::slot_name;
+use crate::pg::sql;
+
+impl Actor {
+    pub(super) async fn observe(&mut self, spec: &InstanceSpec, mode: &Mode) -> anyhow::Result<()> {
+        let Some(client) = self.client.as_ref() else {
+            self.set_phase(spec, InstancePhase::Stopped, None);
+            return Ok(());
+        };
+        let obs = sql::observe(client).await?;
+        if !obs.in_recovery {
+            let wanted: Vec<String> = spec
+                .peers
+                .iter()
+                .filter(|p| p.node != spec.node)
+                .map(|p| slot_name(&p.node))
+                .collect();
+            let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
+            sql::sync_slots(client, &wanted, &managed).await?;
+            if obs.standbys.iter().any(|s| s.state == "streaming") {
+                self.fence.standby_streams(Instant::now());
+            }
+        }
+        let stalled =
+            obs.in_recovery && !obs.wal_receiver_streaming && matches!(mode, Mode::Standby { .. });
+        if stalled {
+            self.stalled_since.get_or_insert_with(Instant::now);
+        } else {
+            self.stalled_since = None;
+        }
+        let mut observed = self.observed.lock().expect("observed lock");
+        observed.phase = InstancePhase::Running;
+        observed.error = None;
+        observed.generation = spec.generation;
+        observed.is_primary = Some(!obs.in_recovery);
+        observed.lsn = Some(obs.lsn);
+        observed.timeline = Some(obs.timeline);
+        observed.wal_receiver_streaming = Some(obs.wal_receiver_streaming);
+        observed.lag_bytes = obs.lag_bytes;
+        observed.lag_seconds = obs.lag_seconds;
+        observed.standbys = obs.standbys;
+        observed.sync_standby_names = Some(obs.sync_standby_names);
+        observed.ha_state = self.assignment.as_ref().map(|a| a.state.clone());
+        Ok(())
+    }
+}
