@@ -13,6 +13,19 @@ pub struct ApiError {
     pub message: String,
 }
 
+/// `error` and every cause below it, `": "`-separated: what a log line
+/// needs (`%error` alone prints only the top message).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
+}
+
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError {

@@ -2,7 +2,7 @@
 //! the view of the fleet (stored intent merged with what agents report).
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
-//! (`tasks::engine`), and the observation reaper that marks hosts lost.
+//! (`tasks::engine`), and the periodic DNS republish (`dns_sync::run`).
 
 pub mod api;
 pub mod auth;
@@ -78,6 +78,7 @@ pub async fn start(
     handles.push(tokio::spawn(
         async move { dns_server.run(dns_cancel).await },
     ));
+    handles.push(tokio::spawn(dns_sync::run(state.clone(), cancel.clone())));
     handles.push(tokio::spawn(tasks::engine::run(
         state.clone(),
         cancel.clone(),
