@@ -13,6 +13,7 @@ pub mod identity;
 pub mod instance;
 pub mod keeper;
 pub mod monitor;
+pub mod monitor_clock;
 pub mod pg;
 pub mod runtime;
 

@@ -1,6 +1,7 @@
 //! The monitor of one HA database, run by the agent of the host it was placed
 //! on. A driver around the pure state machine of `pgfleet-ha`: it feeds it
-//! keeper reports, its own PostgreSQL health checks and clock ticks, persists
+//! keeper reports, its own PostgreSQL health checks and ticks of the
+//! monotonic clock (`monitor_clock`), persists
 //! the state to `monitors/<db>.json` after every step (so a restarted monitor
 //! resumes), answers keepers with their assignments, and pushes primary
 //! changes to the control plane.
@@ -14,6 +15,7 @@ use pgfleet_ha::{Action, ClusterState, Config, Event, NodeState};
 use tokio::sync::watch;
 
 use crate::keeper::{Assignment, KeeperReport, PrimaryRef};
+use crate::monitor_clock::now_ms;
 use crate::runtime::{AgentRuntime, MonitorHandle};
 
 pub struct MonitorShared {
@@ -37,10 +39,6 @@ struct Core {
     config: Config,
     spec: MonitorSpec,
     path: std::path::PathBuf,
-}
-
-fn now_ms() -> u64 {
-    pgfleet_core::time::now_ms().max(0) as u64
 }
 
 /// Writes the monitor's state to `path` (synced, atomic).
@@ -265,7 +263,7 @@ impl MonitorShared {
                     let body = serde_json::json!({
                         "db": self.db, "old_primary": old, "new_primary": new,
                         "generation": generation, "reason": serde_json::to_value(reason).unwrap_or_default(),
-                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": now_ms(), "detected_at_ms": detected,
+                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": pgfleet_core::time::now_ms(), "detected_at_ms": detected.map(crate::monitor_clock::wall_ms),
                     });
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, body));
