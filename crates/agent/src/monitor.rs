@@ -307,11 +307,10 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         .host_dir
         .join("monitors")
         .join(format!("{}.json", spec.db));
-    let config = Config {
-        failure_timeout_ms: runtime.config.failure_timeout_ms,
-        report_interval_ms: runtime.config.keeper_interval_ms,
-        ..Config::default()
-    };
+    let config = crate::config::ha_config(
+        runtime.config.keeper_interval_ms,
+        runtime.config.failure_timeout_ms,
+    );
     let state = match std::fs::read(&path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok())

@@ -7,6 +7,7 @@ pub mod names;
 pub mod placement;
 pub mod protocol;
 pub mod secrets;
+pub mod settings;
 pub mod time;
 
 pub use model::*;

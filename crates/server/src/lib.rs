@@ -47,6 +47,7 @@ pub async fn start(
     config: ServerConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = pgfleet_store::open(&config.store_url)
