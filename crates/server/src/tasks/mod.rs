@@ -22,7 +22,7 @@ use crate::state::AppState;
 pub enum TaskError {
     #[error("{0}")]
     Refused(String),
-    #[error("metadata store failed")]
+    #[error(transparent)]
     Store(#[from] pgfleet_store::StoreError),
 }
 
