@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use pgfleet_core::errors::error_chain;
 use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse, HostRegistration};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +51,9 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                             renew_certificate(&runtime, &mut last_renewal).await;
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "bad heartbeat answer"),
+                    Err(error) => {
+                        tracing::warn!(error = %error_chain(&error), "bad heartbeat answer")
+                    }
                 }
             }
             Ok(response) => {
@@ -62,7 +65,7 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
             Err(error) => {
                 failures += 1;
                 if failures == 1 {
-                    tracing::warn!(%error, "control plane unreachable");
+                    tracing::warn!(error = %error_chain(&error), "control plane unreachable");
                 }
             }
         }
@@ -83,6 +86,8 @@ async fn renew_certificate(runtime: &AgentRuntime, last: &mut Option<tokio::time
     let renewed = crate::identity::renew(&runtime.config, &runtime.identity()).await;
     match renewed.and_then(|identity| runtime.set_identity(identity)) {
         Ok(()) => tracing::info!(host = %runtime.config.name, "host certificate renewed"),
-        Err(error) => tracing::warn!(%error, "cannot renew the host certificate"),
+        Err(error) => {
+            tracing::warn!(error = %format_args!("{error:#}"), "cannot renew the host certificate")
+        }
     }
 }

@@ -94,14 +94,12 @@ pub fn load(root: &Path) -> Option<Assignment> {
     serde_json::from_str(&text).ok()
 }
 
-pub fn persist(root: &Path, assignment: &Assignment) {
-    let path = root.join("assignment.json");
-    let tmp = root.join("assignment.json.tmp");
-    if let Ok(text) = serde_json::to_string(assignment) {
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
-    }
+/// Persists the assignment the keeper is about to act on (synced, atomic).
+/// On an error the keeper must not act on it: after a restart it would
+/// otherwise fall back to an older generation than the one it applied.
+pub fn persist(root: &Path, assignment: &Assignment) -> std::io::Result<()> {
+    let text = serde_json::to_vec(assignment)?;
+    pgfleet_tls::write_durable(&root.join("assignment.json"), &text)
 }
 
 /// Sends the report; `None` when the monitor cannot be reached.
@@ -143,5 +141,31 @@ mod tests {
             "ANY 1 (\"a\", \"b\")"
         );
         assert_eq!(sync_names(&["a".into()], 2), "ANY 1 (\"a\")");
+    }
+
+    fn assignment(state: &str, generation: u64) -> Assignment {
+        Assignment {
+            state: state.into(),
+            generation,
+            primary: None,
+            sync_standbys: vec![],
+            sync_quorum: 0,
+        }
+    }
+
+    #[test]
+    fn an_assignment_that_cannot_be_persisted_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        persist(dir.path(), &assignment("secondary", 4)).expect("persisted");
+        assert_eq!(load(dir.path()), Some(assignment("secondary", 4)));
+
+        // The folder is gone (disk unmounted, removed): the keeper is told.
+        let gone = dir.path().join("gone");
+        assert!(persist(&gone, &assignment("primary", 5)).is_err());
+
+        // The file cannot be replaced: an error, not a silent success.
+        let blocked = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(blocked.path().join("assignment.json/inside")).expect("folder");
+        assert!(persist(blocked.path(), &assignment("primary", 5)).is_err());
     }
 }

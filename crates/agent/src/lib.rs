@@ -14,6 +14,7 @@ pub mod identity;
 pub mod instance;
 pub mod keeper;
 pub mod monitor;
+pub mod monitor_clock;
 pub mod pg;
 pub mod runtime;
 
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Runs the agent until `cancel` fires, then stops every PostgreSQL server.
 pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let identity = identity::obtain(&config).await?;
     config.credential = identity.credential.clone();

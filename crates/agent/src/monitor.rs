@@ -1,6 +1,7 @@
 //! The monitor of one HA database, run by the agent of the host it was placed
 //! on. A driver around the pure state machine of `pgfleet-ha`: it feeds it
-//! keeper reports, its own PostgreSQL health checks and clock ticks, persists
+//! keeper reports, its own PostgreSQL health checks and ticks of the
+//! monotonic clock (`monitor_clock`), persists
 //! the state to `monitors/<db>.json` after every step (so a restarted monitor
 //! resumes), answers keepers with their assignments, and pushes primary
 //! changes to the control plane.
@@ -14,6 +15,7 @@ use pgfleet_ha::{Action, ClusterState, Config, Event, NodeState};
 use tokio::sync::watch;
 
 use crate::keeper::{Assignment, KeeperReport, PrimaryRef};
+use crate::monitor_clock::now_ms;
 use crate::runtime::{AgentRuntime, MonitorHandle};
 
 pub struct MonitorShared {
@@ -39,8 +41,9 @@ struct Core {
     path: std::path::PathBuf,
 }
 
-fn now_ms() -> u64 {
-    pgfleet_core::time::now_ms().max(0) as u64
+/// Writes the monitor's state to `path` (synced, atomic).
+fn persist(path: &std::path::Path, state: &ClusterState) -> std::io::Result<()> {
+    pgfleet_tls::write_durable(path, &serde_json::to_vec(state)?)
 }
 
 fn state_name(state: NodeState) -> String {
@@ -65,22 +68,18 @@ impl Core {
         }
         match pgfleet_ha::step(&self.state, &event, &self.config) {
             Ok((next, actions)) => {
+                // Persist before acting: a step that is not on disk is not
+                // taken, so no assignment of it reaches a keeper.
+                if let Err(error) = persist(&self.path, &next) {
+                    tracing::error!(db = %self.spec.db, generation = next.generation, %error, "cannot persist the monitor state; step not taken");
+                    return Vec::new();
+                }
                 self.state = next;
-                self.persist();
                 actions
             }
             Err(error) => {
                 tracing::debug!(%error, "monitor refused event");
                 Vec::new()
-            }
-        }
-    }
-
-    fn persist(&self) {
-        let tmp = self.path.with_extension("json.tmp");
-        if let Ok(text) = serde_json::to_vec(&self.state) {
-            if std::fs::write(&tmp, text).is_ok() {
-                let _ = std::fs::rename(&tmp, &self.path);
             }
         }
     }
@@ -236,8 +235,9 @@ impl MonitorShared {
         };
         let (next, actions) =
             pgfleet_ha::step(&core.state, &event, &core.config).map_err(|e| e.to_string())?;
+        persist(&core.path, &next)
+            .map_err(|error| format!("cannot persist the monitor state: {error}"))?;
         core.state = next;
-        core.persist();
         *self.observed.lock().expect("monitor lock") = Some(core.observation());
         drop(core);
         self.execute(actions);
@@ -263,7 +263,7 @@ impl MonitorShared {
                     let body = serde_json::json!({
                         "db": self.db, "old_primary": old, "new_primary": new,
                         "generation": generation, "reason": serde_json::to_value(reason).unwrap_or_default(),
-                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": now_ms(), "detected_at_ms": detected,
+                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": pgfleet_core::time::now_ms(), "detected_at_ms": detected.map(crate::monitor_clock::wall_ms),
                     });
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, body));
@@ -307,11 +307,10 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         .host_dir
         .join("monitors")
         .join(format!("{}.json", spec.db));
-    let config = Config {
-        failure_timeout_ms: runtime.config.failure_timeout_ms,
-        report_interval_ms: runtime.config.keeper_interval_ms,
-        ..Config::default()
-    };
+    let config = crate::config::ha_config(
+        runtime.config.keeper_interval_ms,
+        runtime.config.failure_timeout_ms,
+    );
     let state = match std::fs::read(&path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok())
@@ -444,6 +443,57 @@ mod tests {
         NodeState::Maintenance,
         NodeState::Dropped,
     ];
+
+    fn core_at(path: std::path::PathBuf) -> Core {
+        let peer = pgfleet_core::protocol::PeerSpec {
+            node: "db-1".into(),
+            address: "127.0.0.1".into(),
+            port: 5432,
+            agent_port: 7071,
+            priority: 50,
+            maintenance: false,
+        };
+        Core {
+            transition_started_ms: None,
+            state: ClusterState::new(),
+            config: Config::default(),
+            spec: MonitorSpec {
+                db: "db".into(),
+                node: "db-monitor".into(),
+                desired: Desired::Running,
+                nodes: vec![peer],
+                initial_primary: "db-1".into(),
+                superuser_password: String::new(),
+                monitor_token: String::new(),
+                clients: vec![],
+                pg_tls: None,
+                generation: 1,
+            },
+            path,
+        }
+    }
+
+    /// Persist before acting: a monitor that cannot write its state takes
+    /// no step, so no keeper receives an assignment that a restarted monitor
+    /// would not know; once the disk works again the step is taken.
+    #[test]
+    fn a_step_that_cannot_be_persisted_hands_out_no_assignment() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("db.json");
+        std::fs::create_dir_all(path.join("in-the-way")).expect("folder where the file goes");
+        let mut core = core_at(path.clone());
+        assert!(core.sync_nodes().is_empty(), "no action of an unsaved step");
+        assert_eq!(core.keeper_assignment("db-1"), None);
+        assert_eq!(core.state.generation, ClusterState::new().generation);
+
+        std::fs::remove_dir_all(&path).expect("unblock");
+        assert!(!core.sync_nodes().is_empty());
+        let assignment = core.keeper_assignment("db-1").expect("assigned");
+        let saved: ClusterState =
+            serde_json::from_slice(&std::fs::read(&path).expect("saved")).expect("parses");
+        assert_eq!(saved.generation, assignment.generation);
+        assert_eq!(saved, core.state);
+    }
 
     proptest! {
         /// Every state's wire name parses back to it, in and out of recovery.

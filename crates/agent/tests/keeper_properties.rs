@@ -322,7 +322,7 @@ proptest! {
             .ok()
             .and_then(|text| serde_json::from_str::<Assignment>(text).ok());
         prop_assert_eq!(loaded, expected);
-        keeper::persist(dir.path(), &assignment);
+        keeper::persist(dir.path(), &assignment).unwrap();
         prop_assert_eq!(keeper::load(dir.path()), Some(assignment));
     }
 }

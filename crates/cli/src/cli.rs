@@ -158,7 +158,7 @@ pub struct AgentArgs {
     pub ca_file: Option<PathBuf>,
     #[arg(long, default_value_t = 7071)]
     pub agent_port: u16,
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = pgfleet_agent::config::DEFAULT_KEEPER_INTERVAL_MS)]
     pub keeper_interval_ms: u64,
     #[arg(long, default_value_t = 2000)]
     pub failure_timeout_ms: u64,

@@ -45,6 +45,10 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
+    pgfleet_agent::config::validate_ha_timing(
+        pgfleet_agent::config::DEFAULT_KEEPER_INTERVAL_MS,
+        args.failure_timeout_ms,
+    )?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;

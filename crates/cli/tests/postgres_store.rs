@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::Fleet;
 use pgfleet::metadata_pg::MetadataPostgres;
 use pgfleet_core::{Database, DbStatus, Host, Task, TaskKind, TaskState};
-use pgfleet_store::{Store, StoreError};
+use pgfleet_store::{Store, StoreError, Submission};
 
 fn database(name: &str) -> Database {
     Database {
@@ -129,6 +129,68 @@ async fn exercise(store: &dyn Store) -> Vec<String> {
     store.put_meta("k", "two").await.unwrap();
     seen.push(format!("{:?}", store.get_meta("k").await.unwrap()));
     seen
+}
+
+/// The writes that go together: a database and its create task are stored
+/// both or neither; of concurrent submissions on one database, one task is
+/// queued and the others see it.
+async fn transactions(store: Arc<dyn Store>) {
+    let created = store
+        .insert_database_with_task(&database("tx-db"), &task("tx-db"))
+        .await
+        .unwrap();
+    assert!(store.get_database("tx-db").await.unwrap().is_some());
+    let duplicate = store
+        .insert_database_with_task(&database("tx-db"), &task("tx-db"))
+        .await;
+    assert!(matches!(duplicate, Err(StoreError::Duplicate { .. })));
+    let open: Vec<i64> = store
+        .unfinished_tasks()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.target == "tx-db")
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(open, vec![created.id], "no task for the refused duplicate");
+
+    let mut finished = created.clone();
+    finished.state = TaskState::Succeeded;
+    store.put_task(&finished).await.unwrap();
+    let mut submissions = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        submissions.push(tokio::spawn(async move {
+            store.submit_task_if_idle(&task("tx-db")).await.unwrap()
+        }));
+    }
+    let mut queued = Vec::new();
+    let mut busy_with = Vec::new();
+    for submission in submissions {
+        match submission.await.unwrap() {
+            Submission::Queued(task) => queued.push(task.id),
+            Submission::Busy(task) => busy_with.push(task.id),
+            Submission::NoDatabase => panic!("the database exists"),
+        }
+    }
+    assert_eq!(queued.len(), 1, "{queued:?} {busy_with:?}");
+    assert!(busy_with.iter().all(|id| *id == queued[0]), "{busy_with:?}");
+    assert!(matches!(
+        store
+            .submit_task_if_idle(&task("no-such-db"))
+            .await
+            .unwrap(),
+        Submission::NoDatabase
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_are_stored_with_what_they_act_on_in_both_stores() {
+    let server = MetadataPostgres::start().unwrap();
+    transactions(pgfleet_store::open(&server.url).await.unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite_url = format!("sqlite:{}", dir.path().join("m.db").display());
+    transactions(pgfleet_store::open(&sqlite_url).await.unwrap()).await;
 }
 
 #[tokio::test]

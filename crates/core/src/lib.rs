@@ -2,11 +2,13 @@
 //! pure decision functions (name validation, placement) that have no I/O.
 
 pub mod api;
+pub mod errors;
 pub mod model;
 pub mod names;
 pub mod placement;
 pub mod protocol;
 pub mod secrets;
+pub mod settings;
 pub mod time;
 
 pub use model::*;

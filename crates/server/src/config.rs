@@ -1,7 +1,11 @@
-//! Settings of the control plane, validated once at start.
+//! Settings of the control plane, validated once at start
+//! ([`ServerConfig::validate`], called by `start`): an invalid value stops
+//! the control plane with an error that names its flag.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use pgfleet_core::settings::SettingError;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -52,5 +56,81 @@ impl ServerConfig {
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
             http: pgfleet_tls::HttpLimits::default(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every setting; the first invalid one is the error.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if let Err(error) = pgfleet_dns::ZoneHandle::try_new(&self.zone, self.dns_ttl_secs) {
+            return Err(SettingError::new("--zone", &self.zone, error.to_string()));
+        }
+        let store_schemes = ["sqlite:", "postgres://", "postgresql://"];
+        if !store_schemes
+            .iter()
+            .any(|scheme| self.store_url.starts_with(scheme))
+        {
+            return Err(SettingError::new(
+                "--store",
+                pgfleet_store::redacted(&self.store_url),
+                "expected sqlite:PATH or postgres://USER:PASSWORD@HOST/DB",
+            ));
+        }
+        if self.host_timeout_ms <= 2 * self.heartbeat_interval_ms {
+            return Err(SettingError::new(
+                "--host-timeout-ms",
+                self.host_timeout_ms,
+                format!(
+                    "must be more than twice the agents' heartbeat interval ({} ms), or hosts flap to lost",
+                    self.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(SettingError::new(
+                "--tls-cert",
+                format!("{:?}", self.tls_cert),
+                "--tls-cert and --tls-key go together",
+            ));
+        }
+        if self.ca.cert.is_some() != self.ca.key.is_some() {
+            return Err(SettingError::new(
+                "--ca-cert",
+                format!("{:?}", self.ca.cert),
+                "--ca-cert and --ca-key go together",
+            ));
+        }
+        if self.host_cert_validity_secs < 6 {
+            return Err(SettingError::new(
+                "--host-cert-validity-secs",
+                self.host_cert_validity_secs,
+                "must be at least 6",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn invalid_settings_name_their_flag() {
+        let valid = ServerConfig::local("/tmp/pgfleet-settings".into());
+        assert!(valid.validate().is_ok());
+        let mut config = valid.clone();
+        config.host_timeout_ms = 0;
+        assert_eq!(config.validate().unwrap_err().flag, "--host-timeout-ms");
+        let mut config = valid.clone();
+        config.zone = "a..b".into();
+        assert_eq!(config.validate().unwrap_err().flag, "--zone");
+        let mut config = valid;
+        config.store_url = "mysql://root:secret@db/x".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.starts_with("--store") && !error.contains("secret"),
+            "{error}"
+        );
     }
 }

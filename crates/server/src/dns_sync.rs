@@ -1,16 +1,30 @@
 //! Builds the zone's records from the stored databases and hands them to the
-//! DNS server. Called after every metadata change, so the next answer is new.
+//! DNS server. Called after every metadata change, so the next answer is new,
+//! and every [`REPUBLISH_INTERVAL`] by [`run`] as a safety net.
+//!
+//! Publishing is serialised ([`DnsPublisher`]): the store is read and the
+//! generation taken under one lock, so a newer generation always carries a
+//! view read no earlier than the one before it, and an older view can never
+//! replace a newer one.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use pgfleet_core::{Database, Desired, NodeRole};
 use pgfleet_dns::ZoneRecords;
+use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 
-static DNS_GENERATION: AtomicU64 = AtomicU64::new(1);
+/// How often [`run`] republishes the zone from the store.
+pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Serialises publishes; holds the last generation handed to the zone.
+#[derive(Default)]
+pub struct DnsPublisher {
+    last_generation: tokio::sync::Mutex<u64>,
+}
 
 /// Records for one database: `<db>`, `primary.<db>` and `<node>.<db>`.
 pub fn database_records(db: &Database, zone: &str, records: &mut BTreeMap<String, Vec<Ipv4Addr>>) {
@@ -29,14 +43,42 @@ pub fn database_records(db: &Database, zone: &str, records: &mut BTreeMap<String
     }
 }
 
-pub async fn publish(state: &AppState) -> anyhow::Result<()> {
-    let databases = state.store.list_databases().await?;
-    let zone = state.zone.zone();
+/// The zone's records for `databases`.
+pub fn zone_records(databases: &[Database], zone: &str) -> BTreeMap<String, Vec<Ipv4Addr>> {
     let mut a = BTreeMap::new();
-    for db in &databases {
-        database_records(db, &zone, &mut a);
+    for db in databases {
+        database_records(db, zone, &mut a);
     }
-    let generation = DNS_GENERATION.fetch_add(1, Ordering::SeqCst);
+    a
+}
+
+/// Reads the store and installs its view in the zone under a new generation.
+/// Returns once a view at least as new as the store at the call is served.
+pub async fn publish(state: &AppState) -> Result<(), pgfleet_store::StoreError> {
+    let mut last_generation = state.dns_publisher.last_generation.lock().await;
+    let databases = state.store.list_databases().await?;
+    let generation = (*last_generation).max(state.zone.generation()) + 1;
+    let a = zone_records(&databases, &state.zone.zone());
     state.zone.replace(ZoneRecords { generation, a });
+    *last_generation = generation;
     Ok(())
 }
+
+/// Republishes every [`REPUBLISH_INTERVAL`] until `cancel` fires, so a
+/// publish that failed (store unreachable) is repaired without a new change.
+pub async fn run(state: AppState, cancel: CancellationToken) {
+    let mut interval = tokio::time::interval(REPUBLISH_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        if let Err(error) = publish(&state).await {
+            tracing::warn!(error = %crate::error::error_chain(&error), "periodic dns publish failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,5 @@
 //! API errors: a code and a message for the user; internal causes are logged
-//! once here and never shown.
+//! once here, with their whole chain (`error_chain`), and never shown.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -12,6 +12,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
 }
+
+pub use pgfleet_core::errors::error_chain;
 
 impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -56,8 +58,10 @@ impl ApiError {
             message: message.into(),
         }
     }
-    pub fn internal(error: impl std::fmt::Display) -> ApiError {
-        tracing::error!(%error, "internal error");
+    /// A 500 for the user; `error` with all its causes goes to the log.
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        let error = error.into();
+        tracing::error!(error = %error_chain(error.as_ref()), "internal error");
         ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "internal",
@@ -86,5 +90,48 @@ impl IntoResponse for ApiError {
             },
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// A store failure answered with a 500 is logged with its cause (the
+    /// log said only "metadata store failed" before).
+    #[test]
+    fn an_internal_error_is_logged_with_its_cause() {
+        let logged = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let cause =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = pgfleet_store::StoreError::Backend(sqlx::Error::Io(cause));
+        let answer = tracing::subscriber::with_default(subscriber, || super::ApiError::from(error));
+        assert_eq!(answer.status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(
+            !answer.message.contains("refused"),
+            "causes are not shown to users"
+        );
+        let text = String::from_utf8(logged.lock().expect("log").clone()).expect("utf-8");
+        assert!(
+            text.contains("metadata store failed") && text.contains("connection refused"),
+            "{text}"
+        );
+    }
+
+    struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for LogSink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

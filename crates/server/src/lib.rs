@@ -1,9 +1,10 @@
 //! The control plane: REST API, durable task engine, authoritative DNS and
 //! the view of the fleet (stored intent merged with what agents report).
 //!
-//! Loops it runs: the HTTP server, the DNS server and the task engine
-//! (`tasks::engine`). Hosts are not reaped: a host's status (`connected`,
-//! `lost`) is derived from the age of its last heartbeat when asked
+//! Loops it runs: the HTTP server, the DNS server, the task engine
+//! (`tasks::engine`), and the periodic DNS republish (`dns_sync::run`).
+//! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
+//! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
 
 pub mod api;
@@ -49,6 +50,7 @@ pub async fn start(
     config: ServerConfig,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunningServer> {
+    config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let store = pgfleet_store::open(&config.store_url)
@@ -80,6 +82,7 @@ pub async fn start(
     handles.push(tokio::spawn(
         async move { dns_server.run(dns_cancel).await },
     ));
+    handles.push(tokio::spawn(dns_sync::run(state.clone(), cancel.clone())));
     handles.push(tokio::spawn(tasks::engine::run(
         state.clone(),
         cancel.clone(),

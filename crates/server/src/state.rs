@@ -21,6 +21,8 @@ pub struct Inner {
     pub config: ServerConfig,
     pub store: Arc<dyn Store>,
     pub zone: pgfleet_dns::ZoneHandle,
+    /// Serialises DNS publishes (`dns_sync::publish`).
+    pub dns_publisher: crate::dns_sync::DnsPublisher,
     pub tokens: Tokens,
     /// Agents' identities (join tokens, host credentials).
     pub identities: crate::host_identity::HostIdentities,
@@ -78,6 +80,7 @@ impl AppState {
                 config,
                 store,
                 zone,
+                dns_publisher: Default::default(),
                 tokens,
                 ca: Arc::new(ca),
                 identities,
@@ -143,7 +146,7 @@ impl AppState {
         self.store.put_database(&db).await?;
         drop(guard);
         if let Err(error) = crate::dns_sync::publish(self).await {
-            tracing::error!(%error, "dns publish failed");
+            tracing::error!(error = %crate::error::error_chain(&error), "dns publish failed");
         }
         Ok(Some(db))
     }

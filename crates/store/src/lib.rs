@@ -41,6 +41,17 @@ impl From<serde_json::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// What [`Store::submit_task_if_idle`] did.
+#[derive(Debug)]
+pub enum Submission {
+    /// The task was stored; here with its id.
+    Queued(Task),
+    /// Nothing was stored: this task of the database is still unfinished.
+    Busy(Task),
+    /// Nothing was stored: the database does not exist.
+    NoDatabase,
+}
+
 /// A failover or switchover, kept for the history (`db events`).
 pub type EventDoc = serde_json::Value;
 
@@ -52,6 +63,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a new database; `Duplicate` if the name is taken.
     async fn insert_database(&self, db: &Database) -> Result<()>;
+    /// Inserts a new database and the task that makes it, in one
+    /// transaction: both are stored or neither. `Duplicate` if the name is
+    /// taken. Returns the task with its id.
+    async fn insert_database_with_task(&self, db: &Database, task: &Task) -> Result<Task>;
     async fn put_database(&self, db: &Database) -> Result<()>;
     async fn get_database(&self, name: &str) -> Result<Option<Database>>;
     async fn list_databases(&self) -> Result<Vec<Database>>;
@@ -59,6 +74,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores a new task and returns it with its id.
     async fn insert_task(&self, task: &Task) -> Result<Task>;
+    /// Stores `task` for the database `task.target` unless one of its tasks
+    /// is still queued or running: the check and the insert are one
+    /// transaction, so two submitters cannot both pass the check.
+    async fn submit_task_if_idle(&self, task: &Task) -> Result<Submission>;
     async fn put_task(&self, task: &Task) -> Result<()>;
     async fn get_task(&self, id: i64) -> Result<Option<Task>>;
     /// Newest first, at most `limit`.

@@ -25,4 +25,4 @@ impl PostgresStore {
     }
 }
 
-crate::sql_impl::impl_store!(PostgresStore);
+crate::sql_impl::impl_store!(PostgresStore, sqlx::PgConnection);

@@ -1,6 +1,11 @@
 //! The `Store` implementation shared by the SQLite and PostgreSQL stores:
 //! the same five tables of JSON documents and the same SQL (`$n`
 //! parameters, `ON CONFLICT`, `RETURNING` mean the same in both).
+//!
+//! Writes that must happen together run in one transaction. A check-then-act
+//! on a database (`submit_task_if_idle`) first writes the database's row:
+//! that takes its row lock in PostgreSQL and the write lock in SQLite, so a
+//! second such transaction waits and then sees the first one's task.
 
 pub(crate) fn task_state_name(state: pgfleet_core::TaskState) -> &'static str {
     use pgfleet_core::TaskState;
@@ -12,11 +17,56 @@ pub(crate) fn task_state_name(state: pgfleet_core::TaskState) -> &'static str {
     }
 }
 
-/// Implements `Store` for a type with a sqlx `pool` field.
+/// Implements `Store` for a type with a sqlx `pool` field; `$connection`
+/// is the backend's connection type (what a transaction dereferences to).
 macro_rules! impl_store {
-    ($store:ty) => {
+    ($store:ty, $connection:ty) => {
+        /// Stores `task` on `connection` and returns it with its id.
+        async fn insert_task_on(
+            connection: &mut $connection,
+            task: &pgfleet_core::Task,
+        ) -> $crate::Result<pgfleet_core::Task> {
+            let row = sqlx::query(
+                "INSERT INTO tasks (target, state, doc) VALUES ($1, $2, '{}') RETURNING id",
+            )
+            .bind(&task.target)
+            .bind($crate::sql_impl::task_state_name(task.state))
+            .fetch_one(&mut *connection)
+            .await?;
+            let mut stored = task.clone();
+            stored.id = sqlx::Row::get::<i64, _>(&row, 0);
+            sqlx::query("UPDATE tasks SET doc = $1 WHERE id = $2")
+                .bind(serde_json::to_string(&stored)?)
+                .bind(stored.id)
+                .execute(&mut *connection)
+                .await?;
+            Ok(stored)
+        }
+
+        /// Inserts `db` on `connection`; `Duplicate` if the name is taken.
+        async fn insert_database_on(
+            connection: &mut $connection,
+            db: &pgfleet_core::Database,
+        ) -> $crate::Result<()> {
+            let doc = serde_json::to_string(db)?;
+            let result = sqlx::query(
+                "INSERT INTO databases (name, doc) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
+            )
+            .bind(&db.name)
+            .bind(doc)
+            .execute(&mut *connection)
+            .await?;
+            if result.rows_affected() == 0 {
+                return Err($crate::StoreError::Duplicate {
+                    kind: "database",
+                    name: db.name.clone(),
+                });
+            }
+            Ok(())
+        }
+
         #[async_trait::async_trait]
-                impl $crate::Store for $store {
+        impl $crate::Store for $store {
             async fn put_host(&self, host: &pgfleet_core::Host) -> $crate::Result<()> {
                 let doc = serde_json::to_string(host)?;
                 sqlx::query("INSERT INTO hosts (name, doc) VALUES ($1, $2) ON CONFLICT(name) DO UPDATE SET doc = excluded.doc")
@@ -45,21 +95,20 @@ macro_rules! impl_store {
             }
 
             async fn insert_database(&self, db: &pgfleet_core::Database) -> $crate::Result<()> {
-                let doc = serde_json::to_string(db)?;
-                let result = sqlx::query(
-                    "INSERT INTO databases (name, doc) VALUES ($1, $2) ON CONFLICT(name) DO NOTHING",
-                )
-                .bind(&db.name)
-                .bind(doc)
-                .execute(&self.pool)
-                .await?;
-                if result.rows_affected() == 0 {
-                    return Err($crate::StoreError::Duplicate {
-                        kind: "database",
-                        name: db.name.clone(),
-                    });
-                }
-                Ok(())
+                let mut connection = self.pool.acquire().await?;
+                insert_database_on(&mut connection, db).await
+            }
+
+            async fn insert_database_with_task(
+                &self,
+                db: &pgfleet_core::Database,
+                task: &pgfleet_core::Task,
+            ) -> $crate::Result<pgfleet_core::Task> {
+                let mut tx = self.pool.begin().await?;
+                insert_database_on(&mut tx, db).await?;
+                let stored = insert_task_on(&mut tx, task).await?;
+                tx.commit().await?;
+                Ok(stored)
             }
 
             async fn put_database(&self, db: &pgfleet_core::Database) -> $crate::Result<()> {
@@ -102,22 +151,38 @@ macro_rules! impl_store {
 
             async fn insert_task(&self, task: &pgfleet_core::Task) -> $crate::Result<pgfleet_core::Task> {
                 let mut tx = self.pool.begin().await?;
-                let row = sqlx::query(
-                    "INSERT INTO tasks (target, state, doc) VALUES ($1, $2, '{}') RETURNING id",
-                )
-                .bind(&task.target)
-                .bind($crate::sql_impl::task_state_name(task.state))
-                .fetch_one(&mut *tx)
-                .await?;
-                let mut stored = task.clone();
-                stored.id = sqlx::Row::get::<i64, _>(&row, 0);
-                sqlx::query("UPDATE tasks SET doc = $1 WHERE id = $2")
-                    .bind(serde_json::to_string(&stored)?)
-                    .bind(stored.id)
-                    .execute(&mut *tx)
-                    .await?;
+                let stored = insert_task_on(&mut tx, task).await?;
                 tx.commit().await?;
                 Ok(stored)
+            }
+
+            async fn submit_task_if_idle(
+                &self,
+                task: &pgfleet_core::Task,
+            ) -> $crate::Result<$crate::Submission> {
+                let mut tx = self.pool.begin().await?;
+                // Writing the row first locks the database against a second
+                // submitter until this transaction ends (see the module doc).
+                let locked = sqlx::query("UPDATE databases SET doc = doc WHERE name = $1")
+                    .bind(&task.target)
+                    .execute(&mut *tx)
+                    .await?;
+                if locked.rows_affected() == 0 {
+                    return Ok($crate::Submission::NoDatabase);
+                }
+                let open = sqlx::query(
+                    "SELECT doc FROM tasks WHERE target = $1 AND state IN ('queued', 'running') ORDER BY id LIMIT 1",
+                )
+                .bind(&task.target)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = open {
+                    let running = serde_json::from_str(sqlx::Row::get::<&str, _>(&row, 0))?;
+                    return Ok($crate::Submission::Busy(running));
+                }
+                let stored = insert_task_on(&mut tx, task).await?;
+                tx.commit().await?;
+                Ok($crate::Submission::Queued(stored))
             }
 
             async fn put_task(&self, task: &pgfleet_core::Task) -> $crate::Result<()> {

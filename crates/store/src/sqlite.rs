@@ -35,7 +35,7 @@ impl SqliteStore {
     }
 }
 
-crate::sql_impl::impl_store!(SqliteStore);
+crate::sql_impl::impl_store!(SqliteStore, sqlx::SqliteConnection);
 
 #[cfg(test)]
 mod tests {

@@ -71,18 +71,67 @@ pub fn key_and_csr(common_name: &str) -> anyhow::Result<(String, String)> {
 }
 
 /// Writes a secret (key, credential, password) to `path`, mode 0600,
-/// atomically (a temporary file renamed over it) and synced.
+/// atomically and durably ([`write_durable`]).
 pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    write_durable(path, text.as_bytes())
+}
+
+/// Replaces `path` with `bytes` (mode 0600) so that after a crash it holds
+/// either the old or the new content, and the new one once this returns:
+/// writes `<name>.tmp` beside it, syncs it, renames it over `path` and syncs
+/// the folder. Every failure is returned; callers that persist before acting
+/// (fencing state) must not act on an error.
+pub fn write_durable(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} names no file", path.display()),
+        ));
+    };
+    let mut tmp_name = name.to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(text.as_bytes())?;
+    file.write_all(bytes)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path)
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(folder)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn durable_writes_replace_the_file_privately_and_report_failures() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("state.json");
+        super::write_durable(&path, b"one").expect("first write");
+        super::write_durable(&path, b"two").expect("second write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(!dir.path().join("state.json.tmp").exists());
+
+        // A folder where the file should be: the rename fails and says so.
+        let blocked = dir.path().join("blocked.json");
+        std::fs::create_dir_all(blocked.join("inside")).expect("folder");
+        assert!(super::write_durable(&blocked, b"x").is_err());
+        assert!(super::write_durable(&dir.path().join("missing/x.json"), b"x").is_err());
+    }
 }

@@ -18,13 +18,13 @@ impl Actor {
                 .map_err(anyhow::Error::from)
                 .and_then(|()| self.user.own(&self.paths.root))
             {
-                tracing::warn!(%error, "cannot create the node directory");
+                tracing::warn!(error = %format_args!("{error:#}"), "cannot create the node directory");
                 return;
             }
         }
         if let Err(error) = crate::pg::tls::write_client_files(&self.paths.root, client, &self.user)
         {
-            tracing::warn!(db = %spec.db, node = %spec.node, %error, "cannot write the client certificates");
+            tracing::warn!(db = %spec.db, node = %spec.node, error = %format_args!("{error:#}"), "cannot write the client certificates");
         }
     }
 

@@ -372,8 +372,16 @@ impl Actor {
             }
             if newer && self.assignment.as_ref() != Some(&assignment) {
                 tracing::info!(db = %spec.db, node = %spec.node, state = %assignment.state, generation = assignment.generation, "new assignment");
-                keeper::persist(&self.paths.root, &assignment);
-                self.assignment = Some(assignment);
+                // Persist before acting: an assignment that is not on disk is
+                // not applied (nor reported reached); the next report retries.
+                match keeper::persist(&self.paths.root, &assignment) {
+                    Ok(()) => {
+                        self.assignment = Some(assignment);
+                    }
+                    Err(error) => {
+                        tracing::error!(db = %spec.db, node = %spec.node, generation = assignment.generation, %error, "cannot persist the new assignment; not acting on it");
+                    }
+                }
             }
         }
         let mode = match &self.assignment {

@@ -53,7 +53,7 @@ impl Actor {
                 tracing::info!(db = %spec.db, node = %spec.node, ms = started.elapsed().as_millis() as u64, "rewound onto new primary")
             }
             Err(error) => {
-                tracing::warn!(db = %spec.db, node = %spec.node, %error, "pg_rewind failed; cloning again");
+                tracing::warn!(db = %spec.db, node = %spec.node, error = %format_args!("{error:#}"), "pg_rewind failed; cloning again");
                 self.reclone(spec, upstream).await?;
             }
         }

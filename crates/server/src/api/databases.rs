@@ -8,7 +8,8 @@ use pgfleet_core::api::{
 };
 use pgfleet_core::names::{validate_database_name, validate_node_name};
 use pgfleet_core::time::now_ms;
-use pgfleet_core::{Database, DbStatus, TaskKind};
+use pgfleet_core::{Database, DbStatus, Task, TaskKind};
+use pgfleet_store::Submission;
 use serde::Deserialize;
 
 use crate::error::ApiError;
@@ -174,14 +175,14 @@ pub async fn create(
             error: None,
             ha_generation: 0,
         };
-        state.store.insert_database(&db).await?;
-        crate::tasks::submit(
-            &state,
+        let task = crate::tasks::queued_task(
             TaskKind::CreateDatabase,
             &db.name,
             serde_json::json!({"version": version}),
-        )
-        .await?
+        );
+        let stored = state.store.insert_database_with_task(&db, &task).await?;
+        crate::tasks::queued(&state, &stored);
+        stored
     };
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
@@ -259,15 +260,22 @@ pub async fn uri(
     Ok(Json(UriView { uri }))
 }
 
-async fn refuse_if_busy(state: &AppState, name: &str) -> Result<(), ApiError> {
-    let open = state.store.unfinished_tasks().await?;
-    if let Some(task) = open.iter().find(|t| t.target == name) {
-        return Err(ApiError::conflict(format!(
+/// Queues a task on the database `name` unless one of its tasks is still
+/// unfinished (409), checked and stored in one store transaction.
+async fn submit_if_idle(
+    state: &AppState,
+    kind: TaskKind,
+    name: &str,
+    params: serde_json::Value,
+) -> Result<Task, ApiError> {
+    match crate::tasks::submit_if_idle(state, kind, name, params).await? {
+        Submission::Queued(task) => Ok(task),
+        Submission::Busy(task) => Err(ApiError::conflict(format!(
             "task {} ({:?}) is still running on database {name:?}",
             task.id, task.kind
-        )));
+        ))),
+        Submission::NoDatabase => Err(ApiError::not_found("database", name)),
     }
-    Ok(())
 }
 
 #[utoipa::path(delete, path = "/api/v1/databases/{db}", params(("db" = String, Path)),
@@ -277,8 +285,7 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     load(&state, &name).await?;
-    refuse_if_busy(&state, &name).await?;
-    let task = crate::tasks::submit(
+    let task = submit_if_idle(
         &state,
         TaskKind::DeleteDatabase,
         &name,
@@ -310,9 +317,8 @@ pub async fn create_replica(
             request.name
         )));
     }
-    refuse_if_busy(&state, &name).await?;
     let params = serde_json::json!({"node": request.name, "priority": priority});
-    let task = crate::tasks::submit(&state, TaskKind::CreateReplica, &name, params).await?;
+    let task = submit_if_idle(&state, TaskKind::CreateReplica, &name, params).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -353,7 +359,6 @@ pub async fn promote(
             crate::views::role_name(target.role)
         )));
     }
-    refuse_if_busy(&state, &name).await?;
     let hosts = view_context_parts(&state).await?;
     let view = render(&state, &hosts, &db, false);
     let target_view = view
@@ -373,7 +378,7 @@ pub async fn promote(
             target_view.status, target_view.replication_status, target_view.ha_state
         ).to_lowercase()));
     }
-    let task = crate::tasks::submit(
+    let task = submit_if_idle(
         &state,
         TaskKind::PromoteReplica,
         &name,
@@ -398,8 +403,7 @@ pub async fn delete_replica(
             crate::views::role_name(target.role)
         )));
     }
-    refuse_if_busy(&state, &name).await?;
-    let task = crate::tasks::submit(
+    let task = submit_if_idle(
         &state,
         TaskKind::DeleteReplica,
         &name,
@@ -430,9 +434,8 @@ pub async fn set_maintenance(
             "node {node:?} is the only data node: nothing can take over"
         )));
     }
-    refuse_if_busy(&state, &name).await?;
     let params = serde_json::json!({"node": node, "on": request.on});
-    let task = crate::tasks::submit(&state, TaskKind::SetMaintenance, &name, params).await?;
+    let task = submit_if_idle(&state, TaskKind::SetMaintenance, &name, params).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use pgfleet_core::errors::error_chain;
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{StepState, Task, TaskKind, TaskState};
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
                     start(&state, task);
                 }
             }
-            Err(error) => tracing::error!(%error, "cannot list tasks"),
+            Err(error) => tracing::error!(error = %error_chain(&error), "cannot list tasks"),
         }
         reap_deleted_nodes(&state).await;
         tokio::select! {
@@ -66,7 +67,7 @@ async fn execute(state: AppState, mut task: Task) {
         task,
     };
     if let Err(error) = run.save().await {
-        tracing::error!(task_id = run.task.id, %error, "cannot start task");
+        tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cannot start task");
         return;
     }
     let result = match run.task.kind {
@@ -85,8 +86,9 @@ async fn execute(state: AppState, mut task: Task) {
             tracing::info!(task_id = run.task.id, kind = ?run.task.kind, target = %run.task.target, "task succeeded");
         }
         Err(error) => {
+            // The user reads the top message; the log gets every cause.
             let message = error.to_string();
-            tracing::warn!(task_id = run.task.id, kind = ?run.task.kind, target = %run.task.target, error = %message, "task failed");
+            tracing::warn!(task_id = run.task.id, kind = ?run.task.kind, target = %run.task.target, error = %error_chain(&error), "task failed");
             let index = run.task.current_step;
             if let Some(step) = run.task.steps.get_mut(index) {
                 step.state = StepState::Failed;
@@ -106,13 +108,13 @@ async fn execute(state: AppState, mut task: Task) {
                 _ => Ok(()),
             };
             if let Err(error) = cleanup {
-                tracing::error!(task_id = run.task.id, %error, "cleanup after failure failed");
+                tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cleanup after failure failed");
             }
         }
     }
     run.task.finished_at_ms = Some(now_ms());
     if let Err(error) = run.save().await {
-        tracing::error!(task_id = run.task.id, %error, "cannot store task result");
+        tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cannot store task result");
     }
 }
 
@@ -157,7 +159,7 @@ async fn reap_deleted_nodes(state: &AppState) {
                 .update_database(&db.name, |db| db.nodes.retain(|n| !gone.contains(&n.name)))
                 .await;
             if let Err(error) = result {
-                tracing::error!(%error, "cannot reap deleted nodes");
+                tracing::error!(error = %error_chain(&error), "cannot reap deleted nodes");
             }
         }
     }

@@ -22,7 +22,7 @@ use crate::state::AppState;
 pub enum TaskError {
     #[error("{0}")]
     Refused(String),
-    #[error("metadata store failed")]
+    #[error(transparent)]
     Store(#[from] pgfleet_store::StoreError),
 }
 
@@ -57,13 +57,8 @@ pub fn step_names(kind: TaskKind) -> &'static [&'static str] {
     }
 }
 
-/// Stores a queued task and wakes the engine.
-pub async fn submit(
-    state: &AppState,
-    kind: TaskKind,
-    target: &str,
-    params: serde_json::Value,
-) -> Result<Task, pgfleet_store::StoreError> {
+/// A queued task of `kind` on `target`, not stored yet.
+pub fn queued_task(kind: TaskKind, target: &str, params: serde_json::Value) -> Task {
     let steps = step_names(kind)
         .iter()
         .map(|name| TaskStep {
@@ -71,7 +66,7 @@ pub async fn submit(
             state: StepState::Pending,
         })
         .collect();
-    let task = Task {
+    Task {
         id: 0,
         kind,
         target: target.to_string(),
@@ -85,11 +80,31 @@ pub async fn submit(
         finished_at_ms: None,
         error: None,
         message: None,
-    };
-    let stored = state.store.insert_task(&task).await?;
-    tracing::info!(task_id = stored.id, kind = ?kind, target, "task queued");
+    }
+}
+
+/// Logs a stored task and wakes the engine.
+pub fn queued(state: &AppState, stored: &Task) {
+    tracing::info!(task_id = stored.id, kind = ?stored.kind, target = %stored.target, "task queued");
     state.task_wakeup.notify_one();
-    Ok(stored)
+}
+
+/// Stores a queued task on the database `target` unless one of its tasks is
+/// unfinished (check and insert in one store transaction) and wakes the engine.
+pub async fn submit_if_idle(
+    state: &AppState,
+    kind: TaskKind,
+    target: &str,
+    params: serde_json::Value,
+) -> Result<pgfleet_store::Submission, pgfleet_store::StoreError> {
+    let submission = state
+        .store
+        .submit_task_if_idle(&queued_task(kind, target, params))
+        .await?;
+    if let pgfleet_store::Submission::Queued(stored) = &submission {
+        queued(state, stored);
+    }
+    Ok(submission)
 }
 
 /// A task being run: persists its progress.
