@@ -26,9 +26,12 @@ fn client_as(fleet: &Fleet, host: Option<&str>) -> reqwest::Client {
 fn client_with(fleet: &Fleet, cert_and_key: Option<(String, String)>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = fleet.ca().unwrap();
+    // The API's certificate comes from the fleet CA, monitors' from the host CA.
+    let host_ca = std::fs::read_to_string(fleet.dir().join("host-ca.crt")).unwrap();
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(host_ca.as_bytes()).unwrap());
     if let Some((cert, key)) = cert_and_key {
         let identity = pgfleet_tls::client_identity_pem(&cert, &key);
         builder = builder.identity(reqwest::Identity::from_pem(&identity).unwrap());

@@ -1,6 +1,10 @@
 //! Hostile input, derived from the OpenAPI document: every route is called
 //! without a token, with a viewer token, and with malformed bodies. The
 //! answers are 401 / 403 / 400 (or 404/409/413) — never a server error.
+//! And a holder of a join token: it never buys the control plane's address
+//! nor a certificate the CLI would take for the control plane's; a host is
+//! bound to the address and failure domain it joined with; hosts that
+//! joined but never beat are listed, removable and expire.
 
 mod common;
 
@@ -175,4 +179,229 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
         .unwrap()
         .permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o077, 0);
+}
+
+/// Joins `host` over the API with `join_token`; the status and answer.
+async fn join(
+    fleet: &Fleet,
+    host: &str,
+    join_token: &str,
+    address: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let http =
+        pgfleet::client::http_client(fleet.ca().as_deref(), std::time::Duration::from_secs(10));
+    let mut body = serde_json::json!({"host": host, "join_token": join_token});
+    if let Some(address) = address {
+        body["address"] = address.into();
+        body["csr_pem"] = pgfleet_tls::key_and_csr(host).unwrap().1.into();
+    }
+    let response = http
+        .post(format!("{}/api/v1/agents/join", fleet.api))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+fn join_token(fleet: &Fleet) -> String {
+    fleet
+        .cli_ok(&["host", "join-token", "--ttl", "60"])
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_join_token_buys_neither_the_control_planes_address_nor_its_certificate() {
+    let fleet = Fleet::up(1);
+    let token = join_token(&fleet);
+    let api_ip = fleet
+        .api
+        .trim_start_matches("https://")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let host_1 = fleet.host_address(1);
+    let reserved = fleet.host_address(40);
+    let (status, _) = join(&fleet, "early", &token, Some(&reserved)).await;
+    assert_eq!(status, 200, "a first join reserves its address");
+    let token = join_token(&fleet);
+    for (address, expected) in [
+        (api_ip.as_str(), 409),
+        ("0.0.0.0", 400),
+        ("224.0.0.1", 400),
+        ("255.255.255.255", 400),
+        (host_1.as_str(), 409),
+        (reserved.as_str(), 409),
+    ] {
+        let (status, answer) = join(&fleet, "evil-1", &token, Some(address)).await;
+        assert_eq!(status, expected, "join with {address}: {answer}");
+    }
+    // None of that spent the token; a host's own address works.
+    let own = fleet.host_address(41);
+    let (key_pem, csr_pem) = pgfleet_tls::key_and_csr("evil-1").unwrap();
+    let http =
+        pgfleet::client::http_client(fleet.ca().as_deref(), std::time::Duration::from_secs(10));
+    let joined: serde_json::Value = http
+        .post(format!("{}/api/v1/agents/join", fleet.api))
+        .json(&serde_json::json!({"host": "evil-1", "join_token": token, "address": own, "csr_pem": csr_pem}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // A TLS server with that fresh host certificate, on the host's address:
+    // the CLI's client refuses it and never sends it the admin token.
+    let cert_pem = joined["certificate_pem"].as_str().unwrap();
+    let host_ca = joined["host_ca_pem"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let tls = pgfleet_tls::server_config(
+        cert_pem,
+        None,
+        &key_pem,
+        pgfleet_tls::ClientAuth::Optional(if host_ca.is_empty() {
+            fleet.ca().unwrap()
+        } else {
+            host_ca
+        }),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind(format!("{own}:0"))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let recorder = seen.clone();
+    let router = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let recorder = recorder.clone();
+        async move {
+            let authorization = headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap_or_default().to_string())
+                .unwrap_or_default();
+            recorder.lock().unwrap().push(authorization);
+            axum::Json(Vec::<serde_json::Value>::new())
+        }
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(pgfleet_tls::serve(listener, tls, router, cancel.clone()));
+    let impostor = pgfleet::client::Client::with_ca(
+        &format!("https://{own}:{port}"),
+        &fleet.token(),
+        fleet.ca().as_deref(),
+    );
+    let error = impostor.hosts().await.unwrap_err();
+    assert_eq!(error.status, None, "refused at the TLS handshake: {error}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "the admin token went to the impostor"
+    );
+    cancel.cancel();
+    let _ = server.await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosts_are_bound_to_their_join_and_hosts_that_never_beat_are_listed_removed_and_expired() {
+    let fleet = Fleet::up_with(1, &["--joined-host-expiry-secs", "8"]);
+    let api = fleet.client();
+    let host_1 = api.hosts().await.unwrap().remove(0);
+    // A host that joined with its address and failure domain cannot beat
+    // with others (another host's, or a new failure domain).
+    let address = fleet.host_address(20);
+    let (key_pem, csr_pem) = pgfleet_tls::key_and_csr("evil-2").unwrap();
+    let http =
+        pgfleet::client::http_client(fleet.ca().as_deref(), std::time::Duration::from_secs(10));
+    let token = join_token(&fleet);
+    let joined: serde_json::Value = http
+        .post(format!("{}/api/v1/agents/join", fleet.api))
+        .json(&serde_json::json!({"host": "evil-2", "join_token": token, "address": address, "csr_pem": csr_pem, "failure_domain": "fd-evil"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let identity =
+        pgfleet_tls::client_identity_pem(joined["certificate_pem"].as_str().unwrap(), &key_pem);
+    let evil = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(fleet.ca().unwrap().as_bytes()).unwrap(),
+        )
+        .identity(reqwest::Identity::from_pem(&identity).unwrap())
+        .build()
+        .unwrap();
+    let credential = joined["credential"].as_str().unwrap().to_string();
+    let beat = |address: &str, failure_domain: &str| {
+        let request = evil
+            .post(format!("{}/api/v1/agents/heartbeat", fleet.api))
+            .bearer_auth(&credential)
+            .json(&serde_json::json!({"host": {"name": "evil-2", "address": address, "failure_domain": failure_domain, "agent_port": 7071}, "pg_version": 15, "instances": []}));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    // Listed as joined before its first heartbeat.
+    let listed = api.hosts().await.unwrap();
+    let evil_view = listed
+        .iter()
+        .find(|h| h.name == "evil-2")
+        .expect("evil-2 is listed");
+    assert_eq!(evil_view.status, pgfleet_core::HostStatus::Joined);
+    assert_eq!(evil_view.address, address);
+    let (status, message) = beat(&host_1.address, "fd-evil").await;
+    assert_eq!(status, 409, "another host's address: {message}");
+    assert!(message.contains("bound to address"), "{message}");
+    let (status, message) = beat(&address, &host_1.failure_domain).await;
+    assert_eq!(status, 409, "another failure domain: {message}");
+    assert_eq!(beat(&address, "fd-evil").await.0, 200);
+    let listed = api.hosts().await.unwrap();
+    let host_1_now = listed.iter().find(|h| h.name == host_1.name).unwrap();
+    assert_eq!(host_1_now.address, host_1.address);
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|h| h.address == host_1.address)
+            .count(),
+        1,
+        "{listed:?}"
+    );
+
+    // A host that joined but never beat: listed, removable (its reserved
+    // address is free again), and forgotten after the expiry.
+    let ghost_address = fleet.host_address(21);
+    let (status, _) = join(&fleet, "ghost", &join_token(&fleet), Some(&ghost_address)).await;
+    assert_eq!(status, 200);
+    let out = fleet.cli_ok(&["host", "list"]);
+    assert!(out.contains("ghost") && out.contains("joined"), "{out}");
+    fleet.cli_ok(&["host", "remove", "ghost"]);
+    assert!(!fleet.cli_ok(&["host", "list"]).contains("ghost"));
+    let (status, _) = join(&fleet, "ghost-2", &join_token(&fleet), Some(&ghost_address)).await;
+    assert_eq!(status, 200, "the removed host's address is free again");
+    common::eventually(
+        std::time::Duration::from_secs(30),
+        "ghost-2 expires",
+        || async {
+            let hosts = api.hosts().await.unwrap();
+            (!hosts.iter().any(|h| h.name == "ghost-2")).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        api.hosts()
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| h.name == "evil-2"),
+        "a host that beat stays"
+    );
 }

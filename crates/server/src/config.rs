@@ -29,7 +29,13 @@ pub struct ServerConfig {
     pub ca: crate::tls::CaFiles,
     /// Lifetime of host certificates; agents renew when a third is left.
     pub host_cert_validity_secs: u64,
+    /// A host that joined but never sent a heartbeat is forgotten after
+    /// this long (`--joined-host-expiry-secs`).
+    pub joined_host_expiry_secs: u64,
 }
+
+/// Default of `--joined-host-expiry-secs`: one day.
+pub const DEFAULT_JOINED_HOST_EXPIRY_SECS: u64 = 86_400;
 
 impl ServerConfig {
     pub fn local(data_dir: PathBuf) -> ServerConfig {
@@ -48,6 +54,7 @@ impl ServerConfig {
             tls_key: None,
             ca: Default::default(),
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
+            joined_host_expiry_secs: DEFAULT_JOINED_HOST_EXPIRY_SECS,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! the view of the fleet (stored intent merged with what agents report).
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
-//! (`tasks::engine`), and the observation reaper that marks hosts lost.
+//! (`tasks::engine`), the observation reaper that marks hosts lost, and the
+//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
 
 pub mod api;
 pub mod auth;
@@ -60,8 +61,17 @@ pub async fn start(
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;
+    let host_ca = tls::FleetCa::load_or_create_host_ca(store.as_ref(), &config.data_dir).await?;
     let identities = host_identity::HostIdentities::load(store.as_ref()).await?;
-    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca, identities)?;
+    let state = AppState::new(
+        config.clone(),
+        store,
+        zone.clone(),
+        tokens,
+        ca,
+        host_ca,
+        identities,
+    )?;
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
@@ -83,6 +93,11 @@ pub async fn start(
         cancel.clone(),
     )));
 
+    handles.push(tokio::spawn(expire_joined_hosts(
+        state.clone(),
+        cancel.clone(),
+    )));
+
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();
     if config.tls {
@@ -92,7 +107,7 @@ pub async fn start(
         }
         // Agents present their host certificates; the CLI, the UI and
         // scripts may present none and use tokens.
-        let client_auth = pgfleet_tls::ClientAuth::Optional(state.ca.cert_pem.clone());
+        let client_auth = pgfleet_tls::ClientAuth::Optional(state.agent_client_cas_pem());
         let tls_config = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 let read = |p: &std::path::Path| {
@@ -130,6 +145,22 @@ pub async fn start(
         state,
         handles,
     })
+}
+
+/// Forgets joined hosts that never beat, checked every few seconds (at
+/// most a tenth of the expiry apart).
+async fn expire_joined_hosts(state: AppState, cancel: CancellationToken) {
+    let every =
+        std::time::Duration::from_secs((state.config.joined_host_expiry_secs / 10).clamp(1, 60));
+    loop {
+        if let Err(error) = api::hosts::expire_joined(&state).await {
+            tracing::warn!(error = ?error.message, "expiring joined hosts failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Runs until `cancel` fires.
