@@ -134,10 +134,11 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
         }
     }
     assert!(private(&fleet.dir().join("ca.key")));
-    let store = pgfleet_store::open(&format!(
-        "sqlite:{}",
-        fleet.dir().join("pgfleet.db").display()
-    ))
+    // Secrets in the store are sealed: open it with the fleet's key.
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", fleet.dir().join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(fleet.dir()),
+    )
     .await
     .unwrap();
     assert!(store
@@ -340,10 +341,11 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
 
     // `pgfleet` from a node's address: its password alone is not enough,
     // the host's client certificate is needed too.
-    let store = pgfleet_store::open(&format!(
-        "sqlite:{}",
-        fleet.dir().join("pgfleet.db").display()
-    ))
+    // Secrets in the store are sealed: open it with the fleet's key.
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", fleet.dir().join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(fleet.dir()),
+    )
     .await
     .unwrap();
     let record = store.get_database("pgtls-db").await.unwrap().unwrap();

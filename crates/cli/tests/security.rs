@@ -4,7 +4,8 @@
 //! And a holder of a join token: it never buys the control plane's address
 //! nor a certificate the CLI would take for the control plane's; a host is
 //! bound to the address and failure domain it joined with; hosts that
-//! joined but never beat are listed, removable and expire.
+//! joined but never beat are listed, removable and expire. A local user
+//! reads no secret from the store's files.
 
 mod common;
 
@@ -403,5 +404,59 @@ async fn hosts_are_bound_to_their_join_and_hosts_that_never_beat_are_listed_remo
             .iter()
             .any(|h| h.name == "evil-2"),
         "a host that beat stays"
+    );
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_stores_files_are_private_and_hold_no_database_secret_in_clear() {
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&["db", "create", "sealed-db"]);
+    let dir = fleet.dir();
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", dir.join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(dir),
+    )
+    .await
+    .unwrap();
+    let db = store.get_database("sealed-db").await.unwrap().unwrap();
+    let uri = fleet.cli_ok(&["db", "uri", "sealed-db"]);
+    assert!(
+        uri.contains(&db.admin_password),
+        "the API still gives the password"
+    );
+    let secrets = [
+        ("admin password", &db.admin_password),
+        ("replication password", &db.replication_password),
+        ("superuser password", &db.superuser_password),
+        ("monitor token", &db.monitor_token),
+    ];
+    let mut files = 0;
+    for name in ["pgfleet.db", "pgfleet.db-wal", "pgfleet.db-shm"] {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        files += 1;
+        assert_eq!(mode(&path), 0o600, "{name}");
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for (what, secret) in &secrets {
+            assert!(secret.len() >= 32, "{what}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "the {what} is in {name} in clear"
+            );
+        }
+    }
+    assert!(files >= 2, "the database and its WAL were read");
+    assert_eq!(mode(&pgfleet_store::sealed::key_path(dir)), 0o600);
+    assert_eq!(
+        mode(dir) & 0o066,
+        0,
+        "nobody else lists or writes the data dir"
     );
 }

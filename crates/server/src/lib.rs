@@ -50,7 +50,9 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = pgfleet_store::open(&config.store_url)
+    private_data_dir(&config.data_dir)?;
+    let secrets_key = pgfleet_store::sealed::key_path(&config.data_dir);
+    let store = pgfleet_store::open_sealed(&config.store_url, &secrets_key)
         .await
         .with_context(|| {
             format!(
@@ -145,6 +147,22 @@ pub async fn start(
         state,
         handles,
     })
+}
+
+/// The data dir holds keys and the store: nobody else may list or read it.
+/// It stays 0711 (not 0700): PostgreSQL, as user `postgres`, must pass
+/// through it to its folders under `hosts/`.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading data dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o066 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode((mode & 0o700) | 0o011))
+            .with_context(|| format!("making data dir {} private (0711)", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Forgets joined hosts that never beat, checked every few seconds (at
