@@ -313,8 +313,9 @@ async fn hosts_are_bound_to_their_join_and_hosts_that_never_beat_are_listed_remo
     let fleet = Fleet::up_with(1, &["--joined-host-expiry-secs", "8"]);
     let api = fleet.client();
     let host_1 = api.hosts().await.unwrap().remove(0);
-    // A host that joined with its address and failure domain cannot beat
-    // with others (another host's, or a new failure domain).
+    // A host is bound to the address it joined with and the failure domain
+    // of its first heartbeat (or of its join, as agents send it): it cannot
+    // beat with another host's address or move to another failure domain.
     let address = fleet.host_address(20);
     let (key_pem, csr_pem) = pgfleet_tls::key_and_csr("evil-2").unwrap();
     let http =
@@ -322,7 +323,7 @@ async fn hosts_are_bound_to_their_join_and_hosts_that_never_beat_are_listed_remo
     let token = join_token(&fleet);
     let joined: serde_json::Value = http
         .post(format!("{}/api/v1/agents/join", fleet.api))
-        .json(&serde_json::json!({"host": "evil-2", "join_token": token, "address": address, "csr_pem": csr_pem, "failure_domain": "fd-evil"}))
+        .json(&serde_json::json!({"host": "evil-2", "join_token": token, "address": address, "csr_pem": csr_pem}))
         .send()
         .await
         .unwrap()
@@ -362,8 +363,11 @@ async fn hosts_are_bound_to_their_join_and_hosts_that_never_beat_are_listed_remo
     let (status, message) = beat(&host_1.address, "fd-evil").await;
     assert_eq!(status, 409, "another host's address: {message}");
     assert!(message.contains("bound to address"), "{message}");
+    // Its join named no failure domain: the first heartbeat binds it.
+    assert_eq!(beat(&address, "fd-evil").await.0, 200);
     let (status, message) = beat(&address, &host_1.failure_domain).await;
     assert_eq!(status, 409, "another failure domain: {message}");
+    assert!(message.contains("bound to failure domain"), "{message}");
     assert_eq!(beat(&address, "fd-evil").await.0, 200);
     let listed = api.hosts().await.unwrap();
     let host_1_now = listed.iter().find(|h| h.name == host_1.name).unwrap();
@@ -416,12 +420,35 @@ async fn the_stores_files_are_private_and_hold_no_database_secret_in_clear() {
     let fleet = Fleet::up(1);
     fleet.cli_ok(&["db", "create", "sealed-db"]);
     let dir = fleet.dir();
-    let store = pgfleet_store::open_sealed(
-        &format!("sqlite:{}", dir.join("pgfleet.db").display()),
-        &pgfleet_store::sealed::key_path(dir),
-    )
-    .await
-    .unwrap();
+    // What another local user would find: modes and contents, taken before
+    // this test opens the store itself.
+    let mut files = Vec::new();
+    for name in ["pgfleet.db", "pgfleet.db-wal", "pgfleet.db-shm"] {
+        let path = dir.join(name);
+        if path.exists() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+            files.push((name, mode(&path), text));
+        }
+    }
+    assert!(files.len() >= 2, "the database and its WAL were read");
+    assert_eq!(
+        mode(dir) & 0o066,
+        0,
+        "nobody else lists or writes the data dir"
+    );
+    // Read the record without changing the store: through the key when
+    // there is one (an older version has none and stores clear values).
+    let raw = pgfleet_store::open(&format!("sqlite:{}", dir.join("pgfleet.db").display()))
+        .await
+        .unwrap();
+    let store: std::sync::Arc<dyn pgfleet_store::Store> =
+        match std::fs::read_to_string(pgfleet_store::sealed::key_path(dir)) {
+            Ok(text) => std::sync::Arc::new(pgfleet_store::SealedStore::new(
+                raw,
+                pgfleet_store::sealed::SecretsKey::parse(&text).unwrap(),
+            )),
+            Err(_) => raw,
+        };
     let db = store.get_database("sealed-db").await.unwrap().unwrap();
     let uri = fleet.cli_ok(&["db", "uri", "sealed-db"]);
     assert!(
@@ -434,16 +461,7 @@ async fn the_stores_files_are_private_and_hold_no_database_secret_in_clear() {
         ("superuser password", &db.superuser_password),
         ("monitor token", &db.monitor_token),
     ];
-    let mut files = 0;
-    for name in ["pgfleet.db", "pgfleet.db-wal", "pgfleet.db-shm"] {
-        let path = dir.join(name);
-        if !path.exists() {
-            continue;
-        }
-        files += 1;
-        assert_eq!(mode(&path), 0o600, "{name}");
-        let bytes = std::fs::read(&path).unwrap();
-        let text = String::from_utf8_lossy(&bytes);
+    for (name, file_mode, text) in &files {
         for (what, secret) in &secrets {
             assert!(secret.len() >= 32, "{what}");
             assert!(
@@ -451,12 +469,7 @@ async fn the_stores_files_are_private_and_hold_no_database_secret_in_clear() {
                 "the {what} is in {name} in clear"
             );
         }
+        assert_eq!(*file_mode, 0o600, "{name}");
     }
-    assert!(files >= 2, "the database and its WAL were read");
     assert_eq!(mode(&pgfleet_store::sealed::key_path(dir)), 0o600);
-    assert_eq!(
-        mode(dir) & 0o066,
-        0,
-        "nobody else lists or writes the data dir"
-    );
 }
