@@ -473,3 +473,67 @@ async fn the_stores_files_are_private_and_hold_no_database_secret_in_clear() {
     }
     assert_eq!(mode(&pgfleet_store::sealed::key_path(dir)), 0o600);
 }
+
+/// A certificate for `host` at `address` on the host's own key, issued by
+/// the fleet CA, as versions before the host CA issued them.
+fn fleet_ca_host_certificate(dir: &std::path::Path, host: &str, address: &str) -> String {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(&read("ca.key")).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&read("ca.crt"), ca_key).unwrap();
+    let host_key = rcgen::KeyPair::from_pem(&read(&format!("hosts/{host}/agent.key"))).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec![host.to_string(), address.to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, host);
+    params.extended_key_usages = vec![
+        rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(30);
+    params.signed_by(&host_key, &issuer).unwrap().pem()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_with_a_fleet_ca_certificate_keeps_working_and_moves_to_the_host_ca() {
+    let mut fleet = Fleet::up(1);
+    let address = fleet.host_address(1);
+    fleet.stop();
+    // host-1 as an older version left it: a fleet-CA certificate (pinned by
+    // the control plane) and no host CA in its directory.
+    let dir = fleet.dir().to_path_buf();
+    let old_cert = fleet_ca_host_certificate(&dir, "host-1", &address);
+    let old_fingerprint = pgfleet_tls::pem_fingerprint(&old_cert).unwrap();
+    std::fs::write(dir.join("hosts/host-1/agent.crt"), &old_cert).unwrap();
+    std::fs::remove_file(dir.join("hosts/host-1/host-ca.crt")).unwrap();
+    {
+        let store = pgfleet_store::open(&format!("sqlite:{}", dir.join("pgfleet.db").display()))
+            .await
+            .unwrap();
+        let text = store.get_meta("host_identities").await.unwrap().unwrap();
+        let mut identities: serde_json::Value = serde_json::from_str(&text).unwrap();
+        identities["certificates"]["host-1"]["fingerprint"] = old_fingerprint.clone().into();
+        store
+            .put_meta("host_identities", &identities.to_string())
+            .await
+            .unwrap();
+    }
+    // The control plane still takes the old certificate (the agent renews
+    // with it at start) and the host comes back with one from the host CA.
+    fleet.start();
+    let new_cert = std::fs::read_to_string(dir.join("hosts/host-1/agent.crt")).unwrap();
+    assert_ne!(
+        pgfleet_tls::pem_fingerprint(&new_cert).unwrap(),
+        old_fingerprint
+    );
+    let der = pgfleet_tls::first_certificate(&new_cert).unwrap();
+    assert!(
+        String::from_utf8_lossy(der.as_ref()).contains("pgfleet host CA"),
+        "the renewed certificate comes from the host CA"
+    );
+    assert!(dir.join("hosts/host-1/host-ca.crt").exists());
+    let hosts = fleet.client().hosts().await.unwrap();
+    assert_eq!(hosts[0].status, pgfleet_core::HostStatus::Connected);
+}
