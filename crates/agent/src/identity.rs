@@ -74,9 +74,10 @@ fn client_trusting(identity: &HostIdentity, roots_pem: &str) -> anyhow::Result<r
     let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
         .connect_timeout(std::time::Duration::from_millis(500));
-    for cert in reqwest::Certificate::from_pem_bundle(roots_pem.as_bytes())? {
-        builder = builder.add_root_certificate(cert);
-    }
+    // Only these roots: not the system's, which could vouch for an address
+    // of ours.
+    let roots = reqwest::Certificate::from_pem_bundle(roots_pem.as_bytes())?;
+    builder = builder.tls_certs_only(roots);
     Ok(builder
         .identity(reqwest::Identity::from_pem(
             &pgfleet_tls::client_identity_pem(&identity.cert_pem, &identity.key_pem),

@@ -37,7 +37,7 @@ pub struct Inner {
     pub db_lock: tokio::sync::Mutex<()>,
     pub running_tasks: Mutex<HashSet<i64>>,
     /// Client for calls to agents (the monitor's switchover endpoint): trusts
-    /// the host CA (and the fleet CA, which signed the certificates of hosts
+    /// only the host CA (and the fleet CA, which signed the certificates of hosts
     /// that have not renewed since the host CA came) and presents the
     /// control plane's client certificate.
     pub http: reqwest::Client,
@@ -70,8 +70,10 @@ impl AppState {
         let client_cert = ca.issue_client("pgfleet control plane")?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .add_root_certificate(reqwest::Certificate::from_pem(host_ca.cert_pem.as_bytes())?)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?)
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(host_ca.cert_pem.as_bytes())?,
+                reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?,
+            ])
             .identity(reqwest::Identity::from_pem(
                 &pgfleet_tls::client_identity_pem(&client_cert.cert_pem, &client_cert.key_pem),
             )?)
