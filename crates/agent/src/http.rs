@@ -1,8 +1,9 @@
 //! The agent's HTTPS endpoint on `<address>:<agent port>`: keepers of other
 //! hosts report to the monitors this agent runs, and the control plane asks
 //! them for switchovers. Mutual TLS: the endpoint presents the host
-//! certificate and accepts only clients with a certificate from the fleet
-//! CA; each monitor then admits only the certificates its spec lists (the
+//! certificate and accepts only clients with a certificate from the host CA
+//! or the fleet CA (the control plane's client certificate, and hosts not
+//! yet renewed since the host CA came); each monitor then admits only the certificates its spec lists (the
 //! hosts of its data nodes and the control plane) that also present the
 //! database's monitor token.
 
@@ -122,7 +123,7 @@ pub async fn start(
         .route("/monitor/{db}/switchover", post(switchover))
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime.clone());
-    let ca_pem = runtime.identity().ca_pem;
+    let ca_pem = runtime.identity().peer_cas_pem();
     let tls = runtime
         .server_cert
         .server_config(ClientAuth::Required(ca_pem))?;

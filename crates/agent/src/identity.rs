@@ -1,6 +1,11 @@
 //! The host's identity: its credential (`DATA_DIR/agent.credential`), its
 //! private key (`agent.key`, made here, never sent anywhere) and the
-//! certificate the fleet CA issued for it (`agent.crt`). All 0600.
+//! certificate the host CA issued for it (`agent.crt`). All 0600. The
+//! control plane is trusted only with the fleet CA (`ca.crt`); other
+//! agents' endpoints with the host CA (`host-ca.crt`, and the fleet CA for
+//! hosts whose certificate predates the host CA). An agent whose directory
+//! has no `host-ca.crt` yet (an older version joined it) renews its
+//! certificate at start, which brings both.
 //!
 //! A new host spends a one-time join token for a credential and, with a
 //! signing request in the same call, its certificate. A host that has a
@@ -17,9 +22,21 @@ pub struct HostIdentity {
     pub credential: String,
     pub cert_pem: String,
     pub key_pem: String,
-    /// The fleet CA the agent trusts (for the control plane and for other
-    /// agents' endpoints).
+    /// The fleet CA: the only CA trusted for the control plane.
     pub ca_pem: String,
+    /// The host CA (empty until the control plane sent it): trusted, with
+    /// the fleet CA, for other agents' endpoints.
+    pub host_ca_pem: String,
+}
+
+impl HostIdentity {
+    /// The CAs trusted for agent endpoints (and their clients), PEM.
+    pub fn peer_cas_pem(&self) -> String {
+        if self.host_ca_pem.is_empty() {
+            return self.ca_pem.clone();
+        }
+        format!("{}\n{}", self.host_ca_pem.trim_end(), self.ca_pem)
+    }
 }
 
 fn read_secret(path: &Path) -> Option<String> {
@@ -38,14 +55,30 @@ fn bootstrap_client(ca_pem: Option<&str>) -> anyhow::Result<reqwest::Client> {
     Ok(builder.build()?)
 }
 
-/// An HTTP client that trusts the fleet CA and presents the host's
-/// certificate (to the control plane and to monitors).
+/// An HTTP client for the control plane: trusts the fleet CA only (a host
+/// certificate never passes as the control plane) and presents the host's
+/// certificate.
 pub fn client(identity: &HostIdentity) -> anyhow::Result<reqwest::Client> {
+    client_trusting(identity, &identity.ca_pem)
+}
+
+/// An HTTP client for other agents' endpoints (monitors): trusts the host
+/// CA (and the fleet CA, for certificates older than the host CA) and
+/// presents the host's certificate.
+pub fn peer_client(identity: &HostIdentity) -> anyhow::Result<reqwest::Client> {
+    client_trusting(identity, &identity.peer_cas_pem())
+}
+
+fn client_trusting(identity: &HostIdentity, roots_pem: &str) -> anyhow::Result<reqwest::Client> {
     pgfleet_tls::install_crypto_provider();
-    Ok(reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(2))
-        .connect_timeout(std::time::Duration::from_millis(500))
-        .add_root_certificate(reqwest::Certificate::from_pem(identity.ca_pem.as_bytes())?)
+        .connect_timeout(std::time::Duration::from_millis(500));
+    // Only these roots: not the system's, which could vouch for an address
+    // of ours.
+    let roots = reqwest::Certificate::from_pem_bundle(roots_pem.as_bytes())?;
+    builder = builder.tls_certs_only(roots);
+    Ok(builder
         .identity(reqwest::Identity::from_pem(
             &pgfleet_tls::client_identity_pem(&identity.cert_pem, &identity.key_pem),
         )?)
@@ -105,6 +138,7 @@ pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
             let body = serde_json::json!({
                 "host": config.name, "join_token": join_token,
                 "address": config.address, "csr_pem": csr_pem,
+                "failure_domain": config.failure_domain,
             });
             let answer = post(&client, &url(config, "/api/v1/agents/join"), None, &body)
                 .await
@@ -150,12 +184,26 @@ pub async fn obtain(config: &AgentConfig) -> anyhow::Result<HostIdentity> {
             dir.display()
         );
     }
-    Ok(HostIdentity {
+    let identity = HostIdentity {
         credential,
         cert_pem,
         key_pem: read_secret(&dir.join("agent.key")).unwrap_or_default(),
         ca_pem,
-    })
+        host_ca_pem: read_secret(&dir.join("host-ca.crt")).unwrap_or_default(),
+    };
+    if identity.host_ca_pem.is_empty() {
+        // Joined by an older version: its certificate came from the fleet
+        // CA. A renewal brings one from the host CA, and the host CA.
+        let renewed = renew(config, &identity).await.map_err(|e| {
+            anyhow::anyhow!(
+                "renewing the certificate of host {} for the host CA: {e:#}",
+                config.name
+            )
+        })?;
+        tracing::info!(host = %config.name, "host certificate renewed from the host CA");
+        return Ok(renewed);
+    }
+    Ok(identity)
 }
 
 /// When the certificate in `pem` expired (ms since the epoch), if it has.
@@ -179,6 +227,9 @@ fn save_certificate(
         anyhow::bail!("the control plane issued no certificate");
     };
     install_pair(dir, key_pem, cert_pem)?;
+    if let Some(host_ca) = answer["host_ca_pem"].as_str().filter(|p| !p.is_empty()) {
+        std::fs::write(dir.join("host-ca.crt"), host_ca)?;
+    }
     if ca_pem.is_none() {
         if let Some(ca) = answer["ca_pem"].as_str() {
             std::fs::write(dir.join("ca.crt"), ca)?;
@@ -261,6 +312,11 @@ pub async fn renew(config: &AgentConfig, current: &HostIdentity) -> anyhow::Resu
             .to_string(),
         key_pem,
         ca_pem: current.ca_pem.clone(),
+        host_ca_pem: answer["host_ca_pem"]
+            .as_str()
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .unwrap_or_else(|| current.host_ca_pem.clone()),
     })
 }
 

@@ -115,7 +115,7 @@ pub async fn report(
         monitor.address, monitor.port, db
     );
     let response = runtime
-        .http()
+        .peer_http()
         .post(&url)
         .bearer_auth(token)
         .timeout(std::time::Duration::from_millis(800))

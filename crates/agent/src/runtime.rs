@@ -32,8 +32,11 @@ pub struct Inner {
     pub host_dir: PathBuf,
     /// Credential, key and certificate (replaced on renewal).
     identity: RwLock<crate::identity::HostIdentity>,
-    /// Presents the current certificate; replaced with it.
+    /// For the control plane: presents the current certificate; replaced
+    /// with it.
     http: RwLock<reqwest::Client>,
+    /// For other agents' endpoints (monitors), likewise.
+    peer_http: RwLock<reqwest::Client>,
     /// The agent endpoint's server certificate (the host certificate).
     pub server_cert: Arc<pgfleet_tls::ReloadableCert>,
     pub instances: Mutex<HashMap<String, InstanceHandle>>,
@@ -67,6 +70,7 @@ impl AgentRuntime {
         let host_dir = host_dir.canonicalize()?;
         user.check_reachable(&host_dir.join("pg"))?;
         let http = crate::identity::client(&identity)?;
+        let peer_http = crate::identity::peer_client(&identity)?;
         let server_cert = pgfleet_tls::ReloadableCert::new(&identity.cert_pem, &identity.key_pem)?;
         Ok(AgentRuntime {
             inner: Arc::new(Inner {
@@ -76,6 +80,7 @@ impl AgentRuntime {
                 host_dir,
                 identity: RwLock::new(identity),
                 http: RwLock::new(http),
+                peer_http: RwLock::new(peer_http),
                 server_cert,
                 instances: Mutex::new(HashMap::new()),
                 monitors: Mutex::new(HashMap::new()),
@@ -84,9 +89,14 @@ impl AgentRuntime {
         })
     }
 
-    /// The HTTP client for the control plane and monitors.
+    /// The HTTP client for the control plane.
     pub fn http(&self) -> reqwest::Client {
         self.http.read().expect("http lock").clone()
+    }
+
+    /// The HTTP client for other agents' endpoints (monitors).
+    pub fn peer_http(&self) -> reqwest::Client {
+        self.peer_http.read().expect("http lock").clone()
     }
 
     pub fn identity(&self) -> crate::identity::HostIdentity {
@@ -96,9 +106,11 @@ impl AgentRuntime {
     /// Switches to a renewed certificate: new connections present it.
     pub fn set_identity(&self, identity: crate::identity::HostIdentity) -> anyhow::Result<()> {
         let http = crate::identity::client(&identity)?;
+        let peer_http = crate::identity::peer_client(&identity)?;
         self.server_cert
             .replace(&identity.cert_pem, &identity.key_pem)?;
         *self.http.write().expect("http lock") = http;
+        *self.peer_http.write().expect("http lock") = peer_http;
         *self.identity.write().expect("identity lock") = identity;
         Ok(())
     }

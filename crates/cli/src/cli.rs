@@ -101,6 +101,10 @@ pub struct ServerArgs {
     /// Lifetime of host certificates (agents renew when a third is left).
     #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
     pub host_cert_validity_secs: u64,
+    /// A host that joined but never sent a heartbeat is forgotten after this
+    /// many seconds (its credential, certificate and address).
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub joined_host_expiry_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
 }

@@ -38,6 +38,10 @@ pub struct UpArgs {
     /// Lifetime of host certificates (agents renew when a third is left).
     #[arg(long, default_value_t = pgfleet_server::tls::DEFAULT_HOST_CERT_SECS, value_parser = clap::value_parser!(u64).range(6..))]
     pub host_cert_validity_secs: u64,
+    /// A host that joined but never sent a heartbeat is forgotten after this
+    /// many seconds.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub joined_host_expiry_secs: u64,
     /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
@@ -62,6 +66,7 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     config.host_timeout_ms = args.host_timeout_ms;
     config.tls = !args.insecure_http;
     config.host_cert_validity_secs = args.host_cert_validity_secs;
+    config.joined_host_expiry_secs = args.joined_host_expiry_secs;
     if let Some(store) = &args.store {
         config.store_url = store.clone();
     }

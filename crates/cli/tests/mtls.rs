@@ -26,9 +26,12 @@ fn client_as(fleet: &Fleet, host: Option<&str>) -> reqwest::Client {
 fn client_with(fleet: &Fleet, cert_and_key: Option<(String, String)>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let ca = fleet.ca().unwrap();
+    // The API's certificate comes from the fleet CA, monitors' from the host CA.
+    let host_ca = std::fs::read_to_string(fleet.dir().join("host-ca.crt")).unwrap();
     let mut builder = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
-        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .add_root_certificate(reqwest::Certificate::from_pem(host_ca.as_bytes()).unwrap());
     if let Some((cert, key)) = cert_and_key {
         let identity = pgfleet_tls::client_identity_pem(&cert, &key);
         builder = builder.identity(reqwest::Identity::from_pem(&identity).unwrap());
@@ -131,10 +134,11 @@ async fn hosts_are_certificates_and_monitors_admit_only_their_nodes() {
         }
     }
     assert!(private(&fleet.dir().join("ca.key")));
-    let store = pgfleet_store::open(&format!(
-        "sqlite:{}",
-        fleet.dir().join("pgfleet.db").display()
-    ))
+    // Secrets in the store are sealed: open it with the fleet's key.
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", fleet.dir().join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(fleet.dir()),
+    )
     .await
     .unwrap();
     assert!(store
@@ -362,10 +366,11 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
 
     // `pgfleet` from a node's address: its password alone is not enough,
     // the host's client certificate is needed too.
-    let store = pgfleet_store::open(&format!(
-        "sqlite:{}",
-        fleet.dir().join("pgfleet.db").display()
-    ))
+    // Secrets in the store are sealed: open it with the fleet's key.
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", fleet.dir().join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(fleet.dir()),
+    )
     .await
     .unwrap();
     let record = store.get_database("pgtls-db").await.unwrap().unwrap();

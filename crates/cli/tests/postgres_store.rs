@@ -228,7 +228,16 @@ async fn a_fleet_keeps_its_metadata_in_postgres_across_a_restart() {
     let view = fleet.client().database("meta-db", false).await.unwrap();
     assert_eq!(view.nodes.len(), 1);
     let store = pgfleet_store::open(&server.url).await.unwrap();
-    assert!(store.get_database("meta-db").await.unwrap().is_some());
+    let stored = store.get_database("meta-db").await.unwrap().unwrap();
+    // Its secrets are sealed there too (the key stays in the data dir).
+    for secret in [
+        &stored.admin_password,
+        &stored.replication_password,
+        &stored.superuser_password,
+        &stored.monitor_token,
+    ] {
+        assert!(pgfleet_store::sealed::is_sealed(secret));
+    }
     let uri = fleet.cli_ok(&["db", "uri", "meta-db", "--resolved"]);
     let db = fleet.connect(uri.trim()).await;
     db.simple_query("SELECT 1").await.unwrap();

@@ -26,6 +26,9 @@ pub enum HostStatus {
     Lost,
     /// The control plane restarted and has not heard from the host yet.
     Unknown,
+    /// The host joined (it has a credential) but never sent a heartbeat;
+    /// forgotten after `--joined-host-expiry-secs`.
+    Joined,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

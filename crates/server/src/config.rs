@@ -35,7 +35,13 @@ pub struct ServerConfig {
     pub host_cert_validity_secs: u64,
     /// Timeouts and limits on the API's connections.
     pub http: pgfleet_tls::HttpLimits,
+    /// A host that joined but never sent a heartbeat is forgotten after
+    /// this long (`--joined-host-expiry-secs`).
+    pub joined_host_expiry_secs: u64,
 }
+
+/// Default of `--joined-host-expiry-secs`: one day.
+pub const DEFAULT_JOINED_HOST_EXPIRY_SECS: u64 = 86_400;
 
 impl ServerConfig {
     pub fn local(data_dir: PathBuf) -> ServerConfig {
@@ -55,6 +61,7 @@ impl ServerConfig {
             ca: Default::default(),
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
             http: pgfleet_tls::HttpLimits::default(),
+            joined_host_expiry_secs: DEFAULT_JOINED_HOST_EXPIRY_SECS,
         }
     }
 }

@@ -3,6 +3,12 @@
 //! credential bound to its host name; heartbeats must present it and may
 //! only speak for that host. Removing a host deletes its credential: it
 //! cannot come back with its old identity. Only SHA-256 hashes are stored.
+//!
+//! A join binds the host's address (reserved at once, so a second join with
+//! it is refused before the first host ever beats) and, when the join names
+//! it, its failure domain; otherwise the first heartbeat binds them. A
+//! heartbeat that differs is refused. A host that joined but never beat is
+//! listed as `joined` and forgotten after `--joined-host-expiry-secs`.
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;
@@ -27,6 +33,10 @@ struct JoinToken {
     sha256: String,
     expires_at_ms: i64,
     used: bool,
+}
+
+fn address_taken(address: &str, owner: &str) -> ApiError {
+    ApiError::conflict(format!("address {address} belongs to host {owner:?}"))
 }
 
 /// The certificate the CA last issued to a host: the only one accepted.
@@ -56,6 +66,19 @@ pub enum Admission {
     Refused,
 }
 
+/// What a join (or, for what it left open, the first heartbeat) bound to a
+/// host: a heartbeat must say the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub failure_domain: Option<String>,
+    /// When the host joined (for hosts that joined before bindings existed:
+    /// when this control plane first loaded them).
+    pub joined_at_ms: i64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Persisted {
     /// host name → hash of its credential
@@ -70,6 +93,19 @@ struct Persisted {
     #[serde(default)]
     renewals: BTreeMap<String, CertRecord>,
     join_tokens: Vec<JoinToken>,
+    /// host name → what its join bound
+    #[serde(default)]
+    bindings: BTreeMap<String, Binding>,
+}
+
+impl Persisted {
+    /// The host (other than `host`) whose binding holds `address`.
+    fn address_owner(&self, address: &str, host: &str) -> Option<String> {
+        self.bindings
+            .iter()
+            .find(|(name, b)| b.address.as_deref() == Some(address) && name.as_str() != host)
+            .map(|(name, _)| name.clone())
+    }
 }
 
 pub struct HostIdentities {
@@ -81,10 +117,21 @@ pub struct HostIdentities {
 
 impl HostIdentities {
     pub async fn load(store: &dyn Store) -> anyhow::Result<HostIdentities> {
-        let data = match store.get_meta(META_KEY).await? {
+        let mut data: Persisted = match store.get_meta(META_KEY).await? {
             Some(text) => serde_json::from_str(&text)?,
             None => Persisted::default(),
         };
+        // Hosts that joined before bindings existed: their address and
+        // failure domain are bound by their stored record or next beat.
+        let now = pgfleet_core::time::now_ms();
+        let names: Vec<String> = data.credentials.keys().cloned().collect();
+        for name in names {
+            data.bindings.entry(name).or_insert(Binding {
+                address: None,
+                failure_domain: None,
+                joined_at_ms: now,
+            });
+        }
         Ok(HostIdentities {
             data: RwLock::new(data),
             writer: tokio::sync::Mutex::new(()),
@@ -122,12 +169,17 @@ impl HostIdentities {
         Ok((token, expires_at_ms))
     }
 
-    /// Spends a join token and returns a new credential for `host`.
+    /// Spends a join token and returns a new credential for `host`, binding
+    /// `address` and `failure_domain` to it. Refused (token not spent) when
+    /// the address belongs to another joined host or to one of
+    /// `stored_hosts`.
     pub async fn redeem(
         &self,
         store: &dyn Store,
         host: &str,
         join_token: &str,
+        binding: Binding,
+        stored_hosts: &[pgfleet_core::Host],
     ) -> Result<String, ApiError> {
         let _writer = self.writer.lock().await;
         let credential = pgfleet_core::secrets::random_token(48);
@@ -150,8 +202,18 @@ impl HostIdentities {
                     "host {host:?} has already joined: remove it first (`pgfleet host remove {host}`) to join it again"
                 )));
             }
+            if let Some(address) = &binding.address {
+                let stored = stored_hosts
+                    .iter()
+                    .find(|h| &h.address == address && h.name != host)
+                    .map(|h| h.name.clone());
+                if let Some(owner) = data.address_owner(address, host).or(stored) {
+                    return Err(address_taken(address, &owner));
+                }
+            }
             data.join_tokens[index].used = true;
             data.credentials.insert(host.to_string(), hash(&credential));
+            data.bindings.insert(host.to_string(), binding);
         }
         self.save(store).await?;
         Ok(credential)
@@ -175,8 +237,92 @@ impl HostIdentities {
             data.credentials.remove(host);
             data.certificates.remove(host);
             data.renewals.remove(host);
+            data.bindings.remove(host);
         }
         self.save(store).await
+    }
+
+    /// What `host`'s join bound, if it has joined.
+    pub fn binding(&self, host: &str) -> Option<Binding> {
+        let data = self.data.read().expect("identities lock");
+        data.bindings.get(host).cloned()
+    }
+
+    /// The joined host (other than `host`) that holds `address`.
+    pub fn address_owner(&self, address: &str, host: &str) -> Option<String> {
+        let data = self.data.read().expect("identities lock");
+        data.address_owner(address, host)
+    }
+
+    /// Binds what `host`'s join left open (its first heartbeat): refused
+    /// when another host holds the address.
+    pub async fn bind(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        address: &str,
+        failure_domain: &str,
+    ) -> Result<(), ApiError> {
+        let _writer = self.writer.lock().await;
+        {
+            let mut data = self.data.write().expect("identities lock");
+            if let Some(owner) = data.address_owner(address, host) {
+                return Err(address_taken(address, &owner));
+            }
+            let Some(binding) = data.bindings.get_mut(host) else {
+                return Err(ApiError::not_found("host", host));
+            };
+            binding.address.get_or_insert_with(|| address.to_string());
+            binding
+                .failure_domain
+                .get_or_insert_with(|| failure_domain.to_string());
+        }
+        self.save(store).await
+    }
+
+    /// Hosts that joined but have no stored record (never beat), with
+    /// their bindings, by name.
+    pub fn joined_only(&self, stored_hosts: &[pgfleet_core::Host]) -> Vec<(String, Binding)> {
+        let data = self.data.read().expect("identities lock");
+        data.bindings
+            .iter()
+            .filter(|(name, _)| !stored_hosts.iter().any(|h| &h.name == *name))
+            .map(|(name, binding)| (name.clone(), binding.clone()))
+            .collect()
+    }
+
+    /// Forgets hosts that joined before `cutoff_ms` and never beat (no
+    /// stored record): their credentials, certificates and addresses.
+    /// Returns their names.
+    pub async fn expire_unseen(
+        &self,
+        store: &dyn Store,
+        stored_hosts: &[pgfleet_core::Host],
+        cutoff_ms: i64,
+    ) -> Result<Vec<String>, ApiError> {
+        let _writer = self.writer.lock().await;
+        let expired: Vec<String> = {
+            let mut data = self.data.write().expect("identities lock");
+            let expired: Vec<String> = data
+                .bindings
+                .iter()
+                .filter(|(name, b)| {
+                    b.joined_at_ms < cutoff_ms && !stored_hosts.iter().any(|h| &h.name == *name)
+                })
+                .map(|(name, _)| name.clone())
+                .collect();
+            for name in &expired {
+                data.credentials.remove(name);
+                data.certificates.remove(name);
+                data.renewals.remove(name);
+                data.bindings.remove(name);
+            }
+            expired
+        };
+        if !expired.is_empty() {
+            self.save(store).await?;
+        }
+        Ok(expired)
     }
 
     /// Records `record` as `host`'s only valid certificate (the previous one

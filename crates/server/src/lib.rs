@@ -2,7 +2,8 @@
 //! the view of the fleet (stored intent merged with what agents report).
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
-//! (`tasks::engine`), and the periodic DNS republish (`dns_sync::run`).
+//! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), and the
+//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
@@ -53,7 +54,9 @@ pub async fn start(
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let store = pgfleet_store::open(&config.store_url)
+    private_data_dir(&config.data_dir)?;
+    let secrets_key = pgfleet_store::sealed::key_path(&config.data_dir);
+    let store = pgfleet_store::open_sealed(&config.store_url, &secrets_key)
         .await
         .with_context(|| {
             format!(
@@ -64,8 +67,17 @@ pub async fn start(
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;
+    let host_ca = tls::FleetCa::load_or_create_host_ca(store.as_ref(), &config.data_dir).await?;
     let identities = host_identity::HostIdentities::load(store.as_ref()).await?;
-    let state = AppState::new(config.clone(), store, zone.clone(), tokens, ca, identities)?;
+    let state = AppState::new(
+        config.clone(),
+        store,
+        zone.clone(),
+        tokens,
+        ca,
+        host_ca,
+        identities,
+    )?;
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
@@ -88,6 +100,11 @@ pub async fn start(
         cancel.clone(),
     )));
 
+    handles.push(tokio::spawn(expire_joined_hosts(
+        state.clone(),
+        cancel.clone(),
+    )));
+
     let router = api::router(state.clone());
     let api_cancel = cancel.clone();
     if config.tls {
@@ -97,7 +114,7 @@ pub async fn start(
         }
         // Agents present their host certificates; the CLI, the UI and
         // scripts may present none and use tokens.
-        let client_auth = pgfleet_tls::ClientAuth::Optional(state.ca.cert_pem.clone());
+        let client_auth = pgfleet_tls::ClientAuth::Optional(state.agent_client_cas_pem());
         let tls_config = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) => {
                 let read = |p: &std::path::Path| {
@@ -139,6 +156,38 @@ pub async fn start(
         state,
         handles,
     })
+}
+
+/// The data dir holds keys and the store: nobody else may list or read it.
+/// It stays 0711 (not 0700): PostgreSQL, as user `postgres`, must pass
+/// through it to its folders under `hosts/`.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading data dir {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o066 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode((mode & 0o700) | 0o011))
+            .with_context(|| format!("making data dir {} private (0711)", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Forgets joined hosts that never beat, checked every few seconds (at
+/// most a tenth of the expiry apart).
+async fn expire_joined_hosts(state: AppState, cancel: CancellationToken) {
+    let every =
+        std::time::Duration::from_secs((state.config.joined_host_expiry_secs / 10).clamp(1, 60));
+    loop {
+        if let Err(error) = api::hosts::expire_joined(&state).await {
+            tracing::warn!(error = ?error.message, "expiring joined hosts failed");
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 /// Runs until `cancel` fires.

@@ -28,6 +28,8 @@ pub struct Inner {
     pub identities: crate::host_identity::HostIdentities,
     /// The fleet CA: API and PostgreSQL server certificates.
     pub ca: Arc<crate::tls::FleetCa>,
+    /// The host CA: host certificates only (never trusted for the API).
+    pub host_ca: Arc<crate::tls::FleetCa>,
     pub observed: Mutex<Observed>,
     /// Wakes the task engine when a task is queued.
     pub task_wakeup: Notify,
@@ -37,7 +39,9 @@ pub struct Inner {
     pub db_lock: tokio::sync::Mutex<()>,
     pub running_tasks: Mutex<HashSet<i64>>,
     /// Client for calls to agents (the monitor's switchover endpoint): trusts
-    /// the fleet CA and presents the control plane's client certificate.
+    /// only the host CA (and the fleet CA, which signed the certificates of hosts
+    /// that have not renewed since the host CA came) and presents the
+    /// control plane's client certificate.
     pub http: reqwest::Client,
     /// Fingerprint of that client certificate (monitors accept it).
     pub client_fingerprint: String,
@@ -63,13 +67,17 @@ impl AppState {
         zone: pgfleet_dns::ZoneHandle,
         tokens: Tokens,
         ca: crate::tls::FleetCa,
+        host_ca: crate::tls::FleetCa,
         identities: crate::host_identity::HostIdentities,
     ) -> anyhow::Result<AppState> {
         crate::tls::install_crypto_provider();
         let client_cert = ca.issue_client("pgfleet control plane")?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
-            .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?)
+            .tls_certs_only([
+                reqwest::Certificate::from_pem(host_ca.cert_pem.as_bytes())?,
+                reqwest::Certificate::from_pem(ca.cert_pem.as_bytes())?,
+            ])
             .identity(reqwest::Identity::from_pem(
                 &pgfleet_tls::client_identity_pem(&client_cert.cert_pem, &client_cert.key_pem),
             )?)
@@ -83,6 +91,7 @@ impl AppState {
                 dns_publisher: Default::default(),
                 tokens,
                 ca: Arc::new(ca),
+                host_ca: Arc::new(host_ca),
                 identities,
                 observed: Mutex::new(Observed::default()),
                 task_wakeup: Notify::new(),
@@ -95,6 +104,13 @@ impl AppState {
                 attempts: Default::default(),
             }),
         })
+    }
+
+    /// The CAs whose certificates agents may present: the host CA, and the
+    /// fleet CA for hosts not yet renewed since the host CA came (pinned by
+    /// fingerprint either way).
+    pub fn agent_client_cas_pem(&self) -> String {
+        format!("{}\n{}", self.host_ca.cert_pem.trim_end(), self.ca.cert_pem)
     }
 
     pub fn host_timeout(&self) -> Duration {

@@ -1,9 +1,15 @@
-//! The fleet CA. At first start the control plane creates a CA (certificate
-//! in the store and in `DATA_DIR/ca.crt`, private key in `DATA_DIR/ca.key`,
-//! mode 0600, never in the store) or takes the user's (`--ca-cert`,
-//! `--ca-key`). The CA issues the API's server certificate (unless the user
-//! gives one), the control plane's client certificate, host certificates
-//! from agents' signing requests, and PostgreSQL server certificates.
+//! The fleet CA and the host CA. At first start the control plane creates a
+//! fleet CA (certificate in the store and in `DATA_DIR/ca.crt`, private key
+//! in `DATA_DIR/ca.key`, mode 0600, never in the store) or takes the user's
+//! (`--ca-cert`, `--ca-key`). The fleet CA issues the API's server
+//! certificate (unless the user gives one), the control plane's client
+//! certificate and the PostgreSQL certificates.
+//!
+//! Host certificates (from agents' signing requests) come from a separate
+//! root, the host CA (`DATA_DIR/host-ca.key`, 0600; certificate in the store
+//! and in `DATA_DIR/host-ca.crt`), kept the same way. The CLI and agents
+//! trust only the fleet CA for the API server, so a host certificate — even
+//! one naming the API's address — never passes as the control plane.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -19,11 +25,40 @@ pub use pgfleet_tls::install_crypto_provider;
 /// agents renew when a third is left.
 pub const DEFAULT_HOST_CERT_SECS: u64 = 90 * 86_400;
 
-fn ca_params() -> CertificateParams {
+/// Where one of our own CAs is kept.
+struct OwnCa {
+    common_name: &'static str,
+    /// File of the private key in the data dir (0600).
+    key_file: &'static str,
+    /// File of the certificate in the data dir.
+    cert_file: &'static str,
+    /// Meta key of the certificate in the store.
+    cert_meta: &'static str,
+    /// Meta key where older fleets kept the key (moved out at start).
+    legacy_key_meta: Option<&'static str>,
+}
+
+const FLEET_CA: OwnCa = OwnCa {
+    common_name: "pgfleet fleet CA",
+    key_file: "ca.key",
+    cert_file: "ca.crt",
+    cert_meta: "ca_cert",
+    legacy_key_meta: Some("ca_key"),
+};
+
+const HOST_CA: OwnCa = OwnCa {
+    common_name: "pgfleet host CA",
+    key_file: "host-ca.key",
+    cert_file: "host-ca.crt",
+    cert_meta: "host_ca_cert",
+    legacy_key_meta: None,
+};
+
+fn ca_params(common_name: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
     params
         .distinguished_name
-        .push(DnType::CommonName, "pgfleet fleet CA");
+        .push(DnType::CommonName, common_name);
     params
         .distinguished_name
         .push(DnType::OrganizationName, "pgfleet");
@@ -88,32 +123,49 @@ impl FleetCa {
         if user.cert.is_some() != user.key.is_some() {
             anyhow::bail!("--ca-cert and --ca-key go together");
         }
-        let key_path = data_dir.join("ca.key");
-        let stored_cert = store.get_meta("ca_cert").await?;
-        let legacy_key = store
-            .get_meta("ca_key")
-            .await?
-            .filter(|key| !key.is_empty());
-        if let Some(key) = &legacy_key {
-            pgfleet_tls::write_private(&key_path, key)?;
-            store.put_meta("ca_key", "").await?;
+        Self::own(store, data_dir, &FLEET_CA).await
+    }
+
+    /// The host CA, which signs host certificates only (created at first
+    /// start; a lost key stops the start like the fleet CA's).
+    pub async fn load_or_create_host_ca(
+        store: &dyn pgfleet_store::Store,
+        data_dir: &Path,
+    ) -> anyhow::Result<FleetCa> {
+        Self::own(store, data_dir, &HOST_CA).await
+    }
+
+    async fn own(
+        store: &dyn pgfleet_store::Store,
+        data_dir: &Path,
+        kind: &OwnCa,
+    ) -> anyhow::Result<FleetCa> {
+        let key_path = data_dir.join(kind.key_file);
+        let stored_cert = store.get_meta(kind.cert_meta).await?;
+        if let Some(meta) = kind.legacy_key_meta {
+            let legacy_key = store.get_meta(meta).await?.filter(|key| !key.is_empty());
+            if let Some(key) = &legacy_key {
+                pgfleet_tls::write_private(&key_path, key)?;
+                store.put_meta(meta, "").await?;
+            }
         }
         let (cert_pem, key_pem) = match (stored_cert, std::fs::read_to_string(&key_path).ok()) {
             (Some(cert), Some(key)) => (cert, key),
             (Some(_), None) => anyhow::bail!(
-                "the fleet CA's key {} is missing: restore it from your backup",
+                "the key of the {} ({}) is missing: restore it from your backup",
+                kind.common_name,
                 key_path.display()
             ),
             (None, _) => {
                 let key = KeyPair::generate()?;
-                let cert = ca_params().self_signed(&key)?;
+                let cert = ca_params(kind.common_name).self_signed(&key)?;
                 pgfleet_tls::write_private(&key_path, &key.serialize_pem())?;
-                store.put_meta("ca_cert", &cert.pem()).await?;
+                store.put_meta(kind.cert_meta, &cert.pem()).await?;
                 (cert.pem(), key.serialize_pem())
             }
         };
-        std::fs::write(data_dir.join("ca.crt"), &cert_pem)?;
-        let issuer = Issuer::new(ca_params(), KeyPair::from_pem(&key_pem)?);
+        std::fs::write(data_dir.join(kind.cert_file), &cert_pem)?;
+        let issuer = Issuer::new(ca_params(kind.common_name), KeyPair::from_pem(&key_pem)?);
         Ok(FleetCa { cert_pem, issuer })
     }
 
@@ -299,10 +351,10 @@ mod tests {
 
     fn ca() -> FleetCa {
         let key = KeyPair::generate().unwrap();
-        let cert = ca_params().self_signed(&key).unwrap();
+        let cert = ca_params("test CA").self_signed(&key).unwrap();
         FleetCa {
             cert_pem: cert.pem(),
-            issuer: Issuer::new(ca_params(), key),
+            issuer: Issuer::new(ca_params("test CA"), key),
         }
     }
 

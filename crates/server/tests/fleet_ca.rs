@@ -1,4 +1,4 @@
-//! The fleet CA: its key lives in a private file, never in the metadata
+//! The fleet CA (and the host CA, kept the same way): its key lives in a private file, never in the metadata
 //! store (older fleets' keys move out at start); a lost key stops the start
 //! instead of silently making a new CA; a user's own CA and API certificate
 //! are used as given.
@@ -48,6 +48,49 @@ async fn the_ca_key_is_a_private_file_and_moves_out_of_the_store() {
         .to_string();
     assert!(
         error.contains("ca.key") && error.contains("missing"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_host_ca_is_a_separate_root_kept_like_the_fleet_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = pgfleet_store::open(&format!("sqlite:{}", dir.path().join("m.db").display()))
+        .await
+        .unwrap();
+    let fleet = FleetCa::load_or_create(store.as_ref(), dir.path(), &CaFiles::default())
+        .await
+        .unwrap();
+    let host = FleetCa::load_or_create_host_ca(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    assert_ne!(host.cert_pem, fleet.cert_pem, "its own root");
+    let key_path = dir.path().join("host-ca.key");
+    assert_eq!(mode(&key_path), 0o600);
+    let key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(
+        !key.is_empty()
+            && !std::fs::read_to_string(dir.path().join("ca.key"))
+                .unwrap()
+                .contains(key.trim())
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("host-ca.crt")).unwrap(),
+        host.cert_pem
+    );
+    let again = FleetCa::load_or_create_host_ca(store.as_ref(), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(again.cert_pem, host.cert_pem, "the same host CA");
+    // A lost key stops the start with what to do.
+    std::fs::remove_file(&key_path).unwrap();
+    let error = FleetCa::load_or_create_host_ca(store.as_ref(), dir.path())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("host-ca.key") && error.contains("missing"),
         "{error}"
     );
 }

@@ -3,13 +3,18 @@
 //! `Store` is the trait the control plane uses; `SqliteStore` is the embedded
 //! default, `PostgresStore` the option for metadata in a PostgreSQL server.
 //! Records are kept as JSON documents keyed by name or id in the same five
-//! tables in both (`sql_impl`).
+//! tables in both (`sql_impl`). `sealed` keeps databases' secrets sealed
+//! in either, with a key outside the store; `files` keeps SQLite's files
+//! private.
 
+mod files;
 mod postgres;
+pub mod sealed;
 mod sql_impl;
 mod sqlite;
 
 pub use postgres::PostgresStore;
+pub use sealed::{open_sealed, SealedStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -23,6 +28,26 @@ pub enum StoreError {
     Corrupt(#[source] serde_json::Error),
     #[error("{kind} {name:?} already exists")]
     Duplicate { kind: &'static str, name: String },
+    #[error("cannot make store file {path} private")]
+    Files {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or write the secrets key {path}")]
+    SecretsKey {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the secrets key {0} is not a key pgfleet made (32 bytes, base64)")]
+    BadSecretsKey(std::path::PathBuf),
+    #[error("the secrets key {0} is missing but the store holds secrets sealed with it: restore it from your backup")]
+    MissingSecretsKey(std::path::PathBuf),
+    #[error(
+        "secret {record} does not open with the secrets key (another fleet's key, or tampered)"
+    )]
+    Unsealable { record: String },
     #[error("unsupported store url {0:?}: use sqlite:PATH or postgres://USER:PASSWORD@HOST/DB")]
     UnsupportedUrl(String),
 }

@@ -1,4 +1,5 @@
-//! SQLite implementation of `Store` (WAL journal, one small pool).
+//! SQLite implementation of `Store` (WAL journal, one small pool; files
+//! 0600, see `files`).
 
 use std::path::Path;
 use std::str::FromStr;
@@ -17,7 +18,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Opens (or creates) the database at `path`; its files are 0600.
     pub async fn open(path: &Path) -> Result<SqliteStore> {
+        crate::files::private_sqlite_files(path).map_err(|source| crate::StoreError::Files {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
             .create_if_missing(true)
@@ -32,6 +38,16 @@ impl SqliteStore {
             .execute(&pool)
             .await?;
         Ok(SqliteStore { pool })
+    }
+
+    /// Rewrites the database file without its free pages and empties the
+    /// WAL, so values overwritten before (clear secrets an older version
+    /// kept) are gone from the files too.
+    pub async fn purge_freed_pages(&self) -> Result<()> {
+        sqlx::raw_sql("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

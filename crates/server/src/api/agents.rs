@@ -27,6 +27,7 @@ pub async fn heartbeat(
     validate_registration(&beat.host)?;
     let hosts = state.store.list_hosts().await?;
     let known = hosts.iter().find(|h| h.name == beat.host.name);
+    check_binding(&state, &beat.host, known).await?;
     let changed = match known {
         None => true,
         Some(h) => {
@@ -82,6 +83,54 @@ pub async fn heartbeat(
         heartbeat_interval_ms: state.config.heartbeat_interval_ms,
         renew_certificate,
     }))
+}
+
+/// A heartbeat must carry the address and failure domain its host's join
+/// bound (or, for a host that joined before bindings, its stored record);
+/// what is still open is bound now.
+async fn check_binding(
+    state: &AppState,
+    host: &HostRegistration,
+    known: Option<&Host>,
+) -> Result<(), ApiError> {
+    let binding = state.identities.binding(&host.name).unwrap_or_default();
+    let address = binding
+        .address
+        .clone()
+        .or_else(|| known.map(|h| h.address.clone()));
+    let failure_domain = binding
+        .failure_domain
+        .clone()
+        .or_else(|| known.map(|h| h.failure_domain.clone()));
+    if let Some(bound) = address.filter(|a| *a != host.address) {
+        return Err(ApiError::conflict(format!(
+            "host {:?} is bound to address {bound}, not {}: remove the host and join it again to move it",
+            host.name, host.address
+        )));
+    }
+    if let Some(bound) = failure_domain.filter(|f| *f != host.failure_domain) {
+        return Err(ApiError::conflict(format!(
+            "host {:?} is bound to failure domain {bound:?}, not {:?}: remove the host and join it again to move it",
+            host.name, host.failure_domain
+        )));
+    }
+    if binding.address.is_none() || binding.failure_domain.is_none() {
+        crate::api::agent_identity::check_host_address(
+            &host.address,
+            state.config.api_addr,
+            state.config.dns_addr,
+        )?;
+        state
+            .identities
+            .bind(
+                state.store.as_ref(),
+                &host.name,
+                &host.address,
+                &host.failure_domain,
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// Who may call the monitor of `db`: the current (and renewed) certificates of the hosts

@@ -1,4 +1,6 @@
-//! `GET /api/v1/hosts`
+//! `GET /api/v1/hosts` (hosts that beat, and hosts that joined but never
+//! beat, as `joined`), join tokens, `DELETE /api/v1/hosts/{name}`, and the
+//! expiry of joined hosts that never beat.
 
 use axum::extract::State;
 use axum::Json;
@@ -12,8 +14,9 @@ use crate::state::AppState;
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<HostView>>, ApiError> {
     let hosts = state.store.list_hosts().await?;
     let databases = state.store.list_databases().await?;
+    let joined_only = state.identities.joined_only(&hosts);
     let observed = state.observed.lock().expect("observed lock");
-    let mut views = Vec::with_capacity(hosts.len());
+    let mut views = Vec::with_capacity(hosts.len() + joined_only.len());
     for host in hosts {
         let mut instances = Vec::new();
         for db in &databases {
@@ -38,7 +41,35 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<HostView>>, 
             instances,
         });
     }
+    for (name, binding) in joined_only {
+        views.push(HostView {
+            status: pgfleet_core::HostStatus::Joined,
+            last_heartbeat_ms: None,
+            pg_version: None,
+            certificate_expires_at_ms: state.identities.certificate(&name).map(|c| c.expires_at_ms),
+            name,
+            address: binding.address.unwrap_or_default(),
+            failure_domain: binding.failure_domain.unwrap_or_default(),
+            instances: Vec::new(),
+        });
+    }
     Ok(Json(views))
+}
+
+/// Forgets hosts that joined more than `--joined-host-expiry-secs` ago and
+/// never beat (their credentials, certificates, reserved addresses).
+pub async fn expire_joined(state: &AppState) -> Result<(), ApiError> {
+    let hosts = state.store.list_hosts().await?;
+    let cutoff =
+        pgfleet_core::time::now_ms() - (state.config.joined_host_expiry_secs as i64) * 1000;
+    let expired = state
+        .identities
+        .expire_unseen(state.store.as_ref(), &hosts, cutoff)
+        .await?;
+    for host in expired {
+        tracing::info!(host = %host, "joined host never beat: forgotten");
+    }
+    Ok(())
 }
 
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
@@ -97,7 +128,8 @@ pub async fn remove(
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     let hosts = state.store.list_hosts().await?;
-    if !hosts.iter().any(|h| h.name == name) {
+    let stored = hosts.iter().any(|h| h.name == name);
+    if !stored && state.identities.binding(&name).is_none() {
         return Err(ApiError::not_found("host", &name));
     }
     let databases = state.store.list_databases().await?;
@@ -110,7 +142,9 @@ pub async fn remove(
         }
     }
     state.identities.remove(state.store.as_ref(), &name).await?;
-    state.store.delete_host(&name).await?;
+    if stored {
+        state.store.delete_host(&name).await?;
+    }
     tracing::info!(host = %name, "host removed");
     Ok(axum::http::StatusCode::NO_CONTENT)
 }

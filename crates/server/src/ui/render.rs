@@ -207,6 +207,7 @@ pub fn host_status(status: HostStatus) -> Badge {
         HostStatus::Connected => badge("Connected", "ok"),
         HostStatus::Lost => badge("Lost", "bad"),
         HostStatus::Unknown => badge("Unknown", "muted"),
+        HostStatus::Joined => badge("Joined", "info"),
     }
 }
 
