@@ -33,12 +33,12 @@ async fn superuser(fleet: &Fleet, db: &str) -> Option<tokio_postgres::Client> {
         .find(|n| n.role == NodeRole::Primary)
         .unwrap()
         .clone();
-    let store = pgfleet_store::open(&format!(
-        "sqlite:{}",
-        fleet.dir().join("pgfleet.db").display()
-    ))
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", fleet.dir().join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(fleet.dir()),
+    )
     .await
-    .unwrap();
+    .ok()?;
     let record = store.get_database(db).await.unwrap().unwrap();
     let tls_dir = fleet
         .dir()

@@ -292,7 +292,13 @@ async fn a_join_token_buys_neither_the_control_planes_address_nor_its_certificat
         }
     });
     let cancel = tokio_util::sync::CancellationToken::new();
-    let server = tokio::spawn(pgfleet_tls::serve(listener, tls, router, cancel.clone()));
+    let server = tokio::spawn(pgfleet_tls::serve(
+        listener,
+        Some(tls),
+        router,
+        pgfleet_tls::HttpLimits::default(),
+        cancel.clone(),
+    ));
     let impostor = pgfleet::client::Client::with_ca(
         &format!("https://{own}:{port}"),
         &fleet.token(),

@@ -248,6 +248,11 @@ impl Store for SealedStore {
     async fn insert_database(&self, db: &Database) -> Result<()> {
         self.inner.insert_database(&self.seal(db)).await
     }
+    async fn insert_database_with_task(&self, db: &Database, task: &Task) -> Result<Task> {
+        self.inner
+            .insert_database_with_task(&self.seal(db), task)
+            .await
+    }
     async fn put_database(&self, db: &Database) -> Result<()> {
         self.inner.put_database(&self.seal(db)).await
     }
@@ -269,6 +274,9 @@ impl Store for SealedStore {
     }
     async fn insert_task(&self, task: &Task) -> Result<Task> {
         self.inner.insert_task(task).await
+    }
+    async fn submit_task_if_idle(&self, task: &Task) -> Result<crate::Submission> {
+        self.inner.submit_task_if_idle(task).await
     }
     async fn put_task(&self, task: &Task) -> Result<()> {
         self.inner.put_task(task).await

@@ -199,12 +199,15 @@ async fn a_publish_that_read_earlier_never_overwrites_a_later_one() {
     let ca = crate::tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca)
         .await
         .expect("ca");
+    let host_ca = crate::tls::FleetCa::load_or_create_host_ca(store.as_ref(), &config.data_dir)
+        .await
+        .expect("host ca");
     let identities = crate::host_identity::HostIdentities::load(store.as_ref())
         .await
         .expect("identities");
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, 1);
-    let state =
-        crate::AppState::new(config, store.clone(), zone, tokens, ca, identities).expect("state");
+    let state = crate::AppState::new(config, store.clone(), zone, tokens, ca, host_ca, identities)
+        .expect("state");
 
     let first = tokio::spawn({
         let state = state.clone();
