@@ -316,3 +316,129 @@ async fn a_database_server_cannot_read_another_databases_files() {
         .unwrap();
     assert!(own.status.success());
 }
+
+/// Whether a user with no relation to the fleet (not the owner, in no
+/// group) can read `path`: every folder above it searchable by others and
+/// the file readable by others.
+fn readable_by_others(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    if mode(path) & 0o004 == 0 {
+        return false;
+    }
+    path.ancestors()
+        .skip(1)
+        .all(|dir| dir.as_os_str().is_empty() || mode(dir) & 0o001 != 0)
+}
+
+fn files_under(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                files.push(entry.path());
+            }
+        }
+    }
+    files
+}
+
+/// A local user without privileges, against a running HA fleet: no file
+/// it can read holds a secret (API token, host credentials, any key, any
+/// database password or monitor token), and the secret-holding files are
+/// private.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_local_user_reads_no_secret_of_the_fleet() {
+    let fleet = Fleet::up(3);
+    fleet.cli_ok(&["db", "create", "local-db"]);
+    fleet.cli_ok(&["replica", "create", "local-db", "--name", "r1"]);
+    let dir = fleet.dir().to_path_buf();
+    let store = pgfleet_store::open_sealed(
+        &format!("sqlite:{}", dir.join("pgfleet.db").display()),
+        &pgfleet_store::sealed::key_path(&dir),
+    )
+    .await
+    .unwrap();
+    let db = store.get_database("local-db").await.unwrap().unwrap();
+    drop(store);
+    let mut secrets: Vec<(String, String)> = vec![
+        ("admin password".into(), db.admin_password.clone()),
+        (
+            "replication password".into(),
+            db.replication_password.clone(),
+        ),
+        ("superuser password".into(), db.superuser_password.clone()),
+        ("monitor token".into(), db.monitor_token.clone()),
+        (
+            "admin API token".into(),
+            std::fs::read_to_string(dir.join("admin.token"))
+                .unwrap()
+                .trim()
+                .to_string(),
+        ),
+    ];
+    let mut secret_files = vec![dir.join("admin.token"), dir.join("ca.key")];
+    for file in files_under(&dir) {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let holds_secret = name.ends_with(".key") || name == "agent.credential" || name == "pgpass";
+        if !holds_secret {
+            continue;
+        }
+        secret_files.push(file.clone());
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        // A line from the middle of a key, or the credential itself.
+        let sample = text
+            .lines()
+            .filter(|l| l.len() >= 24 && !l.starts_with("-----"))
+            .nth(1)
+            .or_else(|| text.lines().next())
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if sample.len() >= 16 {
+            secrets.push((file.display().to_string(), sample));
+        }
+    }
+    assert!(
+        secrets.len() > 10,
+        "found the fleet's secrets: {}",
+        secrets.len()
+    );
+    for file in &secret_files {
+        assert!(
+            !readable_by_others(file),
+            "{} is readable by any local user",
+            file.display()
+        );
+    }
+    let mut readable = 0;
+    for file in files_under(&dir)
+        .into_iter()
+        .filter(|f| readable_by_others(f))
+    {
+        readable += 1;
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        for (what, secret) in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} (readable by any local user) holds the {what}",
+                file.display()
+            );
+        }
+    }
+    eprintln!("{readable} files of the fleet are readable by any local user; none holds a secret");
+}

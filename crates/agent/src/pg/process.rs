@@ -286,3 +286,45 @@ async fn wait_gone(pid: i32, timeout: Duration) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths_in(dir: &Path) -> InstancePaths {
+        let mut paths = InstancePaths::new(dir, "n1", "127.0.0.9", 5432);
+        paths.socket_dir = dir.join("socket");
+        paths
+    }
+
+    #[test]
+    fn a_socket_directory_someone_else_made_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = paths_in(dir.path());
+        let user = PgUser {
+            uid: None,
+            gid: None,
+        };
+        // A link planted where the socket directory goes.
+        std::os::unix::fs::symlink(dir.path(), &paths.socket_dir).unwrap();
+        let error = prepare_dirs(&paths, &user).unwrap_err().to_string();
+        assert!(error.contains("is not this agent's"), "{error}");
+        std::fs::remove_file(&paths.socket_dir).unwrap();
+        // A directory of another user (only root can make one here).
+        if nix::unistd::geteuid().is_root() {
+            std::fs::create_dir(&paths.socket_dir).unwrap();
+            std::os::unix::fs::chown(&paths.socket_dir, Some(65534), Some(65534)).unwrap();
+            let error = prepare_dirs(&paths, &user).unwrap_err().to_string();
+            assert!(error.contains("owner uid 65534"), "{error}");
+            std::fs::remove_dir(&paths.socket_dir).unwrap();
+        }
+        // Its own is made private, and removed when the server stops.
+        prepare_dirs(&paths, &user).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(&paths.socket_dir).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700);
+        remove_socket_dir(&paths);
+        assert!(!paths.socket_dir.exists());
+    }
+}
