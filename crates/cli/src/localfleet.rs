@@ -422,6 +422,17 @@ impl Drop for Fleet {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A control plane started by `pgfleet server start` is not our child.
+        if let Some(pid) = crate::controlplane::running_pid(&self.dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while crate::fleet::alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         if crashed && netns::load(&self.dir).is_some() {
             // Killed (crash) and never restarted: its hosts may still run.
             for host in crate::fleet::list_hosts(&self.dir) {
