@@ -48,7 +48,16 @@ pub fn record(
         netns,
     };
     let temporary = data_dir.join("up.json.tmp");
-    std::fs::write(&temporary, serde_json::to_string_pretty(&record)?)?;
+    // 0600: the arguments may hold a `--store` URL with its password.
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(&temporary);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?
+        .write_all(serde_json::to_string_pretty(&record)?.as_bytes())?;
     std::fs::rename(&temporary, data_dir.join(FILE)).context("recording the control plane")
 }
 
