@@ -180,6 +180,11 @@ pub fn setup(data_dir: &Path, hosts: u32) -> anyhow::Result<(Network, bool)> {
             return Ok((network, true));
         }
         teardown(old)?;
+        println!(
+            "removed the leftovers of an earlier fleet of this data dir (bridge {}, {})",
+            old.bridge,
+            old.subnet()
+        );
     }
     let preferred = previous
         .as_ref()

@@ -1,5 +1,6 @@
 //! Fleets in network namespaces (`pgfleet up --netns`) and the network fault
-//! verbs: an HA database served to the clients' namespace, a primary cut
+//! verbs: an HA database served to the clients' namespace (and failed over
+//! by `host kill`, as on loopback), a primary cut
 //! from its clients, an isolated primary failed over and fenced, a slowed
 //! link, the control plane killed and started again, and nothing of the
 //! fleet's network left behind. Skipped, with a printed reason, where
@@ -176,6 +177,37 @@ async fn a_netns_fleet_serves_an_ha_database_to_the_clients_namespace_and_leaves
         primary,
         "no failover because the control plane restarted"
     );
+
+    // Failover by power loss, as on loopback: DNS moves, and the old
+    // primary's host, started again (in its namespace), rejoins as a replica.
+    let primary_host = view
+        .nodes
+        .iter()
+        .find(|n| n.name == primary)
+        .unwrap()
+        .host
+        .clone();
+    let killed = fleet.cli_ok(&["host", "kill", &primary_host]);
+    assert!(killed.contains("killed"), "{killed}");
+    eventually(
+        Duration::from_secs(30),
+        "DNS to leave the killed primary",
+        || {
+            let (fleet, old) = (&fleet, primary_address.clone());
+            async move {
+                let answer = fleet
+                    .in_clients(move || async move {
+                        resolve(dns, "primary.ns-db.pgfleet.internal").await
+                    })
+                    .await;
+                answer.first().filter(|a| a.to_string() != old).copied()
+            }
+        },
+    )
+    .await;
+    fleet.cli_ok(&["host", "start", &primary_host]);
+    let new_primary = wait_ha_settled(&fleet, "ns-db", Duration::from_secs(40)).await;
+    assert_ne!(new_primary, primary);
 
     drop(fleet);
     assert_removed(&network);
