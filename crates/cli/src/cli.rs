@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `--api` when not given.
+pub const DEFAULT_API: &str = "https://127.0.0.1:7070";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "pgfleet",
@@ -18,7 +21,7 @@ pub struct Cli {
         long,
         global = true,
         env = "PGFLEET_API",
-        default_value = "https://127.0.0.1:7070"
+        default_value = DEFAULT_API
     )]
     pub api: String,
     /// API token (default: read DATA_DIR/admin.token).
@@ -38,7 +41,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the control plane.
+    /// Run the control plane (or, with `kill`/`start`, act on the local
+    /// fleet's control plane).
     Server(ServerArgs),
     /// Run a host agent.
     Agent(AgentArgs),
@@ -107,6 +111,17 @@ pub struct ServerArgs {
     pub joined_host_expiry_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
+    #[command(subcommand)]
+    pub action: Option<ServerAction>,
+}
+
+/// The local fleet's control plane (`pgfleet up`), by the pid it recorded.
+#[derive(Subcommand, Debug)]
+pub enum ServerAction {
+    /// SIGKILL the control plane (hosts keep running).
+    Kill,
+    /// Start it again with its recorded arguments, on the same store.
+    Start,
 }
 
 /// Limits on the connections of the API (server) or the agent endpoint.
@@ -296,6 +311,27 @@ pub enum HostCommand {
     Freeze { host: String },
     /// SIGCONT the host's processes.
     Thaw { host: String },
+    /// Cut every link of the host, both directions (`up --netns` fleets).
+    Isolate { host: String },
+    /// Cut one link, both directions: OTHER is a host, `control-plane` or `clients`.
+    Cut { host: String, other: String },
+    /// Delay (and lose) what the host sends: tc netem on its link.
+    Slow {
+        host: String,
+        /// Added delay, e.g. 200ms.
+        #[arg(long, value_parser = crate::faults::parse_millis)]
+        delay: u64,
+        /// Random variation of the delay, e.g. 50ms.
+        #[arg(long, default_value = "0ms", value_parser = crate::faults::parse_millis)]
+        jitter: u64,
+        /// Share of packets lost, e.g. 5%.
+        #[arg(long, default_value = "0%", value_parser = crate::faults::parse_percent)]
+        loss: f64,
+    },
+    /// Undo every network fault of HOST (where it is either side), or of all hosts.
+    Heal { host: Option<String> },
+    /// List the active network faults.
+    Faults,
 }
 
 #[derive(Subcommand, Debug)]

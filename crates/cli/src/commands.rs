@@ -12,7 +12,7 @@ use crate::cli::{
     Cli, Command, DbCommand, HostCommand, NodeCommand, ReplicaCommand, TaskCommand, TokenCommand,
 };
 use crate::client::Client;
-use crate::{fleet, output};
+use crate::{faults, fleet, output};
 
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PGFLEET_LOG")
@@ -41,12 +41,28 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
                 .to_string()
         }
     };
-    Ok(Client::with_ca(&cli.api, &token, fleet_ca(cli)?.as_deref()))
+    let api = api_url(cli);
+    Ok(Client::with_ca(
+        &api,
+        &token,
+        fleet_ca(cli, &api)?.as_deref(),
+    ))
+}
+
+/// `--api`; when it is left at its default, the API the local fleet in
+/// `--fleet-dir` recorded (a `--netns` fleet serves on its bridge's address).
+fn api_url(cli: &Cli) -> String {
+    if cli.api == crate::cli::DEFAULT_API {
+        if let Some(record) = crate::controlplane::load(&cli.fleet_dir) {
+            return record.api;
+        }
+    }
+    cli.api.clone()
 }
 
 /// The fleet CA the CLI trusts: `PGFLEET_CA` (a file), else `FLEET_DIR/ca.crt`.
-fn fleet_ca(cli: &Cli) -> anyhow::Result<Option<String>> {
-    if !cli.api.starts_with("https://") {
+fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
+    if !api.starts_with("https://") {
         return Ok(None);
     }
     let path = match std::env::var("PGFLEET_CA") {
@@ -88,6 +104,18 @@ async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Server(crate::cli::ServerArgs {
+            action: Some(action),
+            ..
+        }) => {
+            let done = match action {
+                crate::cli::ServerAction::Kill => crate::controlplane::kill_server(&cli.fleet_dir)?,
+                crate::cli::ServerAction::Start => {
+                    crate::controlplane::start_server(&cli.fleet_dir)?
+                }
+            };
+            println!("{done}");
+        }
         Command::Server(args) => {
             init_logs(SERVICE_LOGS);
             let mut config = pgfleet_server::ServerConfig::local(args.data_dir.clone());
@@ -391,6 +419,40 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
         HostCommand::Thaw { host } => {
             let count = fleet::signal_host(data_dir, host, nix::sys::signal::Signal::SIGCONT);
             println!("host {host} thawed ({count} processes)");
+        }
+        HostCommand::Isolate { host } => {
+            let fault = faults::Fault::Isolate { host: host.clone() };
+            println!("{}", faults::inject(data_dir, fault)?);
+        }
+        HostCommand::Cut { host, other } => {
+            let fault = faults::Fault::Cut {
+                host: host.clone(),
+                peer: faults::Peer::parse(other),
+            };
+            println!("{}", faults::inject(data_dir, fault)?);
+        }
+        HostCommand::Slow {
+            host,
+            delay,
+            jitter,
+            loss,
+        } => {
+            let slowness = faults::Slowness {
+                delay_ms: *delay,
+                jitter_ms: *jitter,
+                loss_percent: *loss,
+            };
+            let fault = faults::Fault::Slow {
+                host: host.clone(),
+                slowness,
+            };
+            println!("{}", faults::inject(data_dir, fault)?);
+        }
+        HostCommand::Heal { host } => println!("{}", faults::heal(data_dir, host.as_deref())?),
+        HostCommand::Faults => {
+            for fault in faults::active(data_dir) {
+                println!("{fault}");
+            }
         }
     }
     Ok(())

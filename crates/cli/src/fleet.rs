@@ -1,6 +1,8 @@
 //! The local fleet on one machine: where each host keeps its files, how an
-//! agent process is started, and the fault-injection kit (kill, freeze,
-//! thaw) that acts on the PIDs recorded under `DATA_DIR/hosts/<host>/`.
+//! agent process is started (in its host's network namespace with
+//! `--netns`), and the fault-injection kit (kill, freeze, thaw) that acts on
+//! the PIDs recorded under `DATA_DIR/hosts/<host>/`. Network faults are in
+//! `faults`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,9 @@ pub struct AgentLaunch {
     pub server_url: String,
     pub agent_port: u16,
     pub failure_timeout_ms: u64,
+    /// The host's network namespace (`pgfleet up --netns`), if any.
+    #[serde(default)]
+    pub netns: Option<String>,
 }
 
 pub fn host_dir(data_dir: &Path, host: &str) -> PathBuf {
@@ -37,7 +42,7 @@ pub fn read_pid(path: &Path) -> Option<i32> {
         .ok()
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     if kill(Pid::from_raw(pid), None).is_err() {
         return false;
     }
@@ -108,7 +113,12 @@ pub fn start_agent(data_dir: &Path, host: &str, join_token: Option<&str>) -> any
         .open(dir.join("agent.log"))?;
     let exe = std::env::current_exe()?;
     use std::os::unix::process::CommandExt;
-    let child = std::process::Command::new(exe)
+    let mut command = match &launch.netns {
+        // Its PostgreSQL servers, its children, inherit the namespace.
+        Some(netns) => crate::netns::command(netns, exe)?,
+        None => std::process::Command::new(exe),
+    };
+    let child = command
         .arg("agent")
         .args([
             "--name",

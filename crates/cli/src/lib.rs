@@ -5,10 +5,13 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod controlplane;
 pub mod demo;
+pub mod faults;
 pub mod fleet;
 pub mod localfleet;
 pub mod metadata_pg;
+pub mod netns;
 pub mod output;
 pub mod up;
 pub mod workload;

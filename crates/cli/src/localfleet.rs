@@ -1,6 +1,10 @@
 //! A real local fleet (`pgfleet up` as a child process) on its own loopback
-//! addresses, with helpers that wait for conditions with deadlines. Used by
-//! the end-to-end tests, the benchmarks and `pgfleet demo`.
+//! addresses, or (`Fleet::up_netns`) with each host in a network namespace of
+//! its own, with helpers that wait for conditions with deadlines, and the
+//! fault kit: kill/freeze hosts, kill/start the control plane, and on a
+//! netns fleet isolate, cut, slow and heal hosts, and run code from the
+//! clients' namespace. Used by the end-to-end tests, the benchmarks and
+//! `pgfleet demo`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -8,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::client::Client;
+use crate::faults::{self, Fault, Peer, Slowness};
+use crate::netns::{self, Network};
 
 pub struct Fleet {
     pub dir: PathBuf,
@@ -21,6 +27,8 @@ pub struct Fleet {
     child: Option<Child>,
     /// Keep the directory after drop.
     pub keep: bool,
+    /// The network of a `--netns` fleet, once it is up.
+    pub network: Option<Network>,
 }
 
 fn unique_subnet() -> [u8; 2] {
@@ -105,13 +113,34 @@ impl Fleet {
                 .collect(),
             child: None,
             keep: false,
+            network: None,
         };
         fleet.start();
         fleet
     }
 
+    /// Address of host-`index` (from 1).
     pub fn host_address(&self, index: u32) -> String {
+        if let Some(network) = &self.network {
+            return network.hosts[index as usize - 1].address.to_string();
+        }
         format!("127.{}.{}.{}", self.subnet[0], self.subnet[1], index + 1)
+    }
+
+    /// Whether this fleet runs with `--netns`.
+    pub fn is_netns(&self) -> bool {
+        self.extra.iter().any(|a| a == "--netns")
+    }
+
+    /// Starts a `--netns` fleet of `hosts` hosts in a new directory.
+    pub fn up_netns(hosts: u32) -> Fleet {
+        Self::up_with(hosts, &["--netns"])
+    }
+
+    /// Why a `--netns` fleet cannot run here (not root, no `ip netns add`),
+    /// or None when it can. Tests print this and skip.
+    pub fn netns_unavailable() -> Option<String> {
+        netns::check_available().err().map(|e| format!("{e:#}"))
     }
 
     pub fn start(&mut self) {
@@ -137,10 +166,24 @@ impl Fleet {
             .stderr(log)
             .spawn()
             .unwrap();
+        let pid = child.id() as i32;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(token) = std::fs::read_to_string(self.dir.join("admin.token")) {
+            if self.is_netns() {
+                // Its API and DNS listen on the bridge `up` made.
+                if let Some(record) = crate::controlplane::load(&self.dir).filter(|r| r.pid == pid)
+                {
+                    self.api = record.api;
+                    self.dns = record.dns;
+                    self.network = netns::load(&self.dir);
+                }
+            }
+            let served = !self.is_netns() || self.network.is_some();
+            if let Some(token) = std::fs::read_to_string(self.dir.join("admin.token"))
+                .ok()
+                .filter(|_| served)
+            {
                 let client = Client::with_ca(&self.api, token.trim(), self.ca().as_deref());
                 let expected = self.hosts;
                 // Its own runtime on its own thread: callers may be inside one.
@@ -169,6 +212,16 @@ impl Fleet {
                 if ready {
                     return;
                 }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "pgfleet up exited ({status}); see {}",
+                    self.dir.join("up.log").display()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -206,6 +259,91 @@ impl Fleet {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// SIGKILL the control plane (`pgfleet server kill`); hosts keep running.
+    pub fn kill_server(&mut self) {
+        self.crash();
+    }
+
+    /// Starts the control plane again on the same store (`pgfleet server start`).
+    pub fn start_server(&mut self) {
+        self.start();
+    }
+
+    /// SIGKILL host `host`'s agent and PostgreSQL servers (power loss).
+    pub fn kill_host(&self, host: &str) -> usize {
+        crate::fleet::kill_host(&self.dir, host).unwrap_or(0)
+    }
+
+    /// Cuts every link of `host`, both directions. Returns what was done.
+    pub fn isolate(&self, host: &str) -> anyhow::Result<String> {
+        faults::inject(&self.dir, Fault::Isolate { host: host.into() })
+    }
+
+    /// Cuts the link between `host` and `other` (a host, `control-plane`
+    /// or `clients`), both directions.
+    pub fn cut(&self, host: &str, other: &str) -> anyhow::Result<String> {
+        let peer = Peer::parse(other);
+        faults::inject(
+            &self.dir,
+            Fault::Cut {
+                host: host.into(),
+                peer,
+            },
+        )
+    }
+
+    /// tc netem on `host`'s link.
+    pub fn slow(&self, host: &str, slowness: Slowness) -> anyhow::Result<String> {
+        faults::inject(
+            &self.dir,
+            Fault::Slow {
+                host: host.into(),
+                slowness,
+            },
+        )
+    }
+
+    /// Undoes the network faults of `host`, or of every host.
+    pub fn heal(&self, host: Option<&str>) -> anyhow::Result<String> {
+        faults::heal(&self.dir, host)
+    }
+
+    /// The clients' network namespace of a `--netns` fleet.
+    pub fn clients_netns(&self) -> &str {
+        &self
+            .network
+            .as_ref()
+            .expect("a fleet started with --netns")
+            .clients
+            .netns
+    }
+
+    /// Runs `work` in the clients' namespace on a thread of its own (its own
+    /// current-thread runtime) and awaits its result: the connections it
+    /// opens leave from the clients' address, and `cut HOST clients` applies.
+    pub async fn in_clients<T, F, Fut>(&self, work: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T>,
+    {
+        netns::spawn_in(self.clients_netns(), work)
+            .await
+            .expect("running in the clients' namespace")
+    }
+
+    /// Runs the CLI against this fleet from the clients' namespace.
+    pub fn cli_in_clients(&self, args: &[&str]) -> std::process::Output {
+        netns::command(self.clients_netns(), Self::bin())
+            .expect("the clients' namespace")
+            .args(args)
+            .env("PGFLEET_API", &self.api)
+            .env("PGFLEET_DATA_DIR", &self.dir)
+            .env_remove("PGFLEET_TOKEN")
+            .output()
+            .unwrap()
     }
 
     pub fn token(&self) -> String {
@@ -267,6 +405,7 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
+        let crashed = self.child.is_none();
         if let Some(mut child) = self.child.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
@@ -282,6 +421,27 @@ impl Drop for Fleet {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // A control plane started by `pgfleet server start` is not our child.
+        if let Some(pid) = crate::controlplane::running_pid(&self.dir) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while crate::fleet::alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if crashed && netns::load(&self.dir).is_some() {
+            // Killed (crash) and never restarted: its hosts may still run.
+            for host in crate::fleet::list_hosts(&self.dir) {
+                let _ = crate::fleet::kill_host(&self.dir, &host);
+            }
+        }
+        // `up` removes its network when it stops; after a crash this does.
+        if let Err(error) = netns::teardown_recorded(&self.dir) {
+            eprintln!("removing the network of {}: {error:#}", self.dir.display());
         }
         if std::thread::panicking() || self.keep {
             eprintln!("fleet kept for inspection in {}", self.dir.display());

@@ -1,6 +1,8 @@
 //! `pgfleet up`: the control plane in this process plus N host agents, each
-//! its own OS process on its own loopback address. Ctrl-C or SIGTERM stops
-//! every agent (and so every PostgreSQL server) cleanly, then the server.
+//! its own OS process on its own loopback address, or with `--netns` in its
+//! own network namespace (see `netns`). Ctrl-C or SIGTERM stops every agent
+//! (and so every PostgreSQL server) cleanly, then the server, then removes
+//! the namespaces, veth pairs and bridge it made.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::{self, AgentLaunch};
+use crate::netns;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -46,6 +49,12 @@ pub struct UpArgs {
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
     pub store: Option<String>,
+    /// Each host in a network namespace of its own, on a bridge carrying the
+    /// control plane (addresses from 198.18.0.0/15; needs root). The API and
+    /// DNS listen on the bridge's address with the ports of --api and --dns;
+    /// --first-host-address is not used.
+    #[arg(long)]
+    pub netns: bool,
 }
 
 pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
@@ -58,10 +67,61 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     let data_dir = args.data_dir.canonicalize()?;
     // PostgreSQL runs as `postgres` when we are root: it must reach the data dir.
     pgfleet_agent::pg::user::PgUser::detect()?.check_reachable(&data_dir.join("hosts"))?;
+    crate::controlplane::ensure_not_running(&data_dir)?;
+    let network = if args.netns {
+        let (network, adopted) = netns::setup(&data_dir, args.hosts)
+            .context("pgfleet up --netns: cannot create the fleet's network")?;
+        Some((network, adopted))
+    } else {
+        if netns::load(&data_dir).is_some() {
+            anyhow::ensure!(
+                !netns::fleet_processes_alive(&data_dir),
+                "the fleet in {} still runs in network namespaces: start it with --netns",
+                data_dir.display()
+            );
+            netns::teardown_recorded(&data_dir)?;
+        }
+        None
+    };
+    let outcome = serve(&args, api, &data_dir, network.as_ref()).await;
+    // A failed start of an adopted network leaves the running fleet alone.
+    let adopted_and_failed = matches!(network, Some((_, true))) && outcome.is_err();
+    if let Some((network, _)) = network.as_ref().filter(|_| !adopted_and_failed) {
+        // Whatever is left runs in a namespace about to go: stop it by pid.
+        for host in fleet::list_hosts(&data_dir) {
+            let _ = fleet::kill_host(&data_dir, &host);
+        }
+        match netns::teardown_recorded(&data_dir) {
+            Ok(_) => println!(
+                "removed the network namespaces, veth pairs and bridge {} of {}",
+                network.bridge,
+                network.subnet()
+            ),
+            Err(error) => eprintln!("error: removing the fleet's network: {error:#}"),
+        }
+    }
+    outcome
+}
+
+async fn serve(
+    args: &UpArgs,
+    api: SocketAddr,
+    data_dir: &std::path::Path,
+    network: Option<&(netns::Network, bool)>,
+) -> anyhow::Result<()> {
+    let data_dir = data_dir.to_path_buf();
     let cancel = CancellationToken::new();
     let mut config = pgfleet_server::ServerConfig::local(data_dir.clone());
-    config.api_addr = api;
-    config.dns_addr = args.dns;
+    match network {
+        Some((network, _)) => {
+            config.api_addr = SocketAddr::new(network.bridge_address.into(), api.port());
+            config.dns_addr = SocketAddr::new(network.bridge_address.into(), args.dns.port());
+        }
+        None => {
+            config.api_addr = api;
+            config.dns_addr = args.dns;
+        }
+    }
     config.zone = args.zone.clone();
     config.host_timeout_ms = args.host_timeout_ms;
     config.tls = !args.insecure_http;
@@ -73,14 +133,20 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     let server = pgfleet_server::start(config, cancel.clone()).await?;
     let scheme = if args.insecure_http { "http" } else { "https" };
     let server_url = format!("{scheme}://{}", server.api_addr);
+    crate::controlplane::record(&data_dir, &server_url, server.dns_addr, network.is_some())?;
 
     let first = u32::from(args.first_host_address);
     let mut hosts = Vec::new();
     for index in 1..=args.hosts {
         let name = format!("host-{index}");
+        let member = network.and_then(|(network, _)| network.host(&name));
         let launch = AgentLaunch {
+            netns: member.map(|m| m.netns.clone()),
             name: name.clone(),
-            address: Ipv4Addr::from(first + index - 1).to_string(),
+            address: match member {
+                Some(member) => member.address.to_string(),
+                None => Ipv4Addr::from(first + index - 1).to_string(),
+            },
             failure_domain: format!("fd-{index}"),
             server_url: server_url.clone(),
             agent_port: args.agent_port,
@@ -106,6 +172,22 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
         hosts.push(launch);
     }
     println!("pgfleet is up");
+    match network {
+        Some((network, adopted)) => {
+            println!(
+            "  network:    netns{}: every host in its own network namespace, on bridge {} ({}); \
+             clients' namespace {} ({})",
+            if *adopted { " (kept from the running fleet)" } else { "" },
+            network.bridge,
+            network.subnet(),
+            network.clients.netns,
+            network.clients.address
+        )
+        }
+        None => {
+            println!("  network:    loopback (hosts share this machine's network; no partitions)")
+        }
+    }
     println!(
         "  API:        {server_url}  (token in {})",
         data_dir.join("admin.token").display()
