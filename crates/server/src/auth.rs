@@ -21,7 +21,6 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::host_identity::Admission;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -264,26 +263,19 @@ pub async fn require_agent(
             ))
             .into_response();
         }
-        let admission = presented
-            .as_deref()
-            .map(|given| state.identities.admits(&host, given));
-        match (admission, presented) {
-            (Some(Admission::Current), _) => {}
-            (Some(Admission::Renewed), Some(given)) => {
-                if let Err(error) = state
-                    .identities
-                    .confirm_renewal(state.store.as_ref(), &host, &given)
-                    .await
-                {
-                    return error.into_response();
-                }
-            }
-            _ => {
+        match state
+            .identities
+            .accept_presented(state.store.as_ref(), &host, presented.as_deref())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
                 return ApiError::unauthorized_because(format!(
                     "host {host:?} must present its current client certificate"
                 ))
                 .into_response()
             }
+            Err(error) => return error.into_response(),
         }
     }
     request.extensions_mut().insert(AgentHost(host));

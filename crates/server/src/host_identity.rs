@@ -380,6 +380,27 @@ impl HostIdentities {
         Admission::Refused
     }
 
+    /// Whether `presented` is `host`'s certificate: the current one, or the
+    /// renewed one, whose first use makes it current (and revokes the old).
+    pub async fn accept_presented(
+        &self,
+        store: &dyn Store,
+        host: &str,
+        presented: Option<&str>,
+    ) -> Result<bool, ApiError> {
+        let Some(given) = presented else {
+            return Ok(false);
+        };
+        match self.admits(host, given) {
+            Admission::Current => Ok(true),
+            Admission::Renewed => {
+                self.confirm_renewal(store, host, given).await?;
+                Ok(true)
+            }
+            Admission::Refused => Ok(false),
+        }
+    }
+
     /// The host presented its renewed certificate: it becomes the current
     /// one and the previous one is revoked.
     pub async fn confirm_renewal(

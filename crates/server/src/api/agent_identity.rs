@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::host_identity::{Admission, CertRecord};
+use crate::host_identity::CertRecord;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -219,23 +219,15 @@ pub async fn certificate(
     let renewing = state.identities.certificate(&host).is_some();
     if state.config.tls && renewing {
         let presented = peer.map(|p| p.0.fingerprint);
-        let admission = presented
-            .as_deref()
-            .map(|given| state.identities.admits(&host, given));
-        match (admission, presented) {
-            (Some(Admission::Current), _) => {}
-            (Some(Admission::Renewed), Some(given)) => {
-                state
-                    .identities
-                    .confirm_renewal(state.store.as_ref(), &host, &given)
-                    .await?;
-            }
-            _ => {
-                return Err(ApiError::unauthorized_because(format!(
-                    "renewing the certificate of host {host:?} needs its current certificate; \
-                     if it was lost, remove the host and join it again"
-                )))
-            }
+        let accepted = state
+            .identities
+            .accept_presented(state.store.as_ref(), &host, presented.as_deref())
+            .await?;
+        if !accepted {
+            return Err(ApiError::unauthorized_because(format!(
+                "renewing the certificate of host {host:?} needs its current certificate; \
+                 if it was lost, remove the host and join it again"
+            )));
         }
     }
     let (certificate_pem, record) = sign(&state, &host, &request.address, &request.csr_pem).await?;
