@@ -152,7 +152,7 @@ fn assert_security_headers(response: &reqwest::Response, what: &str) {
         "{what}"
     );
     assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
-    assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(header("referrer-policy"), "same-origin", "{what}");
     assert!(
         header("strict-transport-security").starts_with("max-age="),
         "{what}"

@@ -1,6 +1,8 @@
 //! Security headers on every answer of the control plane (API and web UI):
 //! no framing (`X-Frame-Options`, CSP `frame-ancestors`), no MIME sniffing,
-//! no referrer, HSTS when served over TLS; and `Cache-Control: no-store` on
+//! no referrer to other sites (`same-origin`: with `no-referrer` browsers
+//! post same-origin forms with `Origin: null`, which the UI's origin check
+//! rightly refuses), HSTS when served over TLS; and `Cache-Control: no-store` on
 //! every API answer, since many carry secrets (database URIs, new tokens,
 //! join tokens, agents' credentials and intent). The UI sets its own
 //! caching (pages `no-store`, assets public).
@@ -31,7 +33,7 @@ pub async fn security_headers(
     );
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if state.config.tls {
         headers.insert(
