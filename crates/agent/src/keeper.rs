@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::AgentRuntime;
+use pgfleet_ha::NodeState;
 
 /// What a keeper tells the monitor (`POST /monitor/{db}/report`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +36,8 @@ pub struct PrimaryRef {
 /// What the monitor wants the node to be.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
-    pub state: String,
+    /// The HA state, as the HA core names it (`snake_case` on the wire).
+    pub state: NodeState,
     pub generation: u64,
     pub primary: Option<PrimaryRef>,
     pub sync_standbys: Vec<String>,
@@ -71,15 +73,23 @@ pub fn sync_names(names: &[String], quorum: u32) -> String {
 
 impl Assignment {
     pub fn mode(&self) -> Mode {
-        match self.state.as_str() {
-            "single" | "wait_primary" | "primary" | "promote" | "prepare_promotion"
-            | "promoting" => Mode::Primary {
+        // Every state is named: a new state in the HA core must be given
+        // a mode here before the agent builds.
+        match self.state {
+            NodeState::Single
+            | NodeState::WaitPrimary
+            | NodeState::Primary
+            | NodeState::Promote => Mode::Primary {
                 sync_standby_names: sync_names(&self.sync_standbys, self.sync_quorum),
             },
-            "draining" => Mode::Draining,
-            "report_lsn" => Mode::Detached,
-            "demoted" | "dropped" => Mode::Stopped,
-            _ => match &self.primary {
+            NodeState::Draining => Mode::Draining,
+            NodeState::ReportLsn => Mode::Detached,
+            NodeState::Demoted | NodeState::Dropped => Mode::Stopped,
+            NodeState::WaitStandby
+            | NodeState::Catchingup
+            | NodeState::Secondary
+            | NodeState::FastForward
+            | NodeState::Maintenance => match &self.primary {
                 Some(upstream) => Mode::Standby {
                     upstream: upstream.clone(),
                 },
@@ -87,6 +97,14 @@ impl Assignment {
             },
         }
     }
+}
+
+/// The wire name of an HA state (`wait_primary`, `report_lsn`, …).
+pub fn state_name(state: NodeState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 pub fn load(root: &Path) -> Option<Assignment> {
@@ -145,7 +163,7 @@ mod tests {
 
     fn assignment(state: &str, generation: u64) -> Assignment {
         Assignment {
-            state: state.into(),
+            state: serde_json::from_value(serde_json::Value::String(state.into())).unwrap(),
             generation,
             primary: None,
             sync_standbys: vec![],

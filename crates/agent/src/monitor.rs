@@ -46,12 +46,7 @@ fn persist(path: &std::path::Path, state: &ClusterState) -> std::io::Result<()> 
     pgfleet_tls::write_durable(path, &serde_json::to_vec(state)?)
 }
 
-fn state_name(state: NodeState) -> String {
-    serde_json::to_value(state)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
+use crate::keeper::state_name;
 
 fn parse_state(name: &str, in_recovery: bool) -> NodeState {
     serde_json::from_value(serde_json::Value::String(name.to_string())).unwrap_or(if in_recovery {
@@ -150,7 +145,7 @@ impl Core {
                 })
         });
         Some(Assignment {
-            state: state_name(assignment.state),
+            state: assignment.state,
             generation: assignment.generation,
             primary,
             sync_standbys: assignment.sync_standbys.clone(),

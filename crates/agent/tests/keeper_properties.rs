@@ -84,7 +84,7 @@ fn primary_ref() -> impl Strategy<Value = PrimaryRef> {
 
 fn assignment() -> BoxedStrategy<Assignment> {
     (
-        state_text(),
+        prop::sample::select(STATES.to_vec()),
         any::<u64>(),
         prop::option::of(primary_ref()),
         prop::collection::vec(text(), 0..4),
@@ -255,22 +255,38 @@ proptest! {
         }
     }
 
-    /// Whatever state text arrives, only the writable HA state names make the node run
-    /// as a primary (with the quorum list it was sent); garbage never does.
+    /// Only the writable HA states make the node run as a primary (with the
+    /// quorum list it was sent).
     #[test]
     fn only_writable_states_run_as_primary(assignment in assignment()) {
-        let writable = ["single", "wait_primary", "primary", "promote", "prepare_promotion", "promoting"];
+        let writable = matches!(
+            assignment.state,
+            NodeState::Single | NodeState::WaitPrimary | NodeState::Primary | NodeState::Promote
+        );
         match assignment.mode() {
             Mode::Primary { sync_standby_names } => {
-                prop_assert!(writable.contains(&assignment.state.as_str()));
+                prop_assert!(writable);
                 prop_assert_eq!(
                     sync_standby_names,
                     sync_names(&assignment.sync_standbys, assignment.sync_quorum)
                 );
             }
             Mode::Standby { upstream } => prop_assert_eq!(Some(upstream), assignment.primary),
-            _ => prop_assert!(!writable.contains(&assignment.state.as_str())),
+            _ => prop_assert!(!writable),
         }
+    }
+
+    /// An assignment whose state names no HA state is refused whole when
+    /// it arrives: the keeper never acts on a state it does not know.
+    #[test]
+    fn assignments_with_unknown_states_are_refused(state in state_text(), generation in any::<u64>()) {
+        let body = serde_json::json!({
+            "state": state, "generation": generation, "primary": null,
+            "sync_standbys": [], "sync_quorum": 0,
+        });
+        let parsed = serde_json::from_value::<Assignment>(body);
+        let known = STATES.iter().any(|s| state_name(*s) == state);
+        prop_assert_eq!(parsed.is_ok(), known);
     }
 
     /// Every HA state the monitor can assign has a mode matching its role: the
@@ -278,7 +294,7 @@ proptest! {
     #[test]
     fn ha_states_map_to_their_role(state in prop::sample::select(STATES.to_vec()), primary in prop::option::of(primary_ref())) {
         let assignment = Assignment {
-            state: state_name(state),
+            state,
             generation: 1,
             primary,
             sync_standbys: vec!["a".into()],

@@ -19,6 +19,7 @@ use crate::pg::process::{self, InstancePaths};
 use crate::pg::sql;
 use crate::pg::user::PgUser;
 use crate::runtime::{AgentRuntime, InstanceHandle};
+use pgfleet_ha::NodeState;
 
 mod client_tls;
 mod create;
@@ -62,7 +63,7 @@ struct Actor {
     applied: Option<ServerSettings>,
     assignment: Option<Assignment>,
     /// Assignment state the node has reached (reported to the monitor).
-    reached: String,
+    reached: Option<NodeState>,
     create_attempts: u32,
     /// When the current run of failed creation attempts began.
     create_failing_since: Option<Instant>,
@@ -91,10 +92,7 @@ impl Actor {
         let user = runtime.user;
         Actor {
             runtime,
-            reached: assignment
-                .as_ref()
-                .map(|a| a.state.clone())
-                .unwrap_or_default(),
+            reached: assignment.as_ref().map(|a| a.state),
             paths,
             observed,
             child: None,
@@ -124,7 +122,7 @@ impl Actor {
                 self.stop_server().await;
                 return;
             }
-            let reached_before = self.reached.clone();
+            let reached_before = self.reached;
             if spec.desired != Desired::Deleted {
                 self.ensure_client_tls(&spec);
             }
@@ -145,7 +143,7 @@ impl Actor {
             }
             // A transition step just completed: tell the monitor now rather
             // than after a full interval (each failover hop saves one).
-            if self.reached != reached_before && !reached_before.is_empty() {
+            if self.reached != reached_before && reached_before.is_some() {
                 continue;
             }
             tokio::select! {
@@ -335,7 +333,7 @@ impl Actor {
         let observed = self.observed.lock().expect("observed lock").clone();
         let report = KeeperReport {
             node: spec.node.clone(),
-            reported: self.reached.clone(),
+            reported: self.reached.map(keeper::state_name).unwrap_or_default(),
             generation_seen: self.assignment.as_ref().map(|a| a.generation).unwrap_or(0),
             lsn: observed.lsn.unwrap_or(0),
             timeline: observed.timeline.unwrap_or(0),
@@ -371,7 +369,7 @@ impl Actor {
                 self.fence.monitor_answered(Instant::now());
             }
             if newer && self.assignment.as_ref() != Some(&assignment) {
-                tracing::info!(db = %spec.db, node = %spec.node, state = %assignment.state, generation = assignment.generation, "new assignment");
+                tracing::info!(db = %spec.db, node = %spec.node, state = %keeper::state_name(assignment.state), generation = assignment.generation, "new assignment");
                 // Persist before acting: an assignment that is not on disk is
                 // not applied (nor reported reached); the next report retries.
                 match keeper::persist(&self.paths.root, &assignment) {
@@ -556,7 +554,7 @@ impl Actor {
 
     fn mark_reached(&mut self) {
         if let Some(assignment) = &self.assignment {
-            self.reached = assignment.state.clone();
+            self.reached = Some(assignment.state);
         }
     }
 }

@@ -49,7 +49,10 @@ impl Actor {
         observed.lag_seconds = obs.lag_seconds;
         observed.standbys = obs.standbys;
         observed.sync_standby_names = Some(obs.sync_standby_names);
-        observed.ha_state = self.assignment.as_ref().map(|a| a.state.clone());
+        observed.ha_state = self
+            .assignment
+            .as_ref()
+            .map(|a| crate::keeper::state_name(a.state));
         Ok(())
     }
 }
