@@ -37,6 +37,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             hosts: &hosts,
                             host_timeout: state.host_timeout(),
                             zone: &zone,
+                            unfinished: &[],
                         };
                         crate::views::database_view(&db, &ctx, false)
                     };

@@ -135,6 +135,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             hosts: &hosts,
                             host_timeout: state.host_timeout(),
                             zone: &zone,
+                            unfinished: &[],
                         };
                         let view = crate::views::database_view(&db, &ctx, false);
                         let node = view.nodes.iter().find(|n| n.name == old.name);
