@@ -30,17 +30,32 @@ pub struct Facts<'a> {
 }
 
 /// The status a database shows: the stored one, or while one of its tasks
-/// is unfinished the change that task is making (the API accepts no other
-/// change until it finished, so the database is not shown `online`).
-pub fn shown_status(db: &Database, active_task: Option<&Task>) -> DbStatus {
+/// is unfinished the change that task is making, or while its monitor runs
+/// a failover or switchover `modifying` (the API accepts no other change
+/// meanwhile, so the database is not shown `online`).
+pub fn shown_status(
+    db: &Database,
+    active_task: Option<&Task>,
+    monitor: Option<&ClusterHealth>,
+) -> DbStatus {
     match (db.status, active_task) {
         (DbStatus::Online, Some(task)) => match task.kind {
             TaskKind::CreateDatabase => DbStatus::Creating,
             TaskKind::DeleteDatabase => DbStatus::Deleting,
             _ => DbStatus::Modifying,
         },
+        (DbStatus::Online, None) if transition(monitor).is_some() => DbStatus::Modifying,
         (status, _) => status,
     }
+}
+
+/// The failover or switchover the monitor reports running, by name.
+fn transition(monitor: Option<&ClusterHealth>) -> Option<&'static str> {
+    let transition = monitor?.transition.as_ref()?;
+    Some(match transition.kind {
+        pgfleet_ha::TransitionKind::Failover => "failover",
+        pgfleet_ha::TransitionKind::Switchover => "switchover",
+    })
 }
 
 fn status_name(status: DbStatus) -> &'static str {
@@ -88,6 +103,13 @@ fn create_replica(facts: &Facts) -> ActionView {
         return ActionView::blocked(kind, reason, transient);
     }
     if let Some(reason) = busy(facts) {
+        return ActionView::blocked(kind, reason, true);
+    }
+    if let Some(transition) = transition(facts.monitor) {
+        let reason = format!(
+            "a {transition} of database {:?} is in progress",
+            facts.db.name
+        );
         return ActionView::blocked(kind, reason, true);
     }
     ActionView::possible(kind)
@@ -163,12 +185,8 @@ fn monitor_accepts(health: Option<&ClusterHealth>, target: &str) -> Option<Strin
     let Some(health) = health else {
         return Some("waiting for the monitor's report".into());
     };
-    if let Some(transition) = &health.transition {
-        let kind = match transition.kind {
-            pgfleet_ha::TransitionKind::Failover => "failover",
-            pgfleet_ha::TransitionKind::Switchover => "switchover",
-        };
-        return Some(format!("a {kind} is in progress"));
+    if let Some(transition) = transition(Some(health)) {
+        return Some(format!("a {transition} is in progress"));
     }
     let primary = health
         .primary

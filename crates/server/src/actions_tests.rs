@@ -324,7 +324,12 @@ fn a_replica_the_monitor_does_not_count_as_secondary_yet_is_not_promotable() {
     ]);
     let shown = view(&db, &observed(&db, instances(), Some(monitor.clone())), &[]);
     let r1 = node_view(&shown, "r1");
-    assert!(reason(&r1.actions, ActionKind::Promote).contains("is catching up"));
+    assert!(matches!(
+        r1.replication_status,
+        Some(ReplicationStatus::CatchingUp)
+    ));
+    assert!(reason(&r1.actions, ActionKind::Promote).contains("not a healthy, caught-up replica"));
+    assert_shown_matches_accepted(&shown);
     assert!(possible(
         &node_view(&shown, "r2").actions,
         ActionKind::Promote
@@ -348,6 +353,27 @@ fn a_replica_the_monitor_does_not_count_as_secondary_yet_is_not_promotable() {
         reason(&r2.actions, ActionKind::Promote),
         "task 7 (PromoteReplica) is still running on database \"d\""
     );
+    assert_shown_matches_accepted(&shown);
+
+    // A switchover the monitor runs: Modifying, no replica created meanwhile.
+    let mut switching = health(vec![
+        node_health("d", NodeState::Draining, NodeState::Draining),
+        node_health("r1", Secondary, Secondary),
+        node_health("r2", Secondary, Secondary),
+    ]);
+    switching.transition = Some(pgfleet_ha::TransitionStatus {
+        kind: pgfleet_ha::TransitionKind::Switchover,
+        old_primary: "d".into(),
+        target: Some("r2".into()),
+        phase: "draining".into(),
+        candidate: Some("r2".into()),
+        started_ms: 0,
+        waiting_on: vec![],
+        blocked: None,
+    });
+    let shown = view(&db, &observed(&db, instances(), Some(switching)), &[]);
+    assert_eq!(shown.status, DbStatus::Modifying);
+    assert!(reason(&shown.actions, ActionKind::CreateReplica).contains("switchover"));
     assert_shown_matches_accepted(&shown);
 
     // The API refuses with the view's reason.

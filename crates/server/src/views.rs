@@ -31,7 +31,26 @@ pub struct ViewContext<'a> {
 /// its replica shows *Catching up* even when its WAL receiver streams.
 const CATCHING_UP_STATES: &[&str] = &["catchingup", "wait_standby"];
 
-fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> NodeView {
+/// Whether the monitor's last report has `node` still joining: assigned a
+/// joining state, or `secondary` not yet reached.
+fn joining_per_monitor(monitor: Option<&pgfleet_ha::ClusterHealth>, node: &str) -> bool {
+    use pgfleet_ha::NodeState;
+    let Some(health) = monitor.and_then(|m| m.nodes.iter().find(|n| n.name == node)) else {
+        return false;
+    };
+    match health.assigned {
+        NodeState::Catchingup | NodeState::WaitStandby => true,
+        NodeState::Secondary => !health.reached,
+        _ => false,
+    }
+}
+
+fn node_view(
+    db: &Database,
+    node: &pgfleet_core::Node,
+    ctx: &ViewContext,
+    monitor: Option<&pgfleet_ha::ClusterHealth>,
+) -> NodeView {
     let host_status = ctx.observed.host_status(&node.host, ctx.host_timeout);
     let failure_domain = ctx
         .hosts
@@ -110,7 +129,8 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         let joining = instance
             .ha_state
             .as_deref()
-            .is_some_and(|s| CATCHING_UP_STATES.contains(&s));
+            .is_some_and(|s| CATCHING_UP_STATES.contains(&s))
+            || joining_per_monitor(monitor, &node.name);
         view.replication_status = Some(match (instance.phase, instance.wal_receiver_streaming) {
             (InstancePhase::Running, Some(true))
                 if instance.lag_bytes.unwrap_or(0) < actions::CATCHUP_LAG_BYTES && !joining =>
@@ -140,13 +160,18 @@ fn monitor_health(db: &Database, ctx: &ViewContext) -> Option<pgfleet_ha::Cluste
 }
 
 pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> DatabaseView {
-    let mut nodes: Vec<NodeView> = db.nodes.iter().map(|n| node_view(db, n, ctx)).collect();
+    let monitor = monitor_health(db, ctx);
+    let mut nodes: Vec<NodeView> = db
+        .nodes
+        .iter()
+        .map(|n| node_view(db, n, ctx, monitor.as_ref()))
+        .collect();
     let active_task = ctx
         .unfinished
         .iter()
         .filter(|t| t.target == db.name && !t.state.is_finished())
         .min_by_key(|t| t.id);
-    let monitor = monitor_health(db, ctx);
+    let status = actions::shown_status(db, active_task, monitor.as_ref());
     let facts = Facts {
         db,
         nodes: &nodes,
@@ -209,7 +234,7 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
     }
     DatabaseView {
         name: db.name.clone(),
-        status: actions::shown_status(db, active_task),
+        status,
         ha_status: db.ha_status(),
         health: HealthView {
             degraded: !reasons.is_empty(),
