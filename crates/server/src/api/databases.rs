@@ -11,13 +11,14 @@ use pgfleet_core::api::{
 };
 use pgfleet_core::names::{validate_database_name, validate_node_name};
 use pgfleet_core::time::now_ms;
-use pgfleet_core::{Database, DbStatus, Task, TaskKind};
+use pgfleet_core::{Database, DbStatus, Task};
 use pgfleet_store::Submission;
 use serde::Deserialize;
 
 use crate::actions::refusal;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tasks::params::{self, TaskParams};
 use crate::views::{database_view, ViewContext};
 
 /// Role names the control plane keeps for itself.
@@ -200,11 +201,10 @@ pub async fn create(
             error: None,
             ha_generation: 0,
         };
-        let task = crate::tasks::queued_task(
-            TaskKind::CreateDatabase,
-            &db.name,
-            serde_json::json!({"version": version}),
-        );
+        let params = TaskParams::CreateDatabase(params::CreateDatabase {
+            version: Some(version),
+        });
+        let task = crate::tasks::queued_task(&params, &db.name);
         let stored = state.store.insert_database_with_task(&db, &task).await?;
         crate::tasks::queued(&state, &stored);
         stored
@@ -289,11 +289,10 @@ pub async fn uri(
 /// unfinished (409), checked and stored in one store transaction.
 async fn submit_if_idle(
     state: &AppState,
-    kind: TaskKind,
+    params: TaskParams,
     name: &str,
-    params: serde_json::Value,
 ) -> Result<Task, ApiError> {
-    match crate::tasks::submit_if_idle(state, kind, name, params).await? {
+    match crate::tasks::submit_if_idle(state, &params, name).await? {
         Submission::Queued(task) => Ok(task),
         Submission::Busy(task) => Err(ApiError::conflict(format!(
             "task {} ({:?}) is still running on database {name:?}",
@@ -312,13 +311,8 @@ pub async fn delete(
     let db = load(&state, &name).await?;
     let view = current_view(&state, &db).await?;
     refusal(&view.actions, ActionKind::DeleteDatabase)?;
-    let task = submit_if_idle(
-        &state,
-        TaskKind::DeleteDatabase,
-        &name,
-        serde_json::json!({}),
-    )
-    .await?;
+    let params = TaskParams::DeleteDatabase(params::DeleteDatabase {});
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -341,8 +335,11 @@ pub async fn create_replica(
             request.name
         )));
     }
-    let params = serde_json::json!({"node": request.name, "priority": priority});
-    let task = submit_if_idle(&state, TaskKind::CreateReplica, &name, params).await?;
+    let params = TaskParams::CreateReplica(params::CreateReplica {
+        node: request.name.clone(),
+        priority,
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -374,13 +371,12 @@ pub async fn promote(
     data_node(&db, &node)?;
     let view = current_view(&state, &db).await?;
     refusal(node_actions(&view, &node), ActionKind::Promote)?;
-    let task = submit_if_idle(
-        &state,
-        TaskKind::PromoteReplica,
-        &name,
-        serde_json::json!({"node": node, "reason": "switchover"}),
-    )
-    .await?;
+    let params = TaskParams::PromoteReplica(params::PromoteReplica {
+        node: Some(node),
+        reason: Some("switchover".into()),
+        ..Default::default()
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -395,13 +391,8 @@ pub async fn delete_replica(
     data_node(&db, &node)?;
     let view = current_view(&state, &db).await?;
     refusal(node_actions(&view, &node), ActionKind::DeleteReplica)?;
-    let task = submit_if_idle(
-        &state,
-        TaskKind::DeleteReplica,
-        &name,
-        serde_json::json!({"node": node}),
-    )
-    .await?;
+    let params = TaskParams::DeleteReplica(params::DeleteReplica { node });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -423,8 +414,11 @@ pub async fn set_maintenance(
         ActionKind::MaintenanceOff
     };
     refusal(node_actions(&view, &node), kind)?;
-    let params = serde_json::json!({"node": node, "on": request.on});
-    let task = submit_if_idle(&state, TaskKind::SetMaintenance, &name, params).await?;
+    let params = TaskParams::SetMaintenance(params::SetMaintenance {
+        node,
+        on: request.on,
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 

@@ -185,7 +185,8 @@ fn nodes_in_change(view: &DatabaseView, tasks: &[Task]) -> Vec<String> {
         if task.target != view.name || task.state.is_finished() {
             continue;
         }
-        if let Some(node) = task.params.get("node").and_then(|v| v.as_str()) {
+        let params = crate::tasks::params::TaskParams::of(task).ok();
+        if let Some(node) = params.as_ref().and_then(|p| p.node()) {
             changing.push(node.to_string());
         }
         if task.kind == TaskKind::PromoteReplica {
