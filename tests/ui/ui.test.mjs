@@ -141,10 +141,12 @@ step('the second read replica makes HA status Complete, both replicas Active', a
 });
 
 step('Promote Replica asks for confirmation and the replica becomes Primary live', async () => {
-  // The API promotes only a caught-up secondary; wait until the keeper says so.
-  await waitFor('pg-replica-1 to be a secondary', async () => {
+  // The page offers Promote Replica exactly when the API accepts it (the
+  // view's `actions`); until then the menu shows it disabled with the reason.
+  await waitFor('the view to offer promoting pg-replica-1', async () => {
     const db = await fleet.api(`/api/v1/databases/${DB}`);
-    return db.nodes.find((n) => n.name === 'pg-replica-1')?.ha_state === 'secondary';
+    const node = db.nodes.find((n) => n.name === 'pg-replica-1');
+    return node?.actions?.find((a) => a.action === 'promote')?.possible === true;
   }, 60_000);
   const row = nodeRow('pg-replica-1');
   await expectText(row.locator('[data-field="status"]'), /^Online$/, 5_000);

@@ -485,8 +485,8 @@ pub fn pg_tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
 
 /// Waits until `db` is highly available and settled: HA status Complete,
 /// every node online, every replica streaming (`Active`) and counted by the
-/// monitor as a caught-up `secondary`, commits synchronous. Returns the
-/// primary's name.
+/// monitor as a caught-up `secondary` (the view offers to promote it),
+/// commits synchronous. Returns the primary's name.
 pub async fn wait_ha_settled(fleet: &Fleet, db: &str, timeout: Duration) -> String {
     let client = fleet.client();
     eventually(timeout, "HA complete and settled", || async {
@@ -502,6 +502,11 @@ pub async fn wait_ha_settled(fleet: &Fleet, db: &str, timeout: Duration) -> Stri
                     n.replication_status,
                     Some(pgfleet_core::api::ReplicationStatus::Active)
                 ) && n.ha_state.as_deref() == Some("secondary")
+                    && pgfleet_core::api::find_action(
+                        &n.actions,
+                        pgfleet_core::api::ActionKind::Promote,
+                    )
+                    .is_none_or(|a| a.possible)
             });
         let online = view
             .nodes

@@ -1,13 +1,15 @@
 //! The lifecycle around an HA database: planned switchover (Promote
 //! Replica), its refusals, maintenance, scale down to unconfigured, and the
-//! failover history.
+//! failover history; actions taken the moment the database's view says they
+//! are possible are accepted and complete.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{resolve, wait_ha_settled, Fleet};
-use pgfleet_core::{HaStatus, NodeRole};
+use common::{eventually, resolve, wait_ha_settled, Fleet};
+use pgfleet_core::api::{find_action, ActionKind, CreateReplicaRequest};
+use pgfleet_core::{HaStatus, NodeRole, TaskState};
 
 async fn wait_complete(fleet: &Fleet, db: &str) {
     wait_ha_settled(fleet, db, Duration::from_secs(30)).await;
@@ -159,4 +161,88 @@ async fn promote_maintenance_scale_down_and_events() {
         .unwrap()
         .get(0);
     assert_eq!(count, 502);
+}
+
+/// Waits for the task `id` and asserts it succeeded.
+async fn assert_task_succeeds(client: &pgfleet::client::Client, id: i64, what: &str) {
+    let task = client
+        .wait_task(id, Duration::from_secs(240), |_| {})
+        .await
+        .unwrap_or_else(|error| panic!("{what}: {error}"));
+    assert_eq!(task.state, TaskState::Succeeded, "{what}: {:?}", task.error);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn actions_taken_as_soon_as_the_view_allows_them_are_accepted_and_complete() {
+    const DB: &str = "pg-eager";
+    let fleet = Fleet::up(4);
+    let client = fleet.client();
+    let created = client
+        .create_database(&pgfleet_core::api::CreateDatabaseRequest {
+            name: DB.into(),
+            admin_user: None,
+            database: None,
+            version: None,
+        })
+        .await
+        .unwrap();
+    // A user clicks Create read replica the moment it is enabled.
+    for replica in ["r1", "r2"] {
+        eventually(
+            Duration::from_secs(180),
+            "create replica offered",
+            || async {
+                let view = client.database(DB, false).await.ok()?;
+                let action = find_action(&view.actions, ActionKind::CreateReplica)?;
+                action.possible.then_some(())
+            },
+        )
+        .await;
+        let request = CreateReplicaRequest {
+            name: replica.into(),
+            priority: None,
+        };
+        let task = client
+            .create_replica(DB, &request)
+            .await
+            .unwrap_or_else(|error| panic!("the view offered {replica}, the API refused: {error}"));
+        assert_task_succeeds(&client, task.task_id, replica).await;
+    }
+    assert_task_succeeds(&client, created.task_id, "create database").await;
+    // ... and Promote Replica the moment the view offers it, again and again.
+    for round in 1..=4 {
+        let (target, old_primary) = eventually(
+            Duration::from_secs(120),
+            "a replica the view says can be promoted",
+            || async {
+                let view = client.database(DB, false).await.ok()?;
+                let target = view.nodes.iter().find(|n| {
+                    find_action(&n.actions, ActionKind::Promote).is_some_and(|a| a.possible)
+                })?;
+                Some((target.name.clone(), view.primary.clone()?))
+            },
+        )
+        .await;
+        let task = client.promote(DB, &target).await.unwrap_or_else(|error| {
+            panic!("round {round}: the view offered {target}, the API refused: {error}")
+        });
+        assert_task_succeeds(
+            &client,
+            task.task_id,
+            &format!("round {round}: promote {target}"),
+        )
+        .await;
+        let view = client.database(DB, false).await.unwrap();
+        assert_eq!(
+            view.primary.as_deref(),
+            Some(target.as_str()),
+            "round {round}"
+        );
+        let old = view.nodes.iter().find(|n| n.name == old_primary).unwrap();
+        assert_eq!(
+            old.role,
+            NodeRole::Replica,
+            "round {round}: {old_primary} follows"
+        );
+    }
 }

@@ -97,6 +97,60 @@ pub struct NodeView {
     /// HA state the keeper follows (when a monitor exists).
     pub ha_state: Option<String>,
     pub error: Option<String>,
+    /// What the API accepts for this node now (`promote`, `delete_replica`,
+    /// `maintenance_on`, `maintenance_off`), and why not.
+    #[serde(default)]
+    pub actions: Vec<ActionView>,
+}
+
+/// An action on a database or one of its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    CreateReplica,
+    DeleteDatabase,
+    Promote,
+    DeleteReplica,
+    MaintenanceOn,
+    MaintenanceOff,
+}
+
+/// Whether the API accepts an action now. The API refuses exactly the
+/// actions shown as not possible, with `blocked_because` as its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ActionView {
+    pub action: ActionKind,
+    pub possible: bool,
+    /// Why the API refuses it now (none when possible).
+    pub blocked_because: Option<String>,
+    /// The refusal is temporary (a task runs, a node is still creating or
+    /// catching up): waiting makes the action possible.
+    pub transient: bool,
+}
+
+impl ActionView {
+    pub fn possible(action: ActionKind) -> ActionView {
+        ActionView {
+            action,
+            possible: true,
+            blocked_because: None,
+            transient: false,
+        }
+    }
+
+    pub fn blocked(action: ActionKind, reason: impl Into<String>, transient: bool) -> ActionView {
+        ActionView {
+            action,
+            possible: false,
+            blocked_because: Some(reason.into()),
+            transient,
+        }
+    }
+}
+
+/// The action `kind` among `actions`.
+pub fn find_action(actions: &[ActionView], kind: ActionKind) -> Option<&ActionView> {
+    actions.iter().find(|a| a.action == kind)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -135,6 +189,10 @@ pub struct DatabaseView {
     pub anti_affinity: AntiAffinityView,
     pub nodes: Vec<NodeView>,
     pub error: Option<String>,
+    /// What the API accepts for the database now (`create_replica`,
+    /// `delete_database`), and why not. Node actions are on each node.
+    #[serde(default)]
+    pub actions: Vec<ActionView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -8,6 +8,7 @@
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
 
+pub mod actions;
 pub mod api;
 pub mod auth;
 pub mod config;

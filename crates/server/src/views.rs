@@ -1,9 +1,12 @@
-//! API views: stored intent merged with the latest observations.
+//! API views: stored intent merged with the latest observations, the
+//! database's unfinished task and its monitor's report; each view says which
+//! actions the API accepts now (`actions`).
 
 use pgfleet_core::api::{AntiAffinityView, DatabaseView, HealthView, NodeView, ReplicationStatus};
 use pgfleet_core::protocol::InstancePhase;
-use pgfleet_core::{Database, DbStatus, Desired, Host, HostStatus, NodeRole, NodeStatus};
+use pgfleet_core::{Database, DbStatus, Desired, Host, HostStatus, NodeRole, NodeStatus, Task};
 
+use crate::actions::{self, Facts};
 use crate::observed::Observed;
 
 pub fn role_name(role: NodeRole) -> &'static str {
@@ -19,9 +22,35 @@ pub struct ViewContext<'a> {
     pub hosts: &'a [Host],
     pub host_timeout: std::time::Duration,
     pub zone: &'a str,
+    /// Unfinished tasks (of any database); a database with one shows the
+    /// change it makes and accepts no other action until it finished.
+    pub unfinished: &'a [Task],
 }
 
-fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> NodeView {
+/// HA states in which a keeper is still joining or rejoining its primary:
+/// its replica shows *Catching up* even when its WAL receiver streams.
+const CATCHING_UP_STATES: &[&str] = &["catchingup", "wait_standby"];
+
+/// Whether the monitor's last report has `node` still joining: assigned a
+/// joining state, or `secondary` not yet reached.
+fn joining_per_monitor(monitor: Option<&pgfleet_ha::ClusterHealth>, node: &str) -> bool {
+    use pgfleet_ha::NodeState;
+    let Some(health) = monitor.and_then(|m| m.nodes.iter().find(|n| n.name == node)) else {
+        return false;
+    };
+    match health.assigned {
+        NodeState::Catchingup | NodeState::WaitStandby => true,
+        NodeState::Secondary => !health.reached,
+        _ => false,
+    }
+}
+
+fn node_view(
+    db: &Database,
+    node: &pgfleet_core::Node,
+    ctx: &ViewContext,
+    monitor: Option<&pgfleet_ha::ClusterHealth>,
+) -> NodeView {
     let host_status = ctx.observed.host_status(&node.host, ctx.host_timeout);
     let failure_domain = ctx
         .hosts
@@ -44,6 +73,7 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         lag_seconds: None,
         ha_state: None,
         error: None,
+        actions: vec![],
     };
     if host_status != HostStatus::Connected {
         if node.role == NodeRole::Replica {
@@ -80,7 +110,9 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
         InstancePhase::Stopped | InstancePhase::Deleted => NodeStatus::Offline,
     };
     if node.desired == Desired::Deleted
-        || db.status == DbStatus::Modifying && view.status == NodeStatus::Online && !node.ready
+        || matches!(db.status, DbStatus::Modifying | DbStatus::Creating)
+            && view.status == NodeStatus::Online
+            && !node.ready
     {
         view.status = NodeStatus::Modifying;
     }
@@ -94,9 +126,14 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
     if node.role == NodeRole::Replica {
         view.lag_bytes = instance.lag_bytes;
         view.lag_seconds = instance.lag_seconds;
+        let joining = instance
+            .ha_state
+            .as_deref()
+            .is_some_and(|s| CATCHING_UP_STATES.contains(&s))
+            || joining_per_monitor(monitor, &node.name);
         view.replication_status = Some(match (instance.phase, instance.wal_receiver_streaming) {
             (InstancePhase::Running, Some(true))
-                if instance.lag_bytes.unwrap_or(0) < 16 * 1024 * 1024 =>
+                if instance.lag_bytes.unwrap_or(0) < actions::CATCHUP_LAG_BYTES && !joining =>
             {
                 ReplicationStatus::Active
             }
@@ -109,8 +146,46 @@ fn node_view(db: &Database, node: &pgfleet_core::Node, ctx: &ViewContext) -> Nod
     view
 }
 
+/// The monitor's last health report, when its host is connected.
+fn monitor_health(db: &Database, ctx: &ViewContext) -> Option<pgfleet_ha::ClusterHealth> {
+    let monitor = db.monitor()?;
+    if ctx.observed.host_status(&monitor.host, ctx.host_timeout) != HostStatus::Connected {
+        return None;
+    }
+    let observed = ctx.observed.monitor(&monitor.host, &db.name)?;
+    if !observed.running {
+        return None;
+    }
+    serde_json::from_value(observed.state.get("health")?.clone()).ok()
+}
+
 pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> DatabaseView {
-    let nodes: Vec<NodeView> = db.nodes.iter().map(|n| node_view(db, n, ctx)).collect();
+    let monitor = monitor_health(db, ctx);
+    let mut nodes: Vec<NodeView> = db
+        .nodes
+        .iter()
+        .map(|n| node_view(db, n, ctx, monitor.as_ref()))
+        .collect();
+    let active_task = ctx
+        .unfinished
+        .iter()
+        .filter(|t| t.target == db.name && !t.state.is_finished())
+        .min_by_key(|t| t.id);
+    let status = actions::shown_status(db, active_task, monitor.as_ref());
+    let facts = Facts {
+        db,
+        nodes: &nodes,
+        active_task,
+        monitor: monitor.as_ref(),
+    };
+    let database_actions = actions::database_actions(&facts);
+    let node_actions: Vec<_> = nodes
+        .iter()
+        .map(|n| actions::node_actions(&facts, n))
+        .collect();
+    for (node, node_actions) in nodes.iter_mut().zip(node_actions) {
+        node.actions = node_actions;
+    }
     let mut reasons = Vec::new();
     for node in &nodes {
         if node.status == NodeStatus::Offline || node.status == NodeStatus::Failed {
@@ -159,7 +234,7 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
     }
     DatabaseView {
         name: db.name.clone(),
-        status: db.status,
+        status,
         ha_status: db.ha_status(),
         health: HealthView {
             degraded: !reasons.is_empty(),
@@ -184,5 +259,6 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
         },
         nodes,
         error: db.error.clone(),
+        actions: database_actions,
     }
 }

@@ -205,7 +205,7 @@ pub async fn primary_changed(
             change.db
         )));
     }
-    let applied = crate::tasks::promote::record_primary_change(&state, &change).await?;
+    let applied = crate::tasks::failover_recorder::record_primary_change(&state, &change).await?;
     Ok(Json(
         serde_json::json!({"applied": applied.is_some(), "task_id": applied}),
     ))
@@ -236,7 +236,9 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
             detected_at_ms: None,
             promoted_at_ms: None,
         };
-        if let Err(error) = crate::tasks::promote::record_primary_change(state, &change).await {
+        if let Err(error) =
+            crate::tasks::failover_recorder::record_primary_change(state, &change).await
+        {
             tracing::warn!(db = %monitor.db, error = ?error.message, "cannot apply the monitor's primary");
         }
     }

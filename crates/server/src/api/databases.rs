@@ -1,19 +1,24 @@
 //! Database endpoints: create, list, show, uri, delete, replicas, events.
+//! A change is refused exactly when the database's view shows its action as
+//! not possible (`crate::actions`), with the view's reason.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use pgfleet_core::api::{
-    CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, TaskRef, UriView,
+    ActionKind, ActionView, CreateDatabaseRequest, CreateReplicaRequest, DatabaseView, TaskRef,
+    UriView,
 };
 use pgfleet_core::names::{validate_database_name, validate_node_name};
 use pgfleet_core::time::now_ms;
-use pgfleet_core::{Database, DbStatus, Task, TaskKind};
+use pgfleet_core::{Database, DbStatus, Task};
 use pgfleet_store::Submission;
 use serde::Deserialize;
 
+use crate::actions::refusal;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tasks::params::{self, TaskParams};
 use crate::views::{database_view, ViewContext};
 
 /// Role names the control plane keeps for itself.
@@ -111,25 +116,46 @@ pub fn validate_replica(request: &CreateReplicaRequest) -> Result<u8, ApiError> 
     Ok(priority)
 }
 
-async fn view_context_parts(state: &AppState) -> Result<Vec<pgfleet_core::Host>, ApiError> {
-    Ok(state.store.list_hosts().await?)
+/// What a view reads from the store besides the database: hosts and
+/// unfinished tasks.
+struct ViewParts {
+    hosts: Vec<pgfleet_core::Host>,
+    unfinished: Vec<Task>,
 }
 
-fn render(
-    state: &AppState,
-    hosts: &[pgfleet_core::Host],
-    db: &Database,
-    show_password: bool,
-) -> DatabaseView {
+async fn view_context_parts(state: &AppState) -> Result<ViewParts, ApiError> {
+    Ok(ViewParts {
+        hosts: state.store.list_hosts().await?,
+        unfinished: state.store.unfinished_tasks().await?,
+    })
+}
+
+fn render(state: &AppState, parts: &ViewParts, db: &Database, show_password: bool) -> DatabaseView {
     let observed = state.observed.lock().expect("observed lock");
     let zone = state.zone.zone();
     let ctx = ViewContext {
         observed: &observed,
-        hosts,
+        hosts: &parts.hosts,
         host_timeout: state.host_timeout(),
         zone: &zone,
+        unfinished: &parts.unfinished,
     };
     database_view(db, &ctx, show_password)
+}
+
+/// The database's view now, for a handler that checks an action in it.
+async fn current_view(state: &AppState, db: &Database) -> Result<DatabaseView, ApiError> {
+    let parts = view_context_parts(state).await?;
+    Ok(render(state, &parts, db, false))
+}
+
+/// The actions of node `node` in `view` (empty when it is not there).
+fn node_actions<'a>(view: &'a DatabaseView, node: &str) -> &'a [ActionView] {
+    view.nodes
+        .iter()
+        .find(|n| n.name == node)
+        .map(|n| n.actions.as_slice())
+        .unwrap_or_default()
 }
 
 #[utoipa::path(post, path = "/api/v1/databases", request_body = CreateDatabaseRequest,
@@ -175,11 +201,10 @@ pub async fn create(
             error: None,
             ha_generation: 0,
         };
-        let task = crate::tasks::queued_task(
-            TaskKind::CreateDatabase,
-            &db.name,
-            serde_json::json!({"version": version}),
-        );
+        let params = TaskParams::CreateDatabase(params::CreateDatabase {
+            version: Some(version),
+        });
+        let task = crate::tasks::queued_task(&params, &db.name);
         let stored = state.store.insert_database_with_task(&db, &task).await?;
         crate::tasks::queued(&state, &stored);
         stored
@@ -189,12 +214,12 @@ pub async fn create(
 
 #[utoipa::path(get, path = "/api/v1/databases", responses((status = 200, body = [DatabaseView])), security(("token" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DatabaseView>>, ApiError> {
-    let hosts = view_context_parts(&state).await?;
+    let parts = view_context_parts(&state).await?;
     let databases = state.store.list_databases().await?;
     Ok(Json(
         databases
             .iter()
-            .map(|db| render(&state, &hosts, db, false))
+            .map(|db| render(&state, &parts, db, false))
             .collect(),
     ))
 }
@@ -222,8 +247,8 @@ pub async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<Json<DatabaseView>, ApiError> {
     let db = load(&state, &name).await?;
-    let hosts = view_context_parts(&state).await?;
-    Ok(Json(render(&state, &hosts, &db, query.show_password)))
+    let parts = view_context_parts(&state).await?;
+    Ok(Json(render(&state, &parts, &db, query.show_password)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -264,11 +289,10 @@ pub async fn uri(
 /// unfinished (409), checked and stored in one store transaction.
 async fn submit_if_idle(
     state: &AppState,
-    kind: TaskKind,
+    params: TaskParams,
     name: &str,
-    params: serde_json::Value,
 ) -> Result<Task, ApiError> {
-    match crate::tasks::submit_if_idle(state, kind, name, params).await? {
+    match crate::tasks::submit_if_idle(state, &params, name).await? {
         Submission::Queued(task) => Ok(task),
         Submission::Busy(task) => Err(ApiError::conflict(format!(
             "task {} ({:?}) is still running on database {name:?}",
@@ -284,14 +308,11 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
-    load(&state, &name).await?;
-    let task = submit_if_idle(
-        &state,
-        TaskKind::DeleteDatabase,
-        &name,
-        serde_json::json!({}),
-    )
-    .await?;
+    let db = load(&state, &name).await?;
+    let view = current_view(&state, &db).await?;
+    refusal(&view.actions, ActionKind::DeleteDatabase)?;
+    let params = TaskParams::DeleteDatabase(params::DeleteDatabase {});
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -305,11 +326,8 @@ pub async fn create_replica(
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     let priority = validate_replica(&request)?;
     let db = load(&state, &name).await?;
-    if db.status != DbStatus::Online {
-        return Err(ApiError::conflict(
-            format!("database {name:?} is {:?}, not online", db.status).to_lowercase(),
-        ));
-    }
+    let view = current_view(&state, &db).await?;
+    refusal(&view.actions, ActionKind::CreateReplica)?;
     if db.nodes.iter().any(|n| n.name == request.name) || request.name == format!("{name}-monitor")
     {
         return Err(ApiError::conflict(format!(
@@ -317,8 +335,11 @@ pub async fn create_replica(
             request.name
         )));
     }
-    let params = serde_json::json!({"node": request.name, "priority": priority});
-    let task = submit_if_idle(&state, TaskKind::CreateReplica, &name, params).await?;
+    let params = TaskParams::CreateReplica(params::CreateReplica {
+        node: request.name.clone(),
+        priority,
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -347,44 +368,15 @@ pub async fn promote(
     Path((name, node)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     let db = load(&state, &name).await?;
-    let target = data_node(&db, &node)?;
-    if db.monitor().is_none() {
-        return Err(ApiError::conflict(format!(
-            "database {name:?} has no monitor: create a replica first"
-        )));
-    }
-    if target.role != pgfleet_core::NodeRole::Replica {
-        return Err(ApiError::conflict(format!(
-            "node {node:?} is not a replica (it is the {})",
-            crate::views::role_name(target.role)
-        )));
-    }
-    let hosts = view_context_parts(&state).await?;
-    let view = render(&state, &hosts, &db, false);
-    let target_view = view
-        .nodes
-        .iter()
-        .find(|n| n.name == node)
-        .ok_or_else(|| ApiError::not_found("node", &node))?;
-    let healthy = target_view.status == pgfleet_core::NodeStatus::Online
-        && matches!(
-            target_view.replication_status,
-            Some(pgfleet_core::api::ReplicationStatus::Active)
-        )
-        && target_view.ha_state.as_deref() == Some("secondary");
-    if !healthy {
-        return Err(ApiError::conflict(format!(
-            "node {node:?} is not a healthy, caught-up replica (status {:?}, replication {:?}, ha state {:?})",
-            target_view.status, target_view.replication_status, target_view.ha_state
-        ).to_lowercase()));
-    }
-    let task = submit_if_idle(
-        &state,
-        TaskKind::PromoteReplica,
-        &name,
-        serde_json::json!({"node": node, "reason": "switchover"}),
-    )
-    .await?;
+    data_node(&db, &node)?;
+    let view = current_view(&state, &db).await?;
+    refusal(node_actions(&view, &node), ActionKind::Promote)?;
+    let params = TaskParams::PromoteReplica(params::PromoteReplica {
+        node: Some(node),
+        reason: Some("switchover".into()),
+        ..Default::default()
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -396,20 +388,11 @@ pub async fn delete_replica(
     Path((name, node)): Path<(String, String)>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     let db = load(&state, &name).await?;
-    let target = data_node(&db, &node)?;
-    if target.role != pgfleet_core::NodeRole::Replica {
-        return Err(ApiError::conflict(format!(
-            "node {node:?} is the {}, not a replica: promote another node first",
-            crate::views::role_name(target.role)
-        )));
-    }
-    let task = submit_if_idle(
-        &state,
-        TaskKind::DeleteReplica,
-        &name,
-        serde_json::json!({"node": node}),
-    )
-    .await?;
+    data_node(&db, &node)?;
+    let view = current_view(&state, &db).await?;
+    refusal(node_actions(&view, &node), ActionKind::DeleteReplica)?;
+    let params = TaskParams::DeleteReplica(params::DeleteReplica { node });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 
@@ -423,19 +406,19 @@ pub async fn set_maintenance(
     crate::api::ApiJson(request): crate::api::ApiJson<pgfleet_core::api::MaintenanceRequest>,
 ) -> Result<(StatusCode, Json<TaskRef>), ApiError> {
     let db = load(&state, &name).await?;
-    let target = data_node(&db, &node)?;
-    if db.monitor().is_none() {
-        return Err(ApiError::conflict(format!(
-            "database {name:?} has no monitor: maintenance applies to HA databases"
-        )));
-    }
-    if request.on && target.role == pgfleet_core::NodeRole::Primary && db.replicas().count() == 0 {
-        return Err(ApiError::conflict(format!(
-            "node {node:?} is the only data node: nothing can take over"
-        )));
-    }
-    let params = serde_json::json!({"node": node, "on": request.on});
-    let task = submit_if_idle(&state, TaskKind::SetMaintenance, &name, params).await?;
+    data_node(&db, &node)?;
+    let view = current_view(&state, &db).await?;
+    let kind = if request.on {
+        ActionKind::MaintenanceOn
+    } else {
+        ActionKind::MaintenanceOff
+    };
+    refusal(node_actions(&view, &node), kind)?;
+    let params = TaskParams::SetMaintenance(params::SetMaintenance {
+        node,
+        on: request.on,
+    });
+    let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))
 }
 

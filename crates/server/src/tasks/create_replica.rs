@@ -17,15 +17,10 @@ use super::{TaskError, TaskRun};
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
-    let node_name = run
-        .param_str("node")
-        .ok_or_else(|| TaskError::Refused("task has no node name".into()))?;
-    let priority = run
-        .task
-        .params
-        .get("priority")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(50) as u8;
+    let super::params::CreateReplica {
+        node: node_name,
+        priority,
+    } = run.params()?;
     let step_timeout = Duration::from_millis(state.config.step_timeout_ms);
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;

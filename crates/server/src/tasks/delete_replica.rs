@@ -14,9 +14,7 @@ use super::{TaskError, TaskRun};
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
-    let node_name = run
-        .param_str("node")
-        .ok_or_else(|| TaskError::Refused("task has no node".into()))?;
+    let super::params::DeleteReplica { node: node_name } = run.params()?;
     let grace = state.host_timeout() * 5;
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;

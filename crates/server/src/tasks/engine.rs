@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use pgfleet_core::errors::error_chain;
 use pgfleet_core::time::now_ms;
-use pgfleet_core::{StepState, Task, TaskKind, TaskState};
+use pgfleet_core::{StepState, Task, TaskState};
 use tokio_util::sync::CancellationToken;
 
 use super::TaskRun;
@@ -70,14 +70,8 @@ async fn execute(state: AppState, mut task: Task) {
         tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cannot start task");
         return;
     }
-    let result = match run.task.kind {
-        TaskKind::CreateDatabase => super::create_database::run(&mut run).await,
-        TaskKind::DeleteDatabase => super::delete_database::run(&mut run).await,
-        TaskKind::CreateReplica => super::create_replica::run(&mut run).await,
-        TaskKind::PromoteReplica => super::switchover::run(&mut run).await,
-        TaskKind::DeleteReplica => super::delete_replica::run(&mut run).await,
-        TaskKind::SetMaintenance => super::maintenance::run(&mut run).await,
-    };
+    let entry = super::kind_entry(run.task.kind);
+    let result = (entry.run)(&mut run).await;
     match result {
         Ok(()) => {
             run.task.state = TaskState::Succeeded;
@@ -96,16 +90,9 @@ async fn execute(state: AppState, mut task: Task) {
             run.task.state = TaskState::Failed;
             run.task.error = Some(message.clone());
             run.task.message = Some(message.clone());
-            let cleanup = match run.task.kind {
-                TaskKind::CreateDatabase => {
-                    super::create_database::on_failure(&run, &message).await
-                }
-                TaskKind::CreateReplica => super::create_replica::on_failure(&run, &message).await,
-                TaskKind::DeleteDatabase => {
-                    super::delete_database::on_failure(&run, &message).await
-                }
-                TaskKind::DeleteReplica => super::delete_replica::on_failure(&run, &message).await,
-                _ => Ok(()),
+            let cleanup = match entry.on_failure {
+                Some(on_failure) => on_failure(&run, &message).await,
+                None => Ok(()),
             };
             if let Err(error) = cleanup {
                 tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cleanup after failure failed");

@@ -12,15 +12,10 @@ use super::{TaskError, TaskRun};
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
-    let node_name = run
-        .param_str("node")
-        .ok_or_else(|| TaskError::Refused("task has no node".into()))?;
-    let on = run
-        .task
-        .params
-        .get("on")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let super::params::SetMaintenance {
+        node: node_name,
+        on,
+    } = run.params()?;
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
         let db = run.database().await?;
@@ -37,6 +32,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             hosts: &hosts,
                             host_timeout: state.host_timeout(),
                             zone: &zone,
+                            unfinished: &[],
                         };
                         crate::views::database_view(&db, &ctx, false)
                     };

@@ -1,21 +1,29 @@
 //! Durable tasks. A task is stored before anything happens; the engine runs
 //! its steps in order, persisting progress after each, so a restarted control
-//! plane resumes at the step it was in. Steps are idempotent.
+//! plane resumes at the step it was in. Steps are idempotent. Every kind is
+//! one entry of [`TASK_KINDS`] (steps, run, cleanup); its parameters are a
+//! type in `params`. `failover_recorder` is not a task kind: it records the
+//! primary changes monitors push, as finished `PromoteReplica` tasks.
 
 pub mod create_database;
 pub mod create_replica;
 pub mod delete_database;
 pub mod delete_replica;
 pub mod engine;
+pub mod failover_recorder;
 pub mod maintenance;
-pub mod promote;
+pub mod params;
 pub mod switchover;
 pub mod wait;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{StepState, Task, TaskKind, TaskState, TaskStep};
 
 use crate::state::AppState;
+use params::{BadParams, TaskParams};
 
 /// Why a task failed; the message is what the user reads.
 #[derive(Debug, thiserror::Error)]
@@ -23,42 +31,116 @@ pub enum TaskError {
     #[error("{0}")]
     Refused(String),
     #[error(transparent)]
+    Params(#[from] BadParams),
+    #[error(transparent)]
     Store(#[from] pgfleet_store::StoreError),
 }
 
-pub fn step_names(kind: TaskKind) -> &'static [&'static str] {
-    match kind {
-        TaskKind::CreateDatabase => &[
+/// A task kind's steps (or cleanup) running.
+pub type StepsFuture<'a> = Pin<Box<dyn Future<Output = Result<(), TaskError>> + Send + 'a>>;
+
+/// What the engine needs of a task kind.
+pub struct TaskKindEntry {
+    pub kind: TaskKind,
+    /// The steps a task of this kind records, in order.
+    pub steps: &'static [&'static str],
+    /// Runs (or resumes, at `current_step`) the steps.
+    pub run: for<'a> fn(&'a mut TaskRun) -> StepsFuture<'a>,
+    /// Undoes what a failed run left half-made (with the failure message).
+    pub on_failure: Option<for<'a> fn(&'a TaskRun, &'a str) -> StepsFuture<'a>>,
+}
+
+macro_rules! run_fn {
+    ($run:path) => {{
+        fn run(task: &mut TaskRun) -> StepsFuture<'_> {
+            Box::pin($run(task))
+        }
+        run
+    }};
+}
+
+macro_rules! cleanup_fn {
+    ($cleanup:path) => {{
+        fn cleanup<'a>(task: &'a TaskRun, message: &'a str) -> StepsFuture<'a> {
+            Box::pin($cleanup(task, message))
+        }
+        Some(cleanup)
+    }};
+}
+
+/// Every task kind: its steps, how it runs, how a failure is cleaned up.
+pub static TASK_KINDS: [TaskKindEntry; 6] = [
+    TaskKindEntry {
+        kind: TaskKind::CreateDatabase,
+        steps: &[
             "place primary",
             "initialize and start PostgreSQL",
             "publish DNS and mark online",
         ],
-        TaskKind::DeleteDatabase => &["stop servers", "remove data", "remove metadata and DNS"],
-        TaskKind::CreateReplica => &[
+        run: run_fn!(create_database::run),
+        on_failure: cleanup_fn!(create_database::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::DeleteDatabase,
+        steps: &["stop servers", "remove data", "remove metadata and DNS"],
+        run: run_fn!(delete_database::run),
+        on_failure: cleanup_fn!(delete_database::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::CreateReplica,
+        steps: &[
             "place replica and monitor",
             "start monitor",
             "clone replica and start streaming",
             "mark online",
         ],
-        TaskKind::DeleteReplica => &[
+        run: run_fn!(create_replica::run),
+        on_failure: cleanup_fn!(create_replica::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::DeleteReplica,
+        steps: &[
             "leave the synchronous set",
             "stop the replica and remove its data",
             "remove the monitor if no replica is left",
         ],
-        TaskKind::PromoteReplica => &[
+        run: run_fn!(delete_replica::run),
+        on_failure: cleanup_fn!(delete_replica::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::PromoteReplica,
+        steps: &[
             "ask the monitor to switch over",
             "wait for the new primary",
             "wait for the old primary to follow",
         ],
-        TaskKind::SetMaintenance => &[
+        run: run_fn!(switchover::run),
+        on_failure: None,
+    },
+    TaskKindEntry {
+        kind: TaskKind::SetMaintenance,
+        steps: &[
             "switch over if the node is the primary",
             "set the maintenance flag",
         ],
-    }
+        run: run_fn!(maintenance::run),
+        on_failure: None,
+    },
+];
+
+/// The table's entry of `kind`.
+pub fn kind_entry(kind: TaskKind) -> &'static TaskKindEntry {
+    let found = TASK_KINDS.iter().find(|entry| entry.kind == kind);
+    found.expect("every task kind has an entry in TASK_KINDS")
 }
 
-/// A queued task of `kind` on `target`, not stored yet.
-pub fn queued_task(kind: TaskKind, target: &str, params: serde_json::Value) -> Task {
+pub fn step_names(kind: TaskKind) -> &'static [&'static str] {
+    kind_entry(kind).steps
+}
+
+/// A queued task with `params` (their variant is its kind) on `target`, not stored yet.
+pub fn queued_task(params: &TaskParams, target: &str) -> Task {
+    let kind = params.kind();
     let steps = step_names(kind)
         .iter()
         .map(|name| TaskStep {
@@ -74,7 +156,7 @@ pub fn queued_task(kind: TaskKind, target: &str, params: serde_json::Value) -> T
         steps,
         current_step: 0,
         progress: 0,
-        params,
+        params: params.to_json(),
         created_at_ms: now_ms(),
         started_at_ms: None,
         finished_at_ms: None,
@@ -93,13 +175,12 @@ pub fn queued(state: &AppState, stored: &Task) {
 /// unfinished (check and insert in one store transaction) and wakes the engine.
 pub async fn submit_if_idle(
     state: &AppState,
-    kind: TaskKind,
+    params: &TaskParams,
     target: &str,
-    params: serde_json::Value,
 ) -> Result<pgfleet_store::Submission, pgfleet_store::StoreError> {
     let submission = state
         .store
-        .submit_task_if_idle(&queued_task(kind, target, params))
+        .submit_task_if_idle(&queued_task(params, target))
         .await?;
     if let pgfleet_store::Submission::Queued(stored) = &submission {
         queued(state, stored);
@@ -150,11 +231,38 @@ impl TaskRun {
         found.ok_or_else(|| TaskError::Refused(format!("database {name:?} no longer exists")))
     }
 
-    pub fn param_str(&self, key: &str) -> Option<String> {
-        self.task
-            .params
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
+    /// The task's parameters as its kind's type (`params`).
+    pub fn params<P: serde::de::DeserializeOwned>(&self) -> Result<P, TaskError> {
+        let parsed = serde_json::from_value(self.task.params.clone());
+        parsed.map_err(|source| {
+            TaskError::Params(BadParams {
+                id: self.task.id,
+                kind: self.task.kind,
+                source,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod kind_table_tests {
+    use super::*;
+
+    #[test]
+    fn every_task_kind_has_one_entry_with_steps() {
+        let kinds = [
+            TaskKind::CreateDatabase,
+            TaskKind::DeleteDatabase,
+            TaskKind::CreateReplica,
+            TaskKind::DeleteReplica,
+            TaskKind::PromoteReplica,
+            TaskKind::SetMaintenance,
+        ];
+        for kind in kinds {
+            let entries = TASK_KINDS.iter().filter(|e| e.kind == kind).count();
+            assert_eq!(entries, 1, "{kind:?}");
+            assert!(!step_names(kind).is_empty(), "{kind:?}");
+        }
+        assert_eq!(TASK_KINDS.len(), kinds.len());
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{Database, HostStatus, NodeRole};
 
+use super::params::{PromoteReplica, TaskParams};
 use super::wait::{self, Check};
 use super::{TaskError, TaskRun};
 use crate::state::AppState;
@@ -81,10 +82,12 @@ pub async fn wait_primary(
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
-    let target = run
-        .param_str("node")
+    let mut params: PromoteReplica = run.params()?;
+    let target = params
+        .node
+        .clone()
         .ok_or_else(|| TaskError::Refused("task has no node".into()))?;
-    let old_primary = match run.param_str("old_primary") {
+    let old_primary = match params.old_primary.clone() {
         Some(old) => old,
         None => {
             let db =
@@ -92,7 +95,8 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                     TaskError::Refused(format!("database {name:?} no longer exists"))
                 })?;
             let old = db.primary().map(|p| p.name.clone()).unwrap_or_default();
-            run.task.params["old_primary"] = serde_json::json!(old);
+            params.old_primary = Some(old.clone());
+            run.task.params = TaskParams::PromoteReplica(params).to_json();
             old
         }
     };
@@ -135,6 +139,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             hosts: &hosts,
                             host_timeout: state.host_timeout(),
                             zone: &zone,
+                            unfinished: &[],
                         };
                         let view = crate::views::database_view(&db, &ctx, false);
                         let node = view.nodes.iter().find(|n| n.name == old.name);

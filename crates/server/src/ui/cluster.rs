@@ -1,14 +1,16 @@
 //! The *Cluster Settings* tab: Cluster Information (HA status and what is
 //! missing for `complete`, failover, monitor, anti-affinity), the nodes with
 //! their status and replication (live), the latest task, and the *Database
-//! Actions* per node. The read-replica wizard and the node actions are in
-//! `node_actions`.
+//! Actions* per node. Each action is offered as the view's `actions` say
+//! (`crate::actions`, the API's own check): a blocked one is disabled with
+//! its reason, and the live part polls until it becomes possible. The
+//! read-replica wizard and the node actions are in `node_actions`.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use axum::Json;
-use pgfleet_core::api::{DatabaseView, NodeView};
+use pgfleet_core::api::{find_action, ActionKind, ActionView, DatabaseView, NodeView};
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{HaStatus, NodeRole, NodeStatus, Task, TaskKind};
 
@@ -17,6 +19,36 @@ use super::render::{self, page, Badge, Layout, Viewer};
 use super::tasks::{task_row, TaskRow};
 use crate::api::tasks::TaskListQuery;
 use crate::state::AppState;
+
+/// An action as the page offers it: a control, or the reason it is disabled.
+pub struct Control {
+    pub possible: bool,
+    /// Why the API refuses it now (empty when possible).
+    pub reason: String,
+    /// Waiting makes it possible (the page keeps polling).
+    pub transient: bool,
+}
+
+impl Control {
+    pub fn of(actions: &[ActionView], kind: ActionKind) -> Control {
+        match find_action(actions, kind) {
+            Some(action) => Control {
+                possible: action.possible,
+                reason: action
+                    .blocked_because
+                    .as_deref()
+                    .map(render::sentence)
+                    .unwrap_or_default(),
+                transient: action.transient,
+            },
+            None => Control {
+                possible: false,
+                reason: String::new(),
+                transient: false,
+            },
+        }
+    }
+}
 
 pub struct NodeRow {
     pub name: String,
@@ -35,6 +67,10 @@ pub struct NodeRow {
     /// primary once maintenance applies (with a monitor); never the monitor.
     pub has_actions: bool,
     pub can_maintain: bool,
+    pub promote: Control,
+    pub delete: Control,
+    /// Maintenance on, or off when the node is in maintenance.
+    pub maintain: Control,
 }
 
 pub struct ClusterInfo {
@@ -83,6 +119,16 @@ fn node_row(node: &NodeView, has_monitor: bool) -> NodeRow {
         is_primary: node.role == NodeRole::Primary,
         has_actions: node.role == NodeRole::Replica || (is_data_node && has_monitor),
         can_maintain: is_data_node && has_monitor,
+        promote: Control::of(&node.actions, ActionKind::Promote),
+        delete: Control::of(&node.actions, ActionKind::DeleteReplica),
+        maintain: Control::of(
+            &node.actions,
+            if node.maintenance {
+                ActionKind::MaintenanceOff
+            } else {
+                ActionKind::MaintenanceOn
+            },
+        ),
     }
 }
 
@@ -139,7 +185,8 @@ fn nodes_in_change(view: &DatabaseView, tasks: &[Task]) -> Vec<String> {
         if task.target != view.name || task.state.is_finished() {
             continue;
         }
-        if let Some(node) = task.params.get("node").and_then(|v| v.as_str()) {
+        let params = crate::tasks::params::TaskParams::of(task).ok();
+        if let Some(node) = params.as_ref().and_then(|p| p.node()) {
             changing.push(node.to_string());
         }
         if task.kind == TaskKind::PromoteReplica {
@@ -209,6 +256,7 @@ struct ClusterTab {
     info: ClusterInfo,
     nodes: Vec<NodeRow>,
     latest_task: Option<TaskRow>,
+    create_replica: Control,
 }
 
 pub async fn show(
@@ -236,6 +284,7 @@ pub async fn show(
         info,
         nodes,
         latest_task,
+        create_replica: Control::of(&view.actions, ActionKind::CreateReplica),
     };
     respond!(viewer, tab, {})
 }

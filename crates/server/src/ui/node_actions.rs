@@ -8,7 +8,9 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use pgfleet_core::api::{CreateReplicaRequest, DatabaseView, MaintenanceRequest};
+use pgfleet_core::api::{
+    find_action, ActionKind, CreateReplicaRequest, DatabaseView, MaintenanceRequest,
+};
 use pgfleet_core::NodeRole;
 use serde::Deserialize;
 
@@ -71,15 +73,21 @@ pub async fn new_replica(
     session: Session,
 ) -> Response {
     match load(&state, &db).await {
-        Ok(view) => page(&wizard(
-            Layout::new(&session, "databases"),
-            &view,
-            ReplicaForm {
-                name: String::new(),
-                priority: DEFAULT_PRIORITY.to_string(),
-            },
-            None,
-        )),
+        Ok(view) => {
+            // Say at once what the API would answer (the same check).
+            let blocked = find_action(&view.actions, ActionKind::CreateReplica)
+                .and_then(|action| action.blocked_because.as_deref())
+                .map(sentence);
+            page(&wizard(
+                Layout::new(&session, "databases"),
+                &view,
+                ReplicaForm {
+                    name: String::new(),
+                    priority: DEFAULT_PRIORITY.to_string(),
+                },
+                blocked,
+            ))
+        }
         Err(error) => render::error_page(&session, error),
     }
 }

@@ -12,6 +12,7 @@ use super::render::{self, page, Badge, Layout, Viewer};
 use crate::api::tasks::TaskListQuery;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tasks::params::TaskParams;
 
 pub struct StepRow {
     pub name: String,
@@ -74,12 +75,9 @@ pub fn task_row(task: &Task, now: i64) -> TaskRow {
         id: task.id,
         kind: kind_words(task.kind),
         target: task.target.clone(),
-        node: task
-            .params
-            .get("node")
-            .or_else(|| task.params.get("new_primary"))
-            .and_then(|v| v.as_str())
-            .map(str::to_string),
+        node: TaskParams::of(task)
+            .ok()
+            .and_then(|params| params.node().map(str::to_string)),
         state: render::task_state(task.state),
         finished: task.state.is_finished(),
         progress: task.progress.min(100),

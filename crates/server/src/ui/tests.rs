@@ -14,6 +14,7 @@ struct Ui {
     client: reqwest::Client,
     token: String,
     cancel: CancellationToken,
+    state: crate::state::AppState,
     _dir: tempfile::TempDir,
 }
 
@@ -24,10 +25,15 @@ impl Drop for Ui {
 }
 
 async fn start() -> Ui {
+    start_with(|_| {}).await
+}
+
+async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> Ui {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = ServerConfig::local(dir.path().to_path_buf());
     config.api_addr = "127.0.0.1:0".parse().expect("address");
     config.dns_addr = "127.0.0.1:0".parse().expect("address");
+    configure(&mut config);
     let cancel = CancellationToken::new();
     let running = crate::start(config, cancel.clone())
         .await
@@ -45,6 +51,7 @@ async fn start() -> Ui {
         client,
         token,
         cancel,
+        state: running.state.clone(),
         _dir: dir,
     }
 }
@@ -386,4 +393,76 @@ async fn add_a_host_gives_a_one_time_join_token_that_works_once() {
         .await
         .unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_database_being_created_offers_no_replica_and_the_api_refuses_with_the_shown_reason() {
+    // A known host that has not beaten since: placement waits for it (three
+    // host timeouts), so the database stays `creating` meanwhile.
+    let ui = start_with(|config| config.host_timeout_ms = 60_000).await;
+    let host = pgfleet_core::Host {
+        name: "host-1".into(),
+        address: "127.0.0.1".into(),
+        failure_domain: "a".into(),
+        agent_port: 7071,
+        registered_at_ms: 0,
+    };
+    ui.state.store.put_host(&host).await.unwrap();
+    let cookie = ui.session().await;
+    let api = |request: reqwest::RequestBuilder| request.bearer_auth(&ui.token);
+    let created = api(ui.client.post(format!("{}/api/v1/databases", ui.base)))
+        .json(&serde_json::json!({"name": "slow-db"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::ACCEPTED);
+    let view: serde_json::Value = api(ui
+        .client
+        .get(format!("{}/api/v1/databases/slow-db", ui.base)))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(view["status"], "creating");
+    let action = view["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "create_replica")
+        .expect("create_replica listed")
+        .clone();
+    assert_eq!(action["possible"], false);
+    assert_eq!(action["transient"], true);
+    let shown_reason = action["blocked_because"].as_str().unwrap().to_string();
+
+    let refused = api(ui
+        .client
+        .post(format!("{}/api/v1/databases/slow-db/replicas", ui.base)))
+    .json(&serde_json::json!({"name": "r1"}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["message"], shown_reason.as_str());
+
+    let page = ui.get("/databases/slow-db/cluster", &cookie).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("id=\"db-status\" title=\"Database status\">Creating"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("href=\"/databases/slow-db/replicas/new\""),
+        "no Create link while the API refuses it"
+    );
+    assert!(html.contains("id=\"create-replica\" aria-disabled=\"true\""));
+    let shown = html
+        .split("id=\"create-replica-blocked\"")
+        .nth(1)
+        .expect("the reason is shown");
+    assert!(shown.contains("is creating, not online"), "{shown}");
 }

@@ -1,10 +1,13 @@
-//! `PromoteReplica`: the control plane's record of a primary change. The
-//! monitor pushes the change right after promotion; metadata and DNS follow
-//! at once and the change is kept as an event for the failover history.
+//! The failover recorder (not a task kind): the control plane's record of a
+//! primary change. The monitor pushes the change right after promotion;
+//! metadata and DNS follow at once, and the change is kept as an event for
+//! the failover history and as a finished `PromoteReplica` task (unless a
+//! user's switchover task already stands for it).
 
 use pgfleet_core::time::now_ms;
 use pgfleet_core::{NodeRole, StepState, Task, TaskKind, TaskState, TaskStep};
 
+use super::params::{PromoteReplica, TaskParams};
 use crate::api::agents::PrimaryChanged;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -102,7 +105,14 @@ pub async fn record_primary_change(
         steps,
         current_step: 2,
         progress: 100,
-        params: serde_json::json!({"old_primary": old_primary, "new_primary": change.new_primary, "reason": change.reason, "generation": change.generation}),
+        params: TaskParams::PromoteReplica(PromoteReplica {
+            node: None,
+            old_primary: old_primary.clone(),
+            new_primary: Some(change.new_primary.clone()),
+            reason: Some(change.reason.clone()),
+            generation: Some(change.generation),
+        })
+        .to_json(),
         created_at_ms: started_ms,
         started_at_ms: Some(started_ms),
         finished_at_ms: Some(now_ms()),
