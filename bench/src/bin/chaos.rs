@@ -208,7 +208,16 @@ async fn main() -> anyhow::Result<()> {
         let acks_before = writers.count();
         let fault_ms = ms_since(origin);
         let (injected, said) =
-            inject::inject(&fleet, planned.kind, &cast, planned.pick, &primary_uri)?;
+            match inject::inject(&fleet, planned.kind, &cast, planned.pick, &primary_uri) {
+                Ok(done) => done,
+                Err(error) => {
+                    println!(
+                        "round {}: injecting {} failed: {error:#}",
+                        planned.round, planned.kind
+                    );
+                    continue;
+                }
+            };
         let injected_ms = ms_since(origin);
         println!(
             "[{:8.2}] round {}/{} {} (hold {:.1} s): {said}",
@@ -219,7 +228,7 @@ async fn main() -> anyhow::Result<()> {
             planned.hold.as_secs_f64()
         );
         tokio::time::sleep(planned.hold).await;
-        let said = inject::heal(&fleet, injected)?;
+        let said = inject::heal(&fleet, injected).unwrap_or_else(|e| format!("HEAL FAILED: {e:#}"));
         let healed_ms = ms_since(origin);
         println!("[{:8.2}]   healed: {said}", healed_ms / 1000.0);
         let mut primary_after = settle(&fleet, Duration::from_secs(args.settle_secs)).await;
@@ -275,18 +284,37 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut promotions = Vec::new();
     for event in client.events(DB).await? {
-        let (Some(node), Some(at)) = (
-            event["new_primary"].as_str(),
-            event["promoted_at_ms"].as_i64(),
-        ) else {
+        let Some(node) = event["new_primary"].as_str() else {
             continue;
         };
         let Some(address) = addresses.get(node).copied() else {
             println!("promotion of unknown node {node}: {event}");
             continue;
         };
+        let at_ms = match event["promoted_at_ms"].as_i64() {
+            Some(at) => (at - wall_origin_ms) as f64,
+            None => {
+                // Applied from the monitor's heartbeat (its push was lost,
+                // e.g. the control plane was down): no promotion time. It
+                // happened after the fault of the round it was recorded
+                // in, and the new primary acknowledged nothing before its
+                // promotion, so that fault's time places its reign right.
+                let recorded =
+                    (event["at_ms"].as_i64().unwrap_or(i64::MAX) - wall_origin_ms) as f64;
+                let fault = history_rounds
+                    .iter()
+                    .rfind(|r| r.injected_ms <= recorded)
+                    .map_or(0.0, |r| r.injected_ms);
+                println!(
+                    "promotion of {node} without a promotion time (recorded {:.2} s): placed at the round's fault, {:.2} s",
+                    recorded / 1000.0,
+                    fault / 1000.0
+                );
+                fault
+            }
+        };
         promotions.push(Promotion {
-            at_ms: (at - wall_origin_ms) as f64,
+            at_ms,
             node: node.into(),
             address,
         });
@@ -301,6 +329,14 @@ async fn main() -> anyhow::Result<()> {
         unavailable,
     };
     write_history(&out, &history)?;
+    std::fs::write(
+        out.join("final-table.json"),
+        serde_json::to_string(&serde_json::json!({
+            "initial_primary": initial_primary,
+            "present_ids": history.present.as_ref().map(|p| p.len()),
+            "unavailable": history.unavailable.iter().map(|(k, why)| format!("{k}: {why}")).collect::<Vec<_>>(),
+        }))?,
+    )?;
     let report = checker::check(&history);
     let text = checker::render(&report);
     std::fs::write(out.join("report.txt"), &text)?;

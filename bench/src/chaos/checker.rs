@@ -148,17 +148,29 @@ pub fn split_brain(history: &History) -> Vec<Ack> {
     found
 }
 
-/// Longest time without an acknowledgement in `[from, to]`.
-fn longest_gap(acks: &[Ack], from: f64, to: f64) -> f64 {
+/// Longest time without an acknowledgement from `from` on, up to `to`, or,
+/// if writes had not resumed by then, up to the first acknowledgement
+/// after `to` (before `limit`).
+fn longest_gap(acks: &[Ack], from: f64, to: f64, limit: f64) -> f64 {
+    let resumed = acks
+        .iter()
+        .map(|a| a.acked_ms)
+        .filter(|t| *t >= to && *t < limit)
+        .fold(f64::INFINITY, f64::min);
+    let end = if resumed.is_finite() {
+        resumed
+    } else {
+        to.min(limit)
+    };
     let mut times: Vec<f64> = acks
         .iter()
         .map(|a| a.acked_ms)
-        .filter(|t| *t > from && *t < to)
+        .filter(|t| *t > from && *t < end)
         .collect();
     times.sort_by(f64::total_cmp);
     let mut previous = from;
     let mut longest: f64 = 0.0;
-    for time in times.into_iter().chain([to]) {
+    for time in times.into_iter().chain([end]) {
         longest = longest.max(time - previous);
         previous = time;
     }
@@ -202,7 +214,7 @@ pub fn check(history: &History) -> Report {
         entry.longest_gap_ms =
             entry
                 .longest_gap_ms
-                .max(longest_gap(&history.acks, round.fault_ms, gap_end));
+                .max(longest_gap(&history.acks, round.fault_ms, gap_end, end_ms));
     }
     if let Some(present) = &history.present {
         for ack in &history.acks {

@@ -219,6 +219,28 @@ fn the_longest_write_gap_of_a_round_is_reported() {
     // Last ack before the pause at 5.99 s, next at 9.01 s.
     assert_eq!(standby.longest_gap_ms, 3020.0);
     assert_eq!(standby.rtos_ms, vec![10.0]);
+
+    // Clients cut from the primary until 12 s, writes back only at 15 s
+    // (after the round settled at 14 s): the gap runs to 15.01 s.
+    let mut all = acks(A, 0.0, 5000.0, 1);
+    all.extend(acks(A, 15000.0, 20000.0, 1000));
+    let cut = History {
+        initial_primary: Some(A),
+        present: Some(all.iter().map(|a| a.id).collect()),
+        acks: all,
+        rounds: vec![round(
+            1,
+            Kind::CutPrimaryClients,
+            5000.0,
+            12000.0,
+            Some(14000.0),
+        )],
+        ..History::default()
+    };
+    let clients = &check(&cut).kinds[&Kind::CutPrimaryClients];
+    assert_eq!(clients.longest_gap_ms, 10010.0);
+    assert_eq!(clients.rtos_ms, vec![10010.0]);
+
     let text = render(&report);
     assert!(text.contains("slow-primary"), "{text}");
     assert!(text.contains("unavailable here: no netem"), "{text}");

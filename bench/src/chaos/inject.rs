@@ -65,6 +65,17 @@ fn cli(fleet: &Fleet, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
+/// `host start HOST`; a host already running (`server start` starts the
+/// hosts of the fleet that are down) is said, not an error.
+fn start_host(fleet: &Fleet, host: &str) -> anyhow::Result<String> {
+    match cli(fleet, &["host", "start", host]) {
+        Err(error) if format!("{error:#}").contains("already running") => Ok(format!(
+            "host {host} already running (started by the control plane)"
+        )),
+        other => other,
+    }
+}
+
 /// Injects `kind`; returns what was done (for healing) and a line saying so.
 /// `pick` chooses the standby of a standby fault. `uri` is the database's
 /// URI with the primary's address (for the pgbench load).
@@ -194,7 +205,7 @@ pub fn heal(fleet: &Fleet, injected: Injected) -> anyhow::Result<String> {
         Injected::KilledHosts(hosts) => {
             let mut said = Vec::new();
             for host in hosts {
-                said.push(cli(fleet, &["host", "start", &host])?);
+                said.push(start_host(fleet, &host)?);
             }
             said.join("; ")
         }
@@ -203,7 +214,7 @@ pub fn heal(fleet: &Fleet, injected: Injected) -> anyhow::Result<String> {
         Injected::ControlPlaneKilled { then_killed } => {
             let mut said = vec![cli(fleet, &["server", "start"])?];
             if let Some(host) = then_killed {
-                said.push(cli(fleet, &["host", "start", &host])?);
+                said.push(start_host(fleet, &host)?);
             }
             said.join("; ")
         }
