@@ -101,6 +101,19 @@ async fn settle(fleet: &Fleet, timeout: Duration) -> Option<String> {
     }
 }
 
+/// When a write sent after `after_ms` was acknowledged, polled until `deadline`.
+async fn writers_resume(writers: &Writers, after_ms: f64, deadline: Instant) -> Option<f64> {
+    loop {
+        if let Some(at) = writers.first_ack_sent_after(after_ms) {
+            return Some(at);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Ids in the final table of the current primary (retried for 60 s).
 async fn final_table(fleet: &Fleet) -> Option<HashSet<i64>> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -231,8 +244,28 @@ async fn main() -> anyhow::Result<()> {
         let said = inject::heal(&fleet, injected).unwrap_or_else(|e| format!("HEAL FAILED: {e:#}"));
         let healed_ms = ms_since(origin);
         println!("[{:8.2}]   healed: {said}", healed_ms / 1000.0);
+        let settle_deadline = Instant::now() + Duration::from_secs(args.settle_secs);
         let mut primary_after = settle(&fleet, Duration::from_secs(args.settle_secs)).await;
-        let settled_ms = primary_after.as_ref().map(|_| ms_since(origin));
+        let mut settled_ms = primary_after.as_ref().map(|_| ms_since(origin));
+        if let Some(at) = settled_ms {
+            // Settled includes the clients writing again: a round whose
+            // writers have not reconnected would leak into the next one.
+            match writers_resume(&writers, at, settle_deadline).await {
+                Some(resumed) => {
+                    println!(
+                        "[{:8.2}]   writes resumed {:.2} s after the database settled",
+                        resumed / 1000.0,
+                        (resumed - at) / 1000.0
+                    );
+                    settled_ms = Some(resumed);
+                }
+                None => {
+                    println!("  writes did not resume within the settle deadline");
+                    settled_ms = None;
+                    primary_after = None;
+                }
+            }
+        }
         let acked = writers.count() - acks_before;
         match &settled_ms {
             Some(at) => println!(

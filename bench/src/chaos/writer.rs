@@ -75,6 +75,17 @@ impl Writers {
         self.acks.lock().expect("acks").len()
     }
 
+    /// When the first write sent at or after `sent_ms` was acknowledged.
+    pub fn first_ack_sent_after(&self, sent_ms: f64) -> Option<f64> {
+        self.acks
+            .lock()
+            .expect("acks")
+            .iter()
+            .filter(|a| a.sent_ms >= sent_ms)
+            .map(|a| a.acked_ms)
+            .reduce(f64::min)
+    }
+
     /// Stops the writers and returns every acknowledged insert, in ack order.
     pub async fn stop(self) -> anyhow::Result<Vec<Ack>> {
         self.stop.store(true, Ordering::SeqCst);
