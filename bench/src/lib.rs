@@ -45,3 +45,5 @@ pub fn median(values: &mut [f64]) -> f64 {
 pub fn max(values: &[f64]) -> f64 {
     values.iter().copied().fold(f64::NAN, f64::max)
 }
+
+pub mod chaos;

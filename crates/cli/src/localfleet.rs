@@ -483,44 +483,50 @@ pub fn pg_tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {
     pgfleet_tls::postgres_tls(ca_pem, None).expect("fleet CA")
 }
 
-/// Waits until `db` is highly available and settled: HA status Complete,
-/// every node online, every replica streaming (`Active`) and counted by the
-/// monitor as a caught-up `secondary` (the view offers to promote it),
-/// commits synchronous. Returns the primary's name.
+/// Waits until `db` is highly available and settled (see [`ha_settled`]).
+/// Returns the primary's name.
 pub async fn wait_ha_settled(fleet: &Fleet, db: &str, timeout: Duration) -> String {
     let client = fleet.client();
     eventually(timeout, "HA complete and settled", || async {
         let view = client.database(db, false).await.ok()?;
-        let replicas: Vec<_> = view
-            .nodes
-            .iter()
-            .filter(|n| n.role == pgfleet_core::NodeRole::Replica)
-            .collect();
-        let settled = !replicas.is_empty()
-            && replicas.iter().all(|n| {
-                matches!(
-                    n.replication_status,
-                    Some(pgfleet_core::api::ReplicationStatus::Active)
-                ) && n.ha_state.as_deref() == Some("secondary")
-                    && pgfleet_core::api::find_action(
-                        &n.actions,
-                        pgfleet_core::api::ActionKind::Promote,
-                    )
-                    .is_none_or(|a| a.possible)
-            });
-        let online = view
-            .nodes
-            .iter()
-            .all(|n| n.status == pgfleet_core::NodeStatus::Online);
-        let primary = view
-            .nodes
-            .iter()
-            .find(|n| n.role == pgfleet_core::NodeRole::Primary)?;
-        (view.ha_status == pgfleet_core::HaStatus::Complete
-            && settled
-            && online
-            && view.health.sync_mode == "sync")
-            .then(|| primary.name.clone())
+        ha_settled(&view)
     })
     .await
+}
+
+/// The primary's name when `view` is highly available and settled: HA
+/// status Complete, every node online, every replica streaming (`Active`)
+/// and counted by the monitor as a caught-up `secondary` (the view offers
+/// to promote it), commits synchronous.
+pub fn ha_settled(view: &pgfleet_core::api::DatabaseView) -> Option<String> {
+    let replicas: Vec<_> = view
+        .nodes
+        .iter()
+        .filter(|n| n.role == pgfleet_core::NodeRole::Replica)
+        .collect();
+    let settled = !replicas.is_empty()
+        && replicas.iter().all(|n| {
+            matches!(
+                n.replication_status,
+                Some(pgfleet_core::api::ReplicationStatus::Active)
+            ) && n.ha_state.as_deref() == Some("secondary")
+                && pgfleet_core::api::find_action(
+                    &n.actions,
+                    pgfleet_core::api::ActionKind::Promote,
+                )
+                .is_none_or(|a| a.possible)
+        });
+    let online = view
+        .nodes
+        .iter()
+        .all(|n| n.status == pgfleet_core::NodeStatus::Online);
+    let primary = view
+        .nodes
+        .iter()
+        .find(|n| n.role == pgfleet_core::NodeRole::Primary)?;
+    (view.ha_status == pgfleet_core::HaStatus::Complete
+        && settled
+        && online
+        && view.health.sync_mode == "sync")
+        .then(|| primary.name.clone())
 }

@@ -1,0 +1,11 @@
+//! The Jepsen-style chaos run (`bench/chaos`): fault kinds and what each
+//! should do (`kinds`), the seeded round plan (`plan`), writers in the
+//! clients' namespace that log every acknowledged write (`writer`), the
+//! fault injection on a netns fleet (`inject`), and the checker that reads
+//! the history and says what broke (`checker`, pure, unit-tested).
+
+pub mod checker;
+pub mod inject;
+pub mod kinds;
+pub mod plan;
+pub mod writer;
