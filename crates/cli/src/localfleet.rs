@@ -336,8 +336,14 @@ impl Fleet {
 
     /// Runs the CLI against this fleet from the clients' namespace.
     pub fn cli_in_clients(&self, args: &[&str]) -> std::process::Output {
-        netns::command(self.clients_netns(), Self::bin())
-            .expect("the clients' namespace")
+        let command =
+            netns::command(self.clients_netns(), Self::bin()).expect("the clients' namespace");
+        self.run_cli(command, args)
+    }
+
+    /// Runs `command` (the CLI) with `args` against this fleet.
+    fn run_cli(&self, mut command: Command, args: &[&str]) -> std::process::Output {
+        command
             .args(args)
             .env("PGFLEET_API", &self.api)
             .env("PGFLEET_DATA_DIR", &self.dir)
@@ -379,13 +385,7 @@ impl Fleet {
 
     /// Runs the CLI against this fleet.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(Self::bin())
-            .args(args)
-            .env("PGFLEET_API", &self.api)
-            .env("PGFLEET_DATA_DIR", &self.dir)
-            .env_remove("PGFLEET_TOKEN")
-            .output()
-            .unwrap()
+        self.run_cli(Command::new(Self::bin()), args)
     }
 
     pub fn cli_ok(&self, args: &[&str]) -> String {
