@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgfleet_core::protocol::{MonitorObserved, MonitorSpec};
+use pgfleet_core::protocol::{MonitorObserved, MonitorSpec, PrimaryChanged};
 use pgfleet_core::Desired;
 use pgfleet_ha::{Action, ClusterState, Config, Event, NodeState};
 use tokio::sync::watch;
@@ -28,6 +28,8 @@ pub struct MonitorShared {
     observed: Mutex<Option<MonitorObserved>>,
     /// Start of the transition whose end is being reported.
     detected_ms: Mutex<Option<u64>>,
+    /// The last primary change this monitor made, reported in every beat.
+    last_change: Mutex<Option<PrimaryChanged>>,
     /// Set once the spec said deleted: the monitor answers and reports nothing.
     deleted: std::sync::atomic::AtomicBool,
 }
@@ -169,6 +171,7 @@ impl Core {
             primary: self.state.primary.clone(),
             primary_generation,
             state: serde_json::json!({"health": health, "generation": self.state.generation, "transition": self.state.transition}),
+            last_change: None,
         }
     }
 }
@@ -189,7 +192,9 @@ impl MonitorShared {
         if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
-        self.observed.lock().expect("monitor lock").clone()
+        let mut observed = self.observed.lock().expect("monitor lock").clone()?;
+        observed.last_change = self.last_change.lock().expect("monitor lock").clone();
+        Some(observed)
     }
 
     /// Handles a keeper report and answers with the node's assignment.
@@ -255,13 +260,23 @@ impl MonitorShared {
                 } => {
                     let detected = *self.detected_ms.lock().expect("monitor lock");
                     tracing::warn!(db = %self.db, ?old, %new, ?reason, generation, "primary changed");
-                    let body = serde_json::json!({
-                        "db": self.db, "old_primary": old, "new_primary": new,
-                        "generation": generation, "reason": serde_json::to_value(reason).unwrap_or_default(),
-                        "old_lsn": old_lsn, "new_lsn": new_lsn, "promoted_at_ms": pgfleet_core::time::now_ms(), "detected_at_ms": detected.map(crate::monitor_clock::wall_ms),
-                    });
+                    let change = PrimaryChanged {
+                        db: self.db.clone(),
+                        old_primary: old,
+                        new_primary: new,
+                        generation,
+                        reason: serde_json::to_value(reason)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        old_lsn,
+                        new_lsn: Some(new_lsn),
+                        promoted_at_ms: Some(pgfleet_core::time::now_ms()),
+                        detected_at_ms: detected.map(crate::monitor_clock::wall_ms),
+                    };
+                    *self.last_change.lock().expect("monitor lock") = Some(change.clone());
                     let runtime = self.runtime.clone();
-                    tokio::spawn(push_primary_change(runtime, body));
+                    tokio::spawn(push_primary_change(runtime, change));
                 }
                 Action::Fence { node } => {
                     tracing::warn!(db = %self.db, %node, "fencing old primary (its keeper stops it when it reports)")
@@ -276,7 +291,7 @@ impl MonitorShared {
 
 /// Tells the control plane at once; retried for a while. The heartbeat carries
 /// the same fact, so a push lost for good is still applied (reconcile poll).
-async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
+async fn push_primary_change(runtime: AgentRuntime, body: PrimaryChanged) {
     let url = format!(
         "{}/api/v1/agents/primary-changed",
         runtime.config.server_url.trim_end_matches('/')
@@ -294,6 +309,7 @@ async fn push_primary_change(runtime: AgentRuntime, body: serde_json::Value) {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    tracing::warn!(db = %body.db, generation = body.generation, "the control plane did not take the primary change; the monitor's heartbeat carries it");
 }
 
 pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
@@ -330,6 +346,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         runtime: runtime.clone(),
         observed: Mutex::new(Some(core.observation())),
         detected_ms: Mutex::new(None),
+        last_change: Mutex::new(None),
         deleted: std::sync::atomic::AtomicBool::new(false),
         core: tokio::sync::Mutex::new(core),
     });

@@ -62,3 +62,64 @@ async fn a_killed_control_plane_resumes_its_tasks() {
         .await;
     db.query_one("SELECT 1", &[]).await.unwrap();
 }
+
+/// A failover the monitor makes while the control plane is down is
+/// recorded, once the control plane is back, with the monitor's own times
+/// (its push was lost; the heartbeat carries the change and its record).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failover_while_the_control_plane_is_down_is_recorded_with_its_times() {
+    let mut fleet = Fleet::up(4);
+    fleet.cli_ok(&["db", "create", "away-db"]);
+    fleet.cli_ok(&["replica", "create", "away-db", "--name", "r1"]);
+    fleet.cli_ok(&["replica", "create", "away-db", "--name", "r2"]);
+    let primary = common::wait_ha_settled(&fleet, "away-db", Duration::from_secs(60)).await;
+    let view = fleet.client().database("away-db", false).await.unwrap();
+    let node = |name: &str| view.nodes.iter().find(|n| n.name == name).unwrap().clone();
+    let primary_host = node(&primary).host;
+    let monitor_host = view
+        .nodes
+        .iter()
+        .find(|n| n.role == pgfleet_core::NodeRole::Monitor)
+        .unwrap()
+        .host
+        .clone();
+    fleet.crash();
+    assert!(fleet.kill_host(&primary_host) > 0);
+    // The monitor fails over on its own, and gives up telling the control
+    // plane directly.
+    let log = fleet
+        .dir()
+        .join("hosts")
+        .join(&monitor_host)
+        .join("agent.log");
+    eventually(
+        Duration::from_secs(60),
+        "the monitor's push to give up",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            async move {
+                text.contains("the control plane did not take the primary change")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    fleet.start();
+    let client = fleet.client();
+    let event = eventually(Duration::from_secs(60), "the failover recorded", || {
+        let client = &client;
+        async move {
+            let events = client.events("away-db").await.ok()?;
+            events
+                .into_iter()
+                .find(|e| e["reason"] == "failover" || e["kind"] == "failover")
+        }
+    })
+    .await;
+    assert!(event["detected_at_ms"].as_i64().is_some(), "{event}");
+    assert!(event["promoted_at_ms"].as_i64().is_some(), "{event}");
+    assert!(
+        event["promoted_at_ms"].as_i64() >= event["detected_at_ms"].as_i64(),
+        "{event}"
+    );
+}

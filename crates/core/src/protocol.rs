@@ -210,4 +210,25 @@ pub struct MonitorObserved {
     /// Full HA state (assigned/reported per node, health) as JSON.
     #[schema(value_type = Object)]
     pub state: serde_json::Value,
+    /// The monitor's last primary change, as it pushed it: a control plane
+    /// that missed the push (it was down) still records its times.
+    #[serde(default)]
+    pub last_change: Option<PrimaryChanged>,
+}
+
+/// The monitor's report that it promoted a node
+/// (`POST /api/v1/agents/primary-changed`, and in its heartbeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PrimaryChanged {
+    pub db: String,
+    pub old_primary: Option<String>,
+    pub new_primary: String,
+    /// Monitor generation of the change; older pushes are ignored.
+    pub generation: u64,
+    /// `failover` or `switchover`.
+    pub reason: String,
+    pub old_lsn: Option<u64>,
+    pub new_lsn: Option<u64>,
+    pub detected_at_ms: Option<i64>,
+    pub promoted_at_ms: Option<i64>,
 }

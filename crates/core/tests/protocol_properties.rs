@@ -346,6 +346,7 @@ fn monitor_observed() -> BoxedStrategy<MonitorObserved> {
                 primary,
                 primary_generation,
                 state,
+                last_change: None,
             },
         )
         .boxed()

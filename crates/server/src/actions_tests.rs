@@ -157,6 +157,7 @@ fn observed(
                 primary: Some("d".into()),
                 primary_generation: 1,
                 state,
+                last_change: None,
             };
             host.monitors.insert(db.name.clone(), report);
         }

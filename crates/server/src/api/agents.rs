@@ -6,8 +6,6 @@ use axum::Json;
 use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse, HostRegistration};
 use pgfleet_core::time::now_ms;
 use pgfleet_core::Host;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -171,21 +169,7 @@ pub fn validate_registration(host: &HostRegistration) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The monitor's report that it promoted a node.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PrimaryChanged {
-    pub db: String,
-    pub old_primary: Option<String>,
-    pub new_primary: String,
-    /// Monitor generation of the change; older pushes are ignored.
-    pub generation: u64,
-    /// `failover` or `switchover`.
-    pub reason: String,
-    pub old_lsn: Option<u64>,
-    pub new_lsn: Option<u64>,
-    pub detected_at_ms: Option<i64>,
-    pub promoted_at_ms: Option<i64>,
-}
+pub use pgfleet_core::protocol::PrimaryChanged;
 
 #[utoipa::path(post, path = "/api/v1/agents/primary-changed", request_body = PrimaryChanged, responses((status = 200, body = pgfleet_core::api::TaskRef)), security(("token" = [])))]
 pub async fn primary_changed(
@@ -225,7 +209,13 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
         if !is_monitor_host || monitor.primary_generation <= db.ha_generation {
             continue;
         }
-        let change = PrimaryChanged {
+        // The monitor's own record of the change (its times, LSNs and
+        // reason) when it is the one reported; else what the beat says.
+        let recorded = monitor
+            .last_change
+            .clone()
+            .filter(|c| c.generation == monitor.primary_generation && c.new_primary == *primary);
+        let change = recorded.unwrap_or_else(|| PrimaryChanged {
             db: monitor.db.clone(),
             old_primary: db.primary().map(|p| p.name.clone()),
             new_primary: primary.clone(),
@@ -235,7 +225,7 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
             new_lsn: None,
             detected_at_ms: None,
             promoted_at_ms: None,
-        };
+        });
         if let Err(error) =
             crate::tasks::failover_recorder::record_primary_change(state, &change).await
         {
