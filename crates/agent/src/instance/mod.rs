@@ -79,6 +79,8 @@ struct Actor {
     roles_secured: bool,
     /// The OS user this database's servers run as (`PgUser::for_database`).
     user: PgUser,
+    /// The running server's files were checked to belong to `user`.
+    owner_checked: bool,
 }
 
 impl Actor {
@@ -107,6 +109,7 @@ impl Actor {
             stalled_since: None,
             roles_secured: false,
             user,
+            owner_checked: false,
         }
     }
 
@@ -426,10 +429,14 @@ impl Actor {
             .map(|r| r.trim() == "primary")
             .unwrap_or(spec.role == NodeRole::Primary);
         let wants_standby = matches!(mode, Mode::Standby { .. } | Mode::Detached);
-        if self.is_running() && !self.user.owns(&self.paths.root) {
-            // An older version's server under the shared user: restarted
-            // under the database's own (`start` moves the files).
-            self.stop_server().await;
+        if !self.owner_checked {
+            // Once per actor: an older version's server under the shared
+            // user is restarted under the database's own (`start` moves
+            // the files). Not a check to repeat every cycle.
+            self.owner_checked = true;
+            if self.is_running() && !self.user.owns(&self.paths.root) {
+                self.stop_server().await;
+            }
         }
         if !self.is_running() {
             if let (true, true, Mode::Standby { upstream }) = (was_primary, wants_standby, mode) {

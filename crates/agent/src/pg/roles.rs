@@ -64,9 +64,16 @@ pub async fn harden(client: &Client, admin: &str) -> anyhow::Result<()> {
     let version = server_version_num(client).await?;
     // Catalog repairs need no standby's acknowledgement (a primary whose
     // standby is away must not wait here); a new primary repeats them.
+    // Only for these statements: the session is the agent's own.
     client
         .batch_execute("SET synchronous_commit = local")
         .await?;
+    let repaired = repair(client, admin, version).await;
+    client.batch_execute("RESET synchronous_commit").await?;
+    repaired
+}
+
+async fn repair(client: &Client, admin: &str, version: i32) -> anyhow::Result<()> {
     let exists = client
         .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&ROLE_ADMIN])
         .await?
