@@ -1,5 +1,6 @@
-//! Making a node: a primary with initdb (its roles, the privilege model of
-//! `pg::roles`, the user's database), a replica with a clone of its
+//! Making a node: a primary from the host's initdb template (`pg::template`;
+//! initdb when that fails) with its roles, the privilege model of
+//! `pg::roles` and the user's database; a replica with a clone of its
 //! upstream; then started. The `ready` marker says it is whole.
 
 use pgfleet_core::protocol::InstanceSpec;
@@ -10,7 +11,7 @@ use super::Actor;
 use crate::keeper::PrimaryRef;
 use crate::pg::conf;
 use crate::pg::process;
-use crate::pg::{roles, sql};
+use crate::pg::{roles, sql, template};
 
 impl Actor {
     pub(super) async fn create(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
@@ -33,7 +34,22 @@ impl Actor {
             if self.paths.data.exists() {
                 std::fs::remove_dir_all(&self.paths.data)?;
             }
-            process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
+            let from_template = template::instantiate(
+                &rt.bin,
+                &rt.host_dir,
+                &rt.user,
+                &self.user,
+                &self.paths,
+                &spec.superuser_password,
+            )
+            .await;
+            if let Err(error) = from_template {
+                tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot copy the initdb template; running initdb");
+                if self.paths.data.exists() {
+                    std::fs::remove_dir_all(&self.paths.data)?;
+                }
+                process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
+            }
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
             let client = self.start(spec).await?;

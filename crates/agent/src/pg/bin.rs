@@ -66,6 +66,20 @@ impl PgBin {
     pub fn tool(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+
+    /// Where the binaries are and what `postgres --version` says now (a
+    /// template made by other binaries is remade).
+    pub async fn version_line(&self) -> anyhow::Result<String> {
+        let output = tokio::process::Command::new(self.tool("postgres"))
+            .arg("--version")
+            .output()
+            .await?;
+        Ok(format!(
+            "{} {}",
+            self.dir.display(),
+            String::from_utf8_lossy(&output.stdout).trim()
+        ))
+    }
 }
 
 #[cfg(test)]

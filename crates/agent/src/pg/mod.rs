@@ -6,5 +6,6 @@ pub mod conf;
 pub mod process;
 pub mod roles;
 pub mod sql;
+pub mod template;
 pub mod tls;
 pub mod user;

@@ -38,7 +38,10 @@ impl InstancePaths {
     }
 }
 
-async fn run_tool(mut command: tokio::process::Command, what: &str) -> anyhow::Result<()> {
+pub(super) async fn run_tool(
+    mut command: tokio::process::Command,
+    what: &str,
+) -> anyhow::Result<()> {
     let output = command
         .stdin(std::process::Stdio::null())
         .output()
@@ -130,7 +133,7 @@ pub async fn initdb(
 }
 
 /// initdb ran with --no-sync; one syncfs makes its files durable at once.
-fn sync_filesystem(path: &Path) {
+pub(super) fn sync_filesystem(path: &Path) {
     if let Ok(dir) = std::fs::File::open(path) {
         let _ = nix::unistd::syncfs(&dir);
     }

@@ -1,0 +1,79 @@
+//! New databases are copies of the host's initdb template, each with a
+//! cluster identity of its own and its own superuser password.
+
+mod common;
+
+use std::path::Path;
+
+use common::Fleet;
+
+fn pg_controldata(data: &Path) -> String {
+    let bin = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL installed")
+        .flatten()
+        .map(|e| e.path().join("bin/pg_controldata"))
+        .find(|p| p.exists())
+        .expect("pg_controldata");
+    let output = std::process::Command::new(bin)
+        .arg(data)
+        .env("LC_ALL", "C")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+fn system_identifier(data: &Path) -> String {
+    pg_controldata(data)
+        .lines()
+        .find_map(|l| l.strip_prefix("Database system identifier:"))
+        .expect("identifier line")
+        .trim()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn databases_on_one_host_are_template_copies_with_identities_of_their_own() {
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&["db", "create", "tpl-a"]);
+    fleet.cli_ok(&["db", "create", "tpl-b"]);
+    let client = fleet.client();
+    let host_dir = fleet.dir().join("hosts/host-1");
+    let mut identifiers = Vec::new();
+    for db in ["tpl-a", "tpl-b"] {
+        let view = client.database(db, false).await.unwrap();
+        let node = &view.nodes[0];
+        let data = host_dir.join("pg").join(&node.name).join("data");
+        identifiers.push(system_identifier(&data));
+        // The admin role works and writes: the copy is a whole server.
+        let uri = fleet
+            .cli_ok(&["db", "uri", db, "--resolved"])
+            .trim()
+            .to_string();
+        let pg = fleet.connect(&uri).await;
+        pg.batch_execute("CREATE TABLE t (v int); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+    }
+    let template = std::fs::read_dir(host_dir.join("templates"))
+        .expect("a template folder on the host")
+        .flatten()
+        .next()
+        .expect("one template")
+        .path();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&template).unwrap().permissions().mode() & 0o777,
+        0o700,
+        "the template is private"
+    );
+    let template_identifier = system_identifier(&template.join("data"));
+    assert_ne!(
+        identifiers[0], identifiers[1],
+        "two databases, one identity"
+    );
+    assert!(
+        !identifiers.contains(&template_identifier),
+        "a database kept the template's identity"
+    );
+}
