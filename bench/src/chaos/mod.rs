@@ -2,10 +2,12 @@
 //! should do (`kinds`), the seeded round plan (`plan`), writers in the
 //! clients' namespace that log every acknowledged write (`writer`), the
 //! fault injection on a netns fleet (`inject`), and the checker that reads
-//! the history and says what broke (`checker`, pure, unit-tested).
+//! the history and says what broke (`checker`, pure, unit-tested), and one
+//! whole run (`run`).
 
 pub mod checker;
 pub mod inject;
 pub mod kinds;
 pub mod plan;
+pub mod run;
 pub mod writer;
