@@ -106,7 +106,7 @@ pub enum UpdateError {
     #[error("signing the update with key {key} failed: {reason}")]
     Sign { key: String, reason: String },
     /// The server answered with an error RCODE.
-    #[error("the server answered {rcode}{}: {}", tsig_suffix(*.tsig_error), refusal_cause(*.rcode, *.tsig_error))]
+    #[error("the server answered {}{}: {}", rcode_name(*.rcode), tsig_suffix(*.tsig_error), refusal_cause(*.rcode, *.tsig_error))]
     Refused {
         rcode: ResponseCode,
         /// The TSIG error the server put in its answer, if any.
@@ -119,8 +119,29 @@ pub enum UpdateError {
 
 fn tsig_suffix(error: Option<TsigError>) -> String {
     match error {
-        Some(error) => format!(" (TSIG {error:?})"),
+        Some(TsigError::BadSig) => " (TSIG BADSIG)".into(),
+        Some(TsigError::BadKey) => " (TSIG BADKEY)".into(),
+        Some(TsigError::BadTime) => " (TSIG BADTIME)".into(),
+        Some(TsigError::BadTrunc) => " (TSIG BADTRUNC)".into(),
+        Some(TsigError::Unknown(code)) => format!(" (TSIG error {code})"),
         None => String::new(),
+    }
+}
+
+/// The RCODE's mnemonic, as BIND logs and `dig` prints it.
+fn rcode_name(rcode: ResponseCode) -> String {
+    match rcode {
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NXDomain => "NXDOMAIN".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        ResponseCode::YXDomain => "YXDOMAIN".into(),
+        ResponseCode::YXRRSet => "YXRRSET".into(),
+        ResponseCode::NXRRSet => "NXRRSET".into(),
+        ResponseCode::NotAuth => "NOTAUTH".into(),
+        ResponseCode::NotZone => "NOTZONE".into(),
+        other => format!("RCODE {}", u16::from(other)),
     }
 }
 

@@ -207,5 +207,8 @@ fn refusals_say_what_to_fix() {
         rcode: ResponseCode::Refused,
         tsig_error: None,
     };
-    assert!(refused.to_string().contains("allow-update"), "{refused}");
+    assert!(
+        refused.to_string().contains("REFUSED") && refused.to_string().contains("allow-update"),
+        "{refused}"
+    );
 }
