@@ -155,6 +155,7 @@ async fn bind_follows_the_primary_across_a_failover() {
 
     // The primary's host dies: after the failover BIND answers the new primary.
     fleet.cli_ok(&["host", "kill", &old_primary.host]);
+    let killed = std::time::Instant::now();
     let new_primary = eventually(Duration::from_secs(30), "a replica promoted", || async {
         let view = client.database("bdb", false).await.ok()?;
         let primary = view.nodes.iter().find(|n| n.role == NodeRole::Primary)?;
@@ -162,6 +163,7 @@ async fn bind_follows_the_primary_across_a_failover() {
             .then(|| primary.clone())
     })
     .await;
+    let promoted_after = killed.elapsed();
     eventually(
         Duration::from_secs(20),
         "BIND to answer primary.bdb with the new primary's address",
@@ -172,6 +174,11 @@ async fn bind_follows_the_primary_across_a_failover() {
         },
     )
     .await;
+    eprintln!(
+        "measured: primary host killed -> new primary in the API after {:?}, in BIND after {:?}",
+        promoted_after,
+        killed.elapsed()
+    );
     assert_eq!(
         bind.addresses("bdb.pgfleet.internal").await,
         [address(&new_primary.address)]
@@ -290,4 +297,88 @@ async fn a_wrong_key_is_reported_and_the_built_in_dns_still_serves() {
         .addresses("primary.wdb.pgfleet.internal")
         .await
         .is_empty());
+}
+
+/// Names deleted while BIND could not be reached and the control plane
+/// then restarted are removed by the resync after the restart: the
+/// published names are remembered in the store, not only in memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_deleted_while_unpublished_are_removed_after_a_restart() {
+    let Some(mut bind) =
+        bind_or_skip("names_deleted_while_unpublished_are_removed_after_a_restart").await
+    else {
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("update.key");
+    write_key_file(&key_file, &key_statement(KEY_NAME, SECRET));
+    let url = format!("rfc2136://{}/{ZONE}", bind.addr);
+    let mut fleet = Fleet::up_with(
+        1,
+        &[
+            "--dns-update",
+            &url,
+            "--dns-update-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let client = fleet.client();
+    fleet.cli_ok(&["db", "create", "keep"]);
+    fleet.cli_ok(&["db", "create", "gone"]);
+    for name in [
+        "primary.keep.pgfleet.internal",
+        "primary.gone.pgfleet.internal",
+    ] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{name} in BIND"),
+            || async { (!bind.addresses(name).await.is_empty()).then_some(()) },
+        )
+        .await;
+    }
+
+    let gone_node = client.database("gone", false).await.unwrap().nodes[0]
+        .name
+        .clone();
+    let gone_node_name = format!("{gone_node}.gone.pgfleet.internal");
+    assert!(!bind.addresses(&gone_node_name).await.is_empty());
+
+    // BIND is down while `gone` is deleted; the control plane reports it.
+    bind.stop();
+    fleet.cli_ok(&["db", "delete", "gone"]);
+    eventually(
+        Duration::from_secs(20),
+        "the failed publish reported",
+        || async {
+            let view = client.dns().await.ok()?;
+            (view["dns_update"]["state"] == "error").then_some(())
+        },
+    )
+    .await;
+    // The control plane dies; BIND comes back still holding `gone`.
+    fleet.kill_server();
+    bind.restart().await;
+    assert!(!bind
+        .addresses("primary.gone.pgfleet.internal")
+        .await
+        .is_empty());
+    fleet.start_server();
+    for name in [
+        "gone.pgfleet.internal",
+        "primary.gone.pgfleet.internal",
+        &gone_node_name,
+    ] {
+        eventually(
+            Duration::from_secs(20),
+            &format!("{name} gone from BIND"),
+            || async { bind.addresses(name).await.is_empty().then_some(()) },
+        )
+        .await;
+    }
+    assert!(!bind
+        .addresses("primary.keep.pgfleet.internal")
+        .await
+        .is_empty());
+    let view = fleet.client().dns().await.unwrap();
+    assert_eq!(view["dns_update"]["state"], "ok", "{view}");
 }

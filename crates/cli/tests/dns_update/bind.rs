@@ -46,7 +46,7 @@ impl Bind {
     /// Starts `named` serving `zone` (empty but for SOA and NS), updatable
     /// with `key` (a key statement). `None` when `named` is not installed.
     pub async fn start(zone: &str, key: &str) -> Option<Bind> {
-        let named = named_binary()?;
+        named_binary()?;
         let dir = std::env::temp_dir().join(format!(
             "pgfleet-bind-{}-{}",
             std::process::id(),
@@ -93,6 +93,24 @@ zone "{zone}" {{
         );
         let config_file = dir.join("named.conf");
         std::fs::write(&config_file, config).unwrap();
+        let mut bind = Bind {
+            addr,
+            dir,
+            zone: zone.to_string(),
+            child: None,
+        };
+        bind.restart().await;
+        Some(bind)
+    }
+
+    /// Starts named (again) on its folder, address and zone; the zone keeps
+    /// what updates made of it (its journal).
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "named is running");
+        let named = named_binary().expect("named was found at start");
+        let config_file = self.dir.join("named.conf");
+        let zone_file = self.dir.join(format!("{}.zone", self.zone));
+        let dir = &self.dir;
         let mut command = Command::new(named);
         command
             .arg("-g")
@@ -105,27 +123,25 @@ zone "{zone}" {{
         // (the zone's journal).
         if nix::unistd::geteuid().is_root() {
             if let Ok(Some(user)) = nix::unistd::User::from_name("bind") {
-                for path in [&dir, &zone_file, &config_file] {
+                for path in [dir, &zone_file, &config_file] {
                     nix::unistd::chown(path.as_path(), Some(user.uid), Some(user.gid)).unwrap();
                 }
                 command.arg("-u").arg("bind");
             }
         }
-        let log = std::fs::File::create(dir.join("named.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("named.log"))
+            .unwrap();
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .expect("starting named");
-        let mut bind = Bind {
-            addr,
-            dir,
-            zone: zone.to_string(),
-            child: Some(child),
-        };
-        bind.wait_ready().await;
-        Some(bind)
+        self.child = Some(child);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
