@@ -271,7 +271,10 @@ pub async fn run(
             }
         }
     };
-    link.record(|status| status.names = owned.len());
+    link.status
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .names = owned.len();
     // The first publish after a start replaces every name we own.
     let mut in_sync = false;
     let mut backoff = MIN_BACKOFF;
@@ -298,7 +301,12 @@ pub async fn run(
             continue;
         }
         let serial = view.generation;
-        match publish(&target, store.as_ref(), &owned, &wanted, &to_send, ttl).await {
+        // Shutdown does not wait for a slow server.
+        let outcome = tokio::select! {
+            _ = cancel.cancelled() => return,
+            outcome = publish(&target, store.as_ref(), &owned, &wanted, &to_send, ttl) => outcome,
+        };
+        match outcome {
             Ok(()) => {
                 tracing::info!(server = %target.server, zone = %target.zone, serial, names = to_send.len(), full, "dns update published");
                 owned = wanted;
