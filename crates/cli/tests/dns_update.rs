@@ -96,6 +96,27 @@ async fn bind_applies_signed_updates_and_refuses_wrong_keys() {
     assert!(bind.addresses(name).await.is_empty(), "nothing applied");
 }
 
+/// A server holding a parent of the fleet's zone, and an hmac-sha512 key.
+#[tokio::test(flavor = "multi_thread")]
+async fn bind_accepts_a_parent_zone_and_an_hmac_sha512_key() {
+    let key_text = key_statement(KEY_NAME, SECRET).replace("hmac-sha256", "hmac-sha512");
+    let Some(bind) = Bind::start("internal", &key_text).await else {
+        eprintln!("SKIPPED bind_accepts_a_parent_zone_and_an_hmac_sha512_key: BIND's `named` is not installed");
+        return;
+    };
+    let key = TsigKey::parse(&key_text).unwrap();
+    let name = "primary.wire.pgfleet.internal";
+    let changes = [NameChange {
+        name: name.into(),
+        addresses: vec![address("127.0.0.11")],
+    }];
+    let message = update_messages("internal", &changes, 30).unwrap().remove(0);
+    send_update(bind.addr, message, &key, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|error| panic!("{error:#?}: {}", bind.log()));
+    assert_eq!(bind.addresses(name).await, [address("127.0.0.11")]);
+}
+
 /// The story: a fleet feeds BIND; BIND follows a failover and forgets the
 /// names of a deleted replica and a deleted database.
 #[tokio::test(flavor = "multi_thread")]
