@@ -109,6 +109,15 @@ pub struct ServerArgs {
     /// many seconds (its credential, certificate and address).
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub joined_host_expiry_secs: u64,
+    /// Also publish the zone's A records to this DNS server by RFC 2136
+    /// dynamic update: `rfc2136://ADDRESS[:PORT]/ZONE`, ZONE the fleet's
+    /// zone or a parent of it.
+    #[arg(long, requires = "dns_update_key")]
+    pub dns_update: Option<String>,
+    /// The TSIG key of --dns-update, in BIND's format (what `tsig-keygen -a
+    /// hmac-sha256 NAME` prints); mode 0600.
+    #[arg(long, requires = "dns_update")]
+    pub dns_update_key: Option<PathBuf>,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(subcommand)]

@@ -226,6 +226,10 @@ impl Client {
     pub async fn hosts(&self) -> Result<Vec<HostView>> {
         self.send(self.http.get(self.url("/hosts"))).await
     }
+    /// `GET /api/v1/dns`: the zone and the RFC 2136 publisher's status.
+    pub async fn dns(&self) -> Result<serde_json::Value> {
+        self.send(self.http.get(self.url("/dns"))).await
+    }
     pub async fn tasks(&self) -> Result<Vec<Task>> {
         self.send(self.http.get(self.url("/tasks"))).await
     }

@@ -45,6 +45,15 @@ pub struct UpArgs {
     /// many seconds.
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub joined_host_expiry_secs: u64,
+    /// Also publish the zone's A records to this DNS server by RFC 2136
+    /// dynamic update: `rfc2136://ADDRESS[:PORT]/ZONE`, ZONE the fleet's
+    /// zone or a parent of it.
+    #[arg(long, requires = "dns_update_key")]
+    pub dns_update: Option<String>,
+    /// The TSIG key of --dns-update, in BIND's format (what `tsig-keygen -a
+    /// hmac-sha256 NAME` prints); mode 0600.
+    #[arg(long, requires = "dns_update")]
+    pub dns_update_key: Option<PathBuf>,
     /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
@@ -127,6 +136,8 @@ async fn serve(
     config.tls = !args.insecure_http;
     config.host_cert_validity_secs = args.host_cert_validity_secs;
     config.joined_host_expiry_secs = args.joined_host_expiry_secs;
+    config.dns_update = args.dns_update.clone();
+    config.dns_update_key = args.dns_update_key.clone();
     if let Some(store) = &args.store {
         config.store_url = store.clone();
     }

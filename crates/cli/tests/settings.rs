@@ -81,3 +81,69 @@ fn a_control_plane_with_an_invalid_setting_refuses_to_start() {
 fn pgfleet_up_checks_the_failure_timeout_before_starting_anything() {
     refused_naming(&["up", "--failure-timeout-ms", "0"], "--failure-timeout-ms");
 }
+
+#[test]
+fn an_invalid_dns_update_target_or_key_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key_file = keys.path().join("update.key");
+    std::fs::write(
+        &key_file,
+        "key \"k\" { algorithm hmac-sha256; secret \"c2VjcmV0\"; };\n",
+    )
+    .expect("key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key = key_file.to_str().expect("utf-8 path");
+    let server = ["server", "--api", "127.0.0.1:0", "--dns", "127.0.0.1:0"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        server.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let refused = |args: Vec<String>, flag: &str| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused_naming(&args, flag);
+    };
+    refused(
+        with(&[
+            "--dns-update",
+            "rfc2136://ns1.example/pgfleet.internal",
+            "--dns-update-key",
+            key,
+        ]),
+        "--dns-update",
+    );
+    refused(
+        with(&[
+            "--dns-update",
+            "rfc2136://127.0.0.1/example.org",
+            "--dns-update-key",
+            key,
+        ]),
+        "--dns-update",
+    );
+    refused(
+        with(&["--dns-update", "rfc2136://127.0.0.1/pgfleet.internal"]),
+        "--dns-update-key",
+    );
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o604)).expect("chmod");
+    refused(
+        with(&[
+            "--dns-update",
+            "rfc2136://127.0.0.1/pgfleet.internal",
+            "--dns-update-key",
+            key,
+        ]),
+        "--dns-update-key",
+    );
+    refused_naming(
+        &[
+            "up",
+            "--hosts",
+            "1",
+            "--dns-update",
+            "rfc2136://127.0.0.1/pgfleet.internal",
+            "--dns-update-key",
+            key,
+        ],
+        "--dns-update-key",
+    );
+}

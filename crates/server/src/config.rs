@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// A host that joined but never sent a heartbeat is forgotten after
     /// this long (`--joined-host-expiry-secs`).
     pub joined_host_expiry_secs: u64,
+    /// `--dns-update rfc2136://SERVER:PORT/ZONE`: also publish the zone's
+    /// records to that server by RFC 2136 (`dns_sync::rfc2136`).
+    pub dns_update: Option<String>,
+    /// `--dns-update-key`: the TSIG key file (BIND's format, mode 0600).
+    pub dns_update_key: Option<PathBuf>,
 }
 
 /// Default of `--joined-host-expiry-secs`: one day.
@@ -62,6 +67,8 @@ impl ServerConfig {
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
             http: pgfleet_tls::HttpLimits::default(),
             joined_host_expiry_secs: DEFAULT_JOINED_HOST_EXPIRY_SECS,
+            dns_update: None,
+            dns_update_key: None,
         }
     }
 }
@@ -114,6 +121,7 @@ impl ServerConfig {
                 "must be at least 6",
             ));
         }
+        crate::dns_sync::rfc2136::Target::from_config(self)?;
         Ok(())
     }
 }

@@ -5,7 +5,9 @@
 //! Publishing is serialised ([`DnsPublisher`]): the store is read and the
 //! generation taken under one lock, so a newer generation always carries a
 //! view read no earlier than the one before it, and an older view can never
-//! replace a newer one.
+//! replace a newer one. Each installed view is also offered to the RFC 2136
+//! publisher when `--dns-update` is set ([`rfc2136`]); publishing there never
+//! blocks or fails this publish.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -20,10 +22,26 @@ use crate::state::AppState;
 /// How often [`run`] republishes the zone from the store.
 pub const REPUBLISH_INTERVAL: Duration = Duration::from_secs(5);
 
+pub mod rfc2136;
+
 /// Serialises publishes; holds the last generation handed to the zone.
 #[derive(Default)]
 pub struct DnsPublisher {
     last_generation: tokio::sync::Mutex<u64>,
+    /// The external server's publisher, when `--dns-update` is set.
+    external: std::sync::OnceLock<std::sync::Arc<rfc2136::Link>>,
+}
+
+impl DnsPublisher {
+    /// Connects the RFC 2136 publisher: later publishes offer it their views.
+    pub fn connect(&self, link: std::sync::Arc<rfc2136::Link>) {
+        let _ = self.external.set(link);
+    }
+
+    /// The RFC 2136 publisher's status, when one is connected.
+    pub fn external_status(&self) -> Option<rfc2136::DnsUpdateStatus> {
+        self.external.get().map(|link| link.status())
+    }
 }
 
 /// Records for one database: `<db>`, `primary.<db>` and `<node>.<db>`.
@@ -59,7 +77,11 @@ pub async fn publish(state: &AppState) -> Result<(), pgfleet_store::StoreError> 
     let databases = state.store.list_databases().await?;
     let generation = (*last_generation).max(state.zone.generation()) + 1;
     let a = zone_records(&databases, &state.zone.zone());
-    state.zone.replace(ZoneRecords { generation, a });
+    let records = ZoneRecords { generation, a };
+    if let Some(external) = state.dns_publisher.external.get() {
+        external.offer(records.clone());
+    }
+    state.zone.replace(records);
     *last_generation = generation;
     Ok(())
 }

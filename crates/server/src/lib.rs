@@ -2,7 +2,8 @@
 //! the view of the fleet (stored intent merged with what agents report).
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
-//! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), and the
+//! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), with
+//! `--dns-update` the RFC 2136 publisher (`dns_sync::rfc2136::run`), and the
 //! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
@@ -79,6 +80,12 @@ pub async fn start(
         host_ca,
         identities,
     )?;
+    // Connected before the first publish, so the publisher starts with a view.
+    let dns_update = dns_sync::rfc2136::Target::from_config(&config)?.map(|target| {
+        let link = std::sync::Arc::new(dns_sync::rfc2136::Link::new(&target));
+        state.dns_publisher.connect(link.clone());
+        (target, link)
+    });
     dns_sync::publish(&state).await?;
 
     let dns_server = pgfleet_dns::bind(config.dns_addr, zone)
@@ -91,6 +98,17 @@ pub async fn start(
     let api_addr = listener.local_addr()?;
 
     let mut handles = Vec::new();
+    if let Some((target, link)) = dns_update {
+        tracing::info!(target = %target.url(), key = %target.key.name(), "publishing the zone by rfc 2136");
+        handles.push(tokio::spawn(dns_sync::rfc2136::run(
+            link,
+            target,
+            state.zone.zone(),
+            config.dns_ttl_secs,
+            state.store.clone(),
+            cancel.clone(),
+        )));
+    }
     let dns_cancel = cancel.clone();
     handles.push(tokio::spawn(
         async move { dns_server.run(dns_cancel).await },

@@ -74,6 +74,7 @@ impl Modify for LockoutAnswer {
         api::databases::promote,
         api::databases::delete_replica,
         api::databases::set_maintenance,
+        api::dns::show,
         api::hosts::list,
         api::hosts::create_join_token,
         api::hosts::remove,

@@ -4,6 +4,7 @@
 pub mod agent_identity;
 pub mod agents;
 pub mod databases;
+pub mod dns;
 pub mod headers;
 pub mod hosts;
 pub mod tasks;
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
             "/databases/{db}/nodes/{node}/maintenance",
             post(databases::set_maintenance),
         )
+        .route("/dns", get(dns::show))
         .route("/hosts", get(hosts::list))
         .route("/hosts/join-tokens", post(hosts::create_join_token))
         .route("/hosts/{name}", delete(hosts::remove))
