@@ -33,6 +33,7 @@ pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::
     let runtime = runtime::AgentRuntime::new(config, identity)?;
     runtime.dns.start();
     let http = http::start(runtime.clone(), cancel.clone()).await?;
+    dns::push::resume(&runtime);
     heartbeat::run(runtime.clone(), cancel.clone()).await;
     runtime.shutdown().await;
     let _ = http.await;

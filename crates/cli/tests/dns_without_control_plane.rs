@@ -10,8 +10,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{eventually, resolve, wait_ha_settled, Fleet};
-use pgfleet_core::api::DatabaseView;
-use pgfleet_core::NodeRole;
+use pgfleet_core::api::{DatabaseView, ReplicationStatus};
+use pgfleet_core::{HaStatus, NodeRole};
 
 const ZONE: &str = "pgfleet.internal";
 
@@ -91,8 +91,19 @@ async fn every_agent_serves_the_zone_and_takes_primary_changes_only_from_the_mon
     let client = fleet.client();
     fleet.cli_ok(&["db", "create", "zdb"]);
     fleet.cli_ok(&["replica", "create", "zdb", "--name", "r1"]);
-    wait_ha_settled(&fleet, "zdb", Duration::from_secs(60)).await;
-    let view = client.database("zdb", false).await.unwrap();
+    // One replica: HA incomplete, but the monitor runs and has the replica
+    // as its synchronous secondary.
+    let view = eventually(Duration::from_secs(60), "the replica settled", || async {
+        let view = client.database("zdb", false).await.ok()?;
+        let settled = view.ha_status == HaStatus::Incomplete
+            && view.nodes.iter().any(|n| {
+                n.role == NodeRole::Replica
+                    && matches!(n.replication_status, Some(ReplicationStatus::Active))
+                    && n.ha_state.as_deref() == Some("secondary")
+            });
+        settled.then_some(view)
+    })
+    .await;
     let names = names(&view);
     let agents: Vec<SocketAddr> = (1..=3).map(|i| agent_dns(&fleet.host_address(i))).collect();
     let expected = answers(fleet.dns, &names).await;
@@ -271,7 +282,19 @@ async fn a_failover_while_the_control_plane_is_down_reaches_clients_through_an_a
     )
     .await;
 
-    // The control plane returns: it records the change and serves the same.
+    // The old primary's host returns (its agent's saved zone still names
+    // the old primary: the monitor host's push, retried, corrects it), then
+    // the control plane, which records the change and serves the same.
+    fleet.cli_ok(&["host", "start", &old.host]);
+    let old_host_dns = agent_dns(&host_address(&view, &old.host));
+    eventually(
+        Duration::from_secs(20),
+        "the returning host's DNS takes the monitor's push",
+        || async {
+            (resolve(old_host_dns, &primary_name).await == vec![new_address]).then_some(())
+        },
+    )
+    .await;
     fleet.start_server();
     let client = fleet.client();
     eventually(
@@ -296,7 +319,7 @@ async fn a_failover_while_the_control_plane_is_down_reaches_clients_through_an_a
             if expected[1] != vec![new_address] {
                 return None;
             }
-            for server in [resolver, monitor_dns] {
+            for server in [resolver, monitor_dns, old_host_dns] {
                 if answers(server, &names).await != expected {
                     return None;
                 }

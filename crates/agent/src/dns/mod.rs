@@ -103,6 +103,11 @@ impl AgentDns {
             .unwrap_or_default()
     }
 
+    /// The primary changes applied here that the snapshot does not show yet.
+    pub fn local_changes(&self) -> LocalChanges {
+        self.saved.lock().expect("dns lock").local.clone()
+    }
+
     pub fn snapshot(&self) -> Option<ZoneSnapshot> {
         self.saved.lock().expect("dns lock").snapshot.clone()
     }

@@ -8,6 +8,9 @@
 //! change of the database) or the agent left the snapshot. Never blocks the
 //! monitor.
 //!
+//! [`resume`]: a restarted monitor host pushes again its changes the control
+//! plane has not recorded yet.
+//!
 //! [`primary_changed`]: the receiving route; only the host certificate the
 //! snapshot names as the database's monitor host is accepted (403 and a
 //! warning otherwise), with the control plane's generation fencing.
@@ -51,6 +54,42 @@ pub fn announce(runtime: &AgentRuntime, change: &PrimaryChanged) {
     for agent in snapshot.agents {
         if agent.host != runtime.config.name {
             tokio::spawn(push_to(runtime.clone(), agent.host, change.clone()));
+        }
+    }
+}
+
+/// After a restart: pushes again the changes this host's monitor made that
+/// the control plane's snapshot does not show yet (the pushes of the
+/// previous process may not all have been taken).
+pub fn resume(runtime: &AgentRuntime) {
+    let own = pgfleet_tls::pem_fingerprint(&runtime.identity().cert_pem).unwrap_or_default();
+    let Some(snapshot) = runtime.dns.snapshot() else {
+        return;
+    };
+    for (db, local) in runtime.dns.local_changes() {
+        let ours = snapshot
+            .database(&db)
+            .is_some_and(|d| d.monitor_fingerprints.contains(&own));
+        if !ours {
+            continue;
+        }
+        tracing::info!(%db, new_primary = %local.primary, generation = local.generation, "pushing a primary change the control plane has not recorded yet to every agent again");
+        let change = PrimaryChanged {
+            db: db.clone(),
+            old_primary: None,
+            new_primary: local.primary,
+            generation: local.generation,
+            reason: "failover".into(),
+            old_lsn: None,
+            new_lsn: None,
+            detected_at_ms: None,
+            promoted_at_ms: None,
+        };
+        runtime.dns.announce(&db, change.generation);
+        for agent in &snapshot.agents {
+            if agent.host != runtime.config.name {
+                tokio::spawn(push_to(runtime.clone(), agent.host.clone(), change.clone()));
+            }
         }
     }
 }
