@@ -245,3 +245,6 @@ async fn serve(addr: SocketAddr, zone: ZoneHandle, cancel: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
