@@ -2,6 +2,11 @@
 //! N rounds; prints detection, promotion, DNS switch, RTO (kill → first
 //! acknowledged write on the new primary), rejoin, and lost acknowledged
 //! writes.
+//!
+//! `--lose control-plane`: each round kills the control plane first, then
+//! the primary's host; the writer and the DNS switch resolve through the
+//! agents' DNS servers only; the control plane is started again after the
+//! round's first write on the new primary.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +25,9 @@ struct Args {
     freeze: bool,
     #[arg(long, default_value_t = 15)]
     freeze_secs: u64,
+    /// What else is lost: `control-plane` (killed before the primary's host).
+    #[arg(long, value_parser = ["control-plane"])]
+    lose: Option<String>,
 }
 
 fn wall_ms() -> i64 {
@@ -29,9 +37,18 @@ fn wall_ms() -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let fleet = ha_fleet().await;
-    let client = fleet.client();
-    let writer = Writer::start(&fleet, DB).await;
+    let lose_control_plane = args.lose.as_deref() == Some("control-plane");
+    let mut fleet = ha_fleet().await;
+    let mut client = fleet.client();
+    // Every agent answers DNS for the zone on its address, port 8053.
+    let agents: Vec<std::net::SocketAddr> = (1..=fleet.hosts)
+        .map(|i| format!("{}:8053", fleet.host_address(i)).parse())
+        .collect::<Result<_, _>>()?;
+    let writer = if lose_control_plane {
+        Writer::start_resolving_through(&fleet, DB, agents.clone()).await
+    } else {
+        Writer::start(&fleet, DB).await
+    };
     eventually(Duration::from_secs(10), "the writer", || async {
         (writer.count() > 10).then_some(())
     })
@@ -39,7 +56,11 @@ async fn main() -> anyhow::Result<()> {
     let (mut rtos, mut dns_switches, mut detections, mut promotions, mut rejoins) =
         (vec![], vec![], vec![], vec![], vec![]);
     let mut split_brain_acks = 0usize;
-    let mode = if args.freeze { "freeze" } else { "kill" };
+    let mode = match (args.freeze, lose_control_plane) {
+        (true, _) => "freeze",
+        (false, true) => "kill control plane, then primary host",
+        (false, false) => "kill",
+    };
     for round in 1..=args.rounds {
         let view = client.database(DB, false).await?;
         let old = view
@@ -50,6 +71,21 @@ async fn main() -> anyhow::Result<()> {
             .clone();
         let old_address: std::net::Ipv4Addr = old.address.parse()?;
         let events_before = client.events(DB).await?.len();
+        // With the control plane lost, resolve through a surviving data
+        // node's agent: it hears of the change only by the monitor's push.
+        let resolver = if lose_control_plane {
+            let survivor = view
+                .nodes
+                .iter()
+                .find(|n| n.role == NodeRole::Replica)
+                .expect("a replica");
+            format!("{}:8053", survivor.address).parse()?
+        } else {
+            fleet.dns
+        };
+        if lose_control_plane {
+            fleet.kill_server();
+        }
         let kill_wall = wall_ms();
         let t0 = Instant::now();
         if args.freeze {
@@ -58,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
             pgfleet_bench::cli(&fleet, &["host", "kill", &old.host]);
         }
         let new_address = eventually(Duration::from_secs(60), "DNS to switch", || async {
-            let answer = resolve(fleet.dns, PRIMARY_NAME).await;
+            let answer = resolve(resolver, PRIMARY_NAME).await;
             answer.first().copied().filter(|a| *a != old_address)
         })
         .await;
@@ -70,6 +106,21 @@ async fn main() -> anyhow::Result<()> {
         )
         .await;
         let rto = (first_write - t0).as_secs_f64();
+        if lose_control_plane {
+            // The old host first: the control plane's start waits for every host.
+            pgfleet_bench::cli(&fleet, &["host", "start", &old.host]);
+            fleet.start_server();
+            client = fleet.client();
+            eventually(
+                Duration::from_secs(30),
+                "the control plane to record the failover",
+                || async {
+                    let events = client.events(DB).await.ok()?;
+                    (events.len() > events_before).then_some(())
+                },
+            )
+            .await;
+        }
         let events = client.events(DB).await?;
         let event = events.get(events_before).cloned().unwrap_or_default();
         let detection = event["detected_at_ms"]
@@ -96,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
                         && a.at >= thawed
                 })
                 .count();
-        } else {
+        } else if !lose_control_plane {
             pgfleet_bench::cli(&fleet, &["host", "start", &old.host]);
         }
         eventually(

@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub pg_bin: Option<PathBuf>,
     /// Port of the agent's HTTP endpoint on `address`.
     pub agent_port: u16,
+    /// Port of the agent's DNS server (UDP and TCP) on `address`; 0 = off.
+    pub dns_port: u16,
     /// How often keepers report to their monitor.
     pub keeper_interval_ms: u64,
     /// A node silent for this long is failed (monitor side).
@@ -27,6 +29,9 @@ pub struct AgentConfig {
     /// Timeouts and limits on the agent endpoint's connections.
     pub http: pgfleet_tls::HttpLimits,
 }
+
+/// Default of `--dns-port`.
+pub const DEFAULT_DNS_PORT: u16 = 8053;
 
 /// Default of `--keeper-interval-ms`.
 pub const DEFAULT_KEEPER_INTERVAL_MS: u64 = 100;

@@ -24,10 +24,12 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                 address: runtime.config.address.clone(),
                 failure_domain: runtime.config.failure_domain.clone(),
                 agent_port: runtime.config.agent_port,
+                dns_port: runtime.config.dns_port,
             },
             pg_version: runtime.bin.version,
             instances: runtime.observed_instances(),
             monitors: runtime.observed_monitors(),
+            zone_digest: runtime.dns.digest(),
         };
         let result = runtime
             .http()
@@ -47,6 +49,9 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                         interval =
                             Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
                         runtime.apply_intent(intent.instances, intent.monitors);
+                        if let Some(zone) = intent.zone {
+                            runtime.dns.apply_snapshot(zone);
+                        }
                         if intent.renew_certificate {
                             renew_certificate(&runtime, &mut last_renewal).await;
                         }

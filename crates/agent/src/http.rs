@@ -1,6 +1,7 @@
 //! The agent's HTTPS endpoint on `<address>:<agent port>`: keepers of other
-//! hosts report to the monitors this agent runs, and the control plane asks
-//! them for switchovers. Mutual TLS: the endpoint presents the host
+//! hosts report to the monitors this agent runs, the control plane asks
+//! them for switchovers, and monitors' hosts push primary changes to this
+//! agent's DNS (`dns::push`, admitted by the zone snapshot's monitor host). Mutual TLS: the endpoint presents the host
 //! certificate and accepts only clients with a certificate from the host CA
 //! or the fleet CA (the control plane's client certificate, and hosts not
 //! yet renewed since the host CA came); each monitor then admits only the certificates its spec lists (the
@@ -121,6 +122,10 @@ pub async fn start(
         .route("/monitor/{db}/report", post(report))
         .route("/monitor/{db}/state", get(state))
         .route("/monitor/{db}/switchover", post(switchover))
+        .route(
+            crate::dns::push::ROUTE,
+            post(crate::dns::push::primary_changed),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime.clone());
     let ca_pem = runtime.identity().peer_cas_pem();

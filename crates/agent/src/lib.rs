@@ -4,9 +4,11 @@
 //!
 //! Loops: the heartbeat loop (`heartbeat`), one reconcile actor per instance
 //! (`instance`), one per monitor (`monitor`), and the agent's HTTP endpoint
-//! (`http`) where keepers report to monitors.
+//! (`http`) where keepers report to monitors and monitors' hosts push
+//! primary changes to the agent's DNS server (`dns`).
 
 pub mod config;
+pub mod dns;
 pub mod fence;
 pub mod heartbeat;
 pub mod http;
@@ -29,7 +31,9 @@ pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::
     let identity = identity::obtain(&config).await?;
     config.credential = identity.credential.clone();
     let runtime = runtime::AgentRuntime::new(config, identity)?;
+    runtime.dns.start();
     let http = http::start(runtime.clone(), cancel.clone()).await?;
+    dns::push::resume(&runtime);
     heartbeat::run(runtime.clone(), cancel.clone()).await;
     runtime.shutdown().await;
     let _ = http.await;

@@ -275,6 +275,7 @@ impl MonitorShared {
                         detected_at_ms: detected.map(crate::monitor_clock::wall_ms),
                     };
                     *self.last_change.lock().expect("monitor lock") = Some(change.clone());
+                    crate::dns::push::announce(&self.runtime, &change);
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, change));
                 }

@@ -43,6 +43,8 @@ pub struct Inner {
     pub monitors: Mutex<HashMap<String, MonitorHandle>>,
     /// Cancelled at shutdown: actors stop their servers and exit.
     pub stopping: CancellationToken,
+    /// The agent's DNS server for the zone.
+    pub dns: crate::dns::AgentDns,
 }
 
 #[derive(Clone)]
@@ -72,6 +74,8 @@ impl AgentRuntime {
         let http = crate::identity::client(&identity)?;
         let peer_http = crate::identity::peer_client(&identity)?;
         let server_cert = pgfleet_tls::ReloadableCert::new(&identity.cert_pem, &identity.key_pem)?;
+        let stopping = CancellationToken::new();
+        let dns = crate::dns::AgentDns::load(&config, stopping.child_token());
         Ok(AgentRuntime {
             inner: Arc::new(Inner {
                 config,
@@ -84,7 +88,8 @@ impl AgentRuntime {
                 server_cert,
                 instances: Mutex::new(HashMap::new()),
                 monitors: Mutex::new(HashMap::new()),
-                stopping: CancellationToken::new(),
+                stopping,
+                dns,
             }),
         })
     }

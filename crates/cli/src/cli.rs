@@ -186,6 +186,10 @@ pub struct AgentArgs {
     pub ca_file: Option<PathBuf>,
     #[arg(long, default_value_t = 7071)]
     pub agent_port: u16,
+    /// Port of the agent's authoritative DNS server for the zone (UDP and
+    /// TCP, on --address); 0 turns it off.
+    #[arg(long, default_value_t = pgfleet_agent::config::DEFAULT_DNS_PORT)]
+    pub dns_port: u16,
     #[arg(long, default_value_t = pgfleet_agent::config::DEFAULT_KEEPER_INTERVAL_MS)]
     pub keeper_interval_ms: u64,
     #[arg(long, default_value_t = 2000)]

@@ -163,6 +163,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 credential: String::new(),
                 pg_bin: args.pg_bin.clone(),
                 agent_port: args.agent_port,
+                dns_port: args.dns_port,
                 keeper_interval_ms: args.keeper_interval_ms,
                 failure_timeout_ms: args.failure_timeout_ms,
                 http: args.http.limits(),
@@ -243,7 +244,15 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
                 print!("{}", output::database(&view));
             }
         }
-        DbCommand::Uri { name, resolved } => println!("{}", client.uri(name, *resolved).await?.uri),
+        DbCommand::Uri { name, resolved } => {
+            let view = client.uri(name, *resolved).await?;
+            // The URI alone on stdout (scripts take it); where to resolve
+            // its name on stderr.
+            println!("{}", view.uri);
+            if !*resolved && !view.dns_servers.is_empty() {
+                eprintln!("# DNS servers: {}", view.dns_servers.join(" "));
+            }
+        }
         DbCommand::Delete { name, no_wait } => {
             let task = client.delete_database(name).await?;
             if *no_wait {

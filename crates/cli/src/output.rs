@@ -92,6 +92,9 @@ pub fn database(db: &DatabaseView) -> String {
     out.push_str(&format!("health:        {health}\n"));
     out.push_str(&format!("replication:   {}\n", db.health.sync_mode));
     out.push_str(&format!("fqdn:          {}\n", db.fqdn));
+    if !db.dns_servers.is_empty() {
+        out.push_str(&format!("dns servers:   {}\n", db.dns_servers.join(" ")));
+    }
     out.push_str(&format!("primary fqdn:  {}\n", db.primary_fqdn));
     out.push_str(&format!("port:          {}\n", db.port));
     out.push_str(&format!("version:       {}\n", db.version));

@@ -32,20 +32,36 @@ impl Writer {
     /// Inserts an increasing id every ~20 ms through the primary's DNS name,
     /// re-resolving on every reconnect.
     pub async fn start(fleet: &Fleet, db: &str) -> Writer {
-        Self::start_with(fleet, db, false).await
+        Self::start_with(fleet, db, false, vec![fleet.dns]).await
+    }
+
+    /// Like [`start`](Self::start), resolving through `servers` (the first
+    /// that answers, e.g. the agents' DNS servers while the control plane
+    /// is down).
+    pub async fn start_resolving_through(
+        fleet: &Fleet,
+        db: &str,
+        servers: Vec<std::net::SocketAddr>,
+    ) -> Writer {
+        Self::start_with(fleet, db, false, servers).await
     }
 
     /// A writer that turns `default_transaction_read_only` off on every
     /// connection (as a careless or hostile client might), so a draining
     /// primary's read-only default does not stop it.
     pub async fn start_overriding_read_only(fleet: &Fleet, db: &str) -> Writer {
-        Self::start_with(fleet, db, true).await
+        Self::start_with(fleet, db, true, vec![fleet.dns]).await
     }
 
-    async fn start_with(fleet: &Fleet, db: &str, override_read_only: bool) -> Writer {
+    async fn start_with(
+        fleet: &Fleet,
+        db: &str,
+        override_read_only: bool,
+        servers: Vec<std::net::SocketAddr>,
+    ) -> Writer {
         let primary_name = format!("primary.{db}.pgfleet.internal");
         let uri = cli(fleet, &["db", "uri", db]).trim().to_string();
-        let first = resolve(fleet.dns, &primary_name).await[0];
+        let first = first_answer(&servers, &primary_name).await[0];
         let tls = fleet.pg_tls();
         let (setup, conn) =
             tokio_postgres::connect(&uri.replace(&primary_name, &first.to_string()), tls.clone())
@@ -61,13 +77,13 @@ impl Writer {
         drop(setup);
         let acks = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let dns = fleet.dns;
         let task = {
             let (acks, stop, primary_name) = (acks.clone(), stop.clone(), primary_name.clone());
             tokio::spawn(async move {
                 let mut next = start;
                 while !stop.load(Ordering::SeqCst) {
-                    let Some(server) = resolve(dns, &primary_name).await.first().copied() else {
+                    let Some(server) = first_answer(&servers, &primary_name).await.first().copied()
+                    else {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     };
@@ -138,6 +154,23 @@ impl Writer {
 }
 
 /// Acknowledged ids missing from the current primary.
+/// The first non-empty answer for `name` from `servers`, in order (one
+/// server: waited for up to 2 s; several: 300 ms each, so a dead one costs
+/// little).
+async fn first_answer(servers: &[std::net::SocketAddr], name: &str) -> Vec<Ipv4Addr> {
+    if let [server] = servers {
+        return resolve(*server, name).await;
+    }
+    for server in servers {
+        let answer = pgfleet_dns::query_a(*server, name, Duration::from_millis(300)).await;
+        match answer {
+            Ok((addresses, _)) if !addresses.is_empty() => return addresses,
+            _ => {}
+        }
+    }
+    Vec::new()
+}
+
 pub async fn lost_writes(fleet: &Fleet, db: &str, acks: &[Ack]) -> Vec<i64> {
     let uri = cli(fleet, &["db", "uri", db, "--resolved"])
         .trim()

@@ -151,6 +151,29 @@ async fn a_netns_fleet_serves_an_ha_database_to_the_clients_namespace_and_leaves
         answer,
         vec![primary_address.parse::<std::net::Ipv4Addr>().unwrap()]
     );
+    // And so does every host's agent, on its namespace's address.
+    assert_eq!(
+        view.dns_servers.len(),
+        1 + fleet.hosts as usize,
+        "{:?}",
+        view.dns_servers
+    );
+    for server in view.dns_servers.clone() {
+        let server: std::net::SocketAddr = server.parse().unwrap();
+        let from_agent = eventually(Duration::from_secs(10), "an agent's DNS answer", || {
+            let (fleet, expected) = (&fleet, answer.clone());
+            async move {
+                let got = fleet
+                    .in_clients(move || async move {
+                        resolve(server, "primary.ns-db.pgfleet.internal").await
+                    })
+                    .await;
+                (got == expected).then_some(got)
+            }
+        })
+        .await;
+        assert_eq!(from_agent, answer, "{server}");
+    }
 
     // `db uri --resolved`, run in the clients' namespace, connects from there:
     // the server sees the clients' address, not 127.0.0.1.

@@ -193,9 +193,19 @@ pub struct DatabaseView {
     /// `delete_database`), and why not. Node actions are on each node.
     #[serde(default)]
     pub actions: Vec<ActionView>,
+    /// DNS servers (`ip:port`) a client's resolver should use for the
+    /// database's names: the control plane first, then every connected
+    /// host's agent (each answers for the zone, also while the control
+    /// plane is down).
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct UriView {
     pub uri: String,
+    /// DNS servers (`ip:port`) that answer for the database's names: the
+    /// control plane first, then every connected host's agent.
+    #[serde(default)]
+    pub dns_servers: Vec<String>,
 }

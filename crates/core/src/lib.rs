@@ -10,5 +10,6 @@ pub mod protocol;
 pub mod secrets;
 pub mod settings;
 pub mod time;
+pub mod zone;
 
 pub use model::*;

@@ -15,6 +15,10 @@ pub struct HostRegistration {
     pub address: String,
     pub failure_domain: String,
     pub agent_port: u16,
+    /// Port of the agent's DNS server on `address` (0: off; absent from
+    /// older agents).
+    #[serde(default)]
+    pub dns_port: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -25,6 +29,10 @@ pub struct HeartbeatRequest {
     pub instances: Vec<InstanceObserved>,
     #[serde(default)]
     pub monitors: Vec<MonitorObserved>,
+    /// Digest of the zone snapshot the agent holds (empty: none); the
+    /// answer carries the zone only when the control plane's differs.
+    #[serde(default)]
+    pub zone_digest: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -38,6 +46,9 @@ pub struct HeartbeatResponse {
     /// the agent asks for a new one (`POST /api/v1/agents/certificate`).
     #[serde(default)]
     pub renew_certificate: bool,
+    /// The zone, when it changed since the digest the agent reported.
+    #[serde(default)]
+    pub zone: Option<crate::zone::ZoneSnapshot>,
 }
 
 /// Where a replica streams from.

@@ -103,12 +103,13 @@ fn phase() -> impl Strategy<Value = InstancePhase> {
 }
 
 fn host_registration() -> impl Strategy<Value = HostRegistration> {
-    (text(), text(), text(), any::<u16>()).prop_map(
-        |(name, address, failure_domain, agent_port)| HostRegistration {
+    (text(), text(), text(), any::<u16>(), any::<u16>()).prop_map(
+        |(name, address, failure_domain, agent_port, dns_port)| HostRegistration {
             name,
             address,
             failure_domain,
             agent_port,
+            dns_port,
         },
     )
 }
@@ -358,13 +359,17 @@ fn heartbeat_request() -> BoxedStrategy<HeartbeatRequest> {
         any::<u32>(),
         prop::collection::vec(instance_observed(), 0..3),
         prop::collection::vec(monitor_observed(), 0..2),
+        text(),
     )
-        .prop_map(|(host, pg_version, instances, monitors)| HeartbeatRequest {
-            host,
-            pg_version,
-            instances,
-            monitors,
-        })
+        .prop_map(
+            |(host, pg_version, instances, monitors, zone_digest)| HeartbeatRequest {
+                host,
+                pg_version,
+                instances,
+                monitors,
+                zone_digest,
+            },
+        )
         .boxed()
 }
 
@@ -381,6 +386,7 @@ fn heartbeat_response() -> BoxedStrategy<HeartbeatResponse> {
                 monitors,
                 heartbeat_interval_ms,
                 renew_certificate,
+                zone: None,
             },
         )
         .boxed()

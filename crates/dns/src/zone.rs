@@ -186,6 +186,23 @@ impl ZoneData {
     }
 }
 
+/// The generation (and so the SOA serial) of the next version of a zone
+/// whose current one is `previous`: at least one more, and at least the unix
+/// time in seconds, so a server that restarts from generation 0 (the control
+/// plane) or from a saved one still moves its serial forward. Fits the
+/// 32-bit serial until 2106.
+pub fn next_serial(previous: u64, now_secs: u64) -> u64 {
+    previous.saturating_add(1).max(now_secs)
+}
+
+/// The current unix time in seconds (0 if the clock is before 1970).
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// Lowercases a name and strips a trailing dot: the form used as key in [`ZoneRecords`].
 pub fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
@@ -226,6 +243,26 @@ mod tests {
             .records
             .a
             .contains_key("primary.pg-dev-db-1.pgfleet.internal"));
+    }
+
+    /// The serial only moves forward: after a restart from 0 it jumps to the
+    /// clock; many changes in one second still each get a new serial; a clock
+    /// that went back does not move it back.
+    #[test]
+    fn the_serial_only_increases() {
+        let now = 1_800_000_000;
+        assert_eq!(next_serial(0, now), now);
+        assert_eq!(next_serial(now, now), now + 1);
+        assert_eq!(next_serial(now + 1, now), now + 2);
+        assert_eq!(next_serial(now + 5, now - 100), now + 6);
+        assert_eq!(next_serial(7, 0), 8);
+        let mut serial = 0;
+        for step in 0..100u64 {
+            let next = next_serial(serial, now + step / 10);
+            assert!(next > serial);
+            assert!(next as u32 > serial as u32 || serial == 0);
+            serial = next;
+        }
     }
 
     #[test]

@@ -139,6 +139,7 @@ fn observed(
             last_seen: Instant::now(),
             last_seen_ms: 0,
             pg_version: 16,
+            dns_port: 0,
             instances: HashMap::new(),
             monitors: HashMap::new(),
         };

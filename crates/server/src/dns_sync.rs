@@ -75,7 +75,11 @@ pub fn zone_records(databases: &[Database], zone: &str) -> BTreeMap<String, Vec<
 pub async fn publish(state: &AppState) -> Result<(), pgfleet_store::StoreError> {
     let mut last_generation = state.dns_publisher.last_generation.lock().await;
     let databases = state.store.list_databases().await?;
-    let generation = (*last_generation).max(state.zone.generation()) + 1;
+    // The serial moves forward also across restarts of the control plane.
+    let generation = pgfleet_dns::zone::next_serial(
+        (*last_generation).max(state.zone.generation()),
+        pgfleet_dns::zone::unix_secs(),
+    );
     let a = zone_records(&databases, &state.zone.zone());
     let records = ZoneRecords { generation, a };
     if let Some(external) = state.dns_publisher.external.get() {

@@ -24,6 +24,7 @@ pub mod tasks;
 pub mod tls;
 pub mod ui;
 pub mod views;
+pub mod zone_snapshot;
 
 pub use config::ServerConfig;
 pub use state::AppState;

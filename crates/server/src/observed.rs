@@ -12,6 +12,8 @@ pub struct HostObservation {
     pub last_seen: Instant,
     pub last_seen_ms: i64,
     pub pg_version: u32,
+    /// Port of the host agent's DNS server (0: off or not reported).
+    pub dns_port: u16,
     pub instances: HashMap<String, InstanceObserved>,
     pub monitors: HashMap<String, MonitorObserved>,
 }
@@ -37,6 +39,7 @@ impl Observed {
                 last_seen: Instant::now(),
                 last_seen_ms: now_ms,
                 pg_version: beat.pg_version,
+                dns_port: beat.host.dns_port,
                 instances,
                 monitors,
             },

@@ -258,6 +258,7 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
             holds: anti_affinity_holds,
         },
         nodes,
+        dns_servers: Vec::new(),
         error: db.error.clone(),
         actions: database_actions,
     }

@@ -235,6 +235,7 @@ proptest! {
             address,
             failure_domain: String::new(),
             agent_port,
+            dns_port: 0,
         };
         let name_ok = pgfleet_core::names::validate_name(&host.name).is_ok();
         match validate_registration(&host) {

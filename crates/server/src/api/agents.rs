@@ -75,11 +75,13 @@ pub async fn heartbeat(
         .identities
         .certificate(&beat.host.name)
         .is_some_and(|c| c.due_for_renewal(now_ms()));
+    let zone = crate::zone_snapshot::current(&state, &databases, &hosts);
     Ok(Json(HeartbeatResponse {
         instances,
         monitors,
         heartbeat_interval_ms: state.config.heartbeat_interval_ms,
         renew_certificate,
+        zone: (zone.digest != beat.zone_digest).then_some(zone),
     }))
 }
 

@@ -140,7 +140,10 @@ fn render(state: &AppState, parts: &ViewParts, db: &Database, show_password: boo
         zone: &zone,
         unfinished: &parts.unfinished,
     };
-    database_view(db, &ctx, show_password)
+    let mut view = database_view(db, &ctx, show_password);
+    drop(observed);
+    view.dns_servers = crate::zone_snapshot::dns_servers(state, &parts.hosts);
+    view
 }
 
 /// The database's view now, for a handler that checks an action in it.
@@ -282,7 +285,9 @@ pub async fn uri(
         "postgresql://{}:{}@{}:{}/{}",
         db.admin_user, db.admin_password, host, db.port, db.database_name
     );
-    Ok(Json(UriView { uri }))
+    let hosts = state.store.list_hosts().await?;
+    let dns_servers = crate::zone_snapshot::dns_servers(&state, &hosts);
+    Ok(Json(UriView { uri, dns_servers }))
 }
 
 /// Queues a task on the database `name` unless one of its tasks is still
