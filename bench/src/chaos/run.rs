@@ -173,8 +173,19 @@ pub async fn run(args: Options) -> anyhow::Result<Report> {
     }
     let origin = Instant::now();
     let wall_origin_ms = pgfleet_core::time::now_ms();
+    // Clients resolve through every DNS server the database lists (the
+    // control plane's and every agent's), as a resolver configured with
+    // them would: a dead control plane does not hide a failover.
+    let mut dns: Vec<std::net::SocketAddr> = view
+        .dns_servers
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    if dns.is_empty() {
+        dns.push(fleet.dns);
+    }
     let target = Target {
-        dns: fleet.dns,
+        dns,
         primary_name: PRIMARY_NAME.into(),
         uri: uri.clone(),
         tls: fleet.pg_tls(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgfleet::localfleet::{resolve, Fleet};
+use pgfleet::localfleet::{resolve_any, Fleet};
 use serde::{Deserialize, Serialize};
 
 /// The client-side deadline of every connect and statement.
@@ -29,7 +29,8 @@ pub struct Ack {
 /// thread of its own in the clients' namespace).
 #[derive(Clone)]
 pub struct Target {
-    pub dns: SocketAddr,
+    /// The database's DNS servers (control plane and every agent), asked at once.
+    pub dns: Vec<SocketAddr>,
     pub primary_name: String,
     /// `db uri` (the DNS name in it is replaced by the resolved address).
     pub uri: String,
@@ -110,7 +111,7 @@ async fn write_loop(
 ) {
     let mut next = i64::from(writer) + 1;
     while !stop.load(Ordering::SeqCst) {
-        let Some(server) = resolve(target.dns, &target.primary_name)
+        let Some(server) = resolve_any(&target.dns, &target.primary_name, DEADLINE)
             .await
             .first()
             .copied()

@@ -477,6 +477,27 @@ pub async fn resolve(dns: SocketAddr, name: &str) -> Vec<Ipv4Addr> {
         .unwrap_or_default()
 }
 
+/// Asks every server in `servers` at once (the database's `dns_servers`:
+/// the control plane's and every agent's) and takes the first answer with
+/// addresses, as a client whose resolver knows several servers would; a
+/// dead server costs nothing while another answers. Empty when none
+/// answers within `timeout`.
+pub async fn resolve_any(servers: &[SocketAddr], name: &str, timeout: Duration) -> Vec<Ipv4Addr> {
+    let mut queries = tokio::task::JoinSet::new();
+    for server in servers {
+        let (server, name) = (*server, name.to_string());
+        queries.spawn(async move { pgfleet_dns::query_a(server, &name, timeout).await });
+    }
+    while let Some(answer) = queries.join_next().await {
+        if let Ok(Ok((addresses, _))) = answer {
+            if !addresses.is_empty() {
+                return addresses;
+            }
+        }
+    }
+    Vec::new()
+}
+
 /// A TLS connector verifying servers against the fleet CA (PostgreSQL
 /// servers of a fleet accept TCP connections over TLS only).
 pub fn pg_tls(ca_pem: &str) -> tokio_postgres_rustls::MakeRustlsConnect {

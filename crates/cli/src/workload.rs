@@ -35,9 +35,9 @@ impl Writer {
         Self::start_with(fleet, db, false, vec![fleet.dns]).await
     }
 
-    /// Like [`start`](Self::start), resolving through `servers` (the first
-    /// that answers, e.g. the agents' DNS servers while the control plane
-    /// is down).
+    /// Like [`start`](Self::start), resolving through `servers` (asked at
+    /// once, the first answer taken: e.g. the agents' DNS servers while the
+    /// control plane is down).
     pub async fn start_resolving_through(
         fleet: &Fleet,
         db: &str,
@@ -161,14 +161,7 @@ async fn first_answer(servers: &[std::net::SocketAddr], name: &str) -> Vec<Ipv4A
     if let [server] = servers {
         return resolve(*server, name).await;
     }
-    for server in servers {
-        let answer = pgfleet_dns::query_a(*server, name, Duration::from_millis(300)).await;
-        match answer {
-            Ok((addresses, _)) if !addresses.is_empty() => return addresses,
-            _ => {}
-        }
-    }
-    Vec::new()
+    crate::localfleet::resolve_any(servers, name, Duration::from_millis(300)).await
 }
 
 pub async fn lost_writes(fleet: &Fleet, db: &str, acks: &[Ack]) -> Vec<i64> {
