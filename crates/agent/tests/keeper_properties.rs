@@ -131,6 +131,7 @@ fn report() -> BoxedStrategy<KeeperReport> {
                 is_in_recovery,
                 wal_receiver_streaming,
                 streaming_standbys,
+                held: None,
             },
         )
         .boxed()
