@@ -109,6 +109,10 @@ pub struct ServerArgs {
     /// many seconds (its credential, certificate and address).
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub joined_host_expiry_secs: u64,
+    /// A database's monitor whose host has been lost for this many seconds
+    /// is replaced by a new one on another host.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub monitor_replace_after_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(subcommand)]

@@ -127,6 +127,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.host_cert_validity_secs = args.host_cert_validity_secs;
             config.http = args.http.limits();
             config.joined_host_expiry_secs = args.joined_host_expiry_secs;
+            config.monitor_replace_after_secs = args.monitor_replace_after_secs;
             config.tls_cert = args.tls_cert.clone();
             config.tls_key = args.tls_key.clone();
             config.ca = pgfleet_server::tls::CaFiles {

@@ -45,6 +45,10 @@ pub struct UpArgs {
     /// many seconds.
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_JOINED_HOST_EXPIRY_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub joined_host_expiry_secs: u64,
+    /// A database's monitor whose host has been lost for this many seconds
+    /// is replaced by a new one on another host.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub monitor_replace_after_secs: u64,
     /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
@@ -127,6 +131,7 @@ async fn serve(
     config.tls = !args.insecure_http;
     config.host_cert_validity_secs = args.host_cert_validity_secs;
     config.joined_host_expiry_secs = args.joined_host_expiry_secs;
+    config.monitor_replace_after_secs = args.monitor_replace_after_secs;
     if let Some(store) = &args.store {
         config.store_url = store.clone();
     }

@@ -38,7 +38,13 @@ pub struct ServerConfig {
     /// A host that joined but never sent a heartbeat is forgotten after
     /// this long (`--joined-host-expiry-secs`).
     pub joined_host_expiry_secs: u64,
+    /// A monitor whose host has been lost for this long is replaced
+    /// (`--monitor-replace-after-secs`).
+    pub monitor_replace_after_secs: u64,
 }
+
+/// Default of `--monitor-replace-after-secs`.
+pub const DEFAULT_MONITOR_REPLACE_AFTER_SECS: u64 = 10;
 
 /// Default of `--joined-host-expiry-secs`: one day.
 pub const DEFAULT_JOINED_HOST_EXPIRY_SECS: u64 = 86_400;
@@ -62,6 +68,7 @@ impl ServerConfig {
             host_cert_validity_secs: crate::tls::DEFAULT_HOST_CERT_SECS,
             http: pgfleet_tls::HttpLimits::default(),
             joined_host_expiry_secs: DEFAULT_JOINED_HOST_EXPIRY_SECS,
+            monitor_replace_after_secs: DEFAULT_MONITOR_REPLACE_AFTER_SECS,
         }
     }
 }

@@ -58,6 +58,7 @@ pub fn host_intent(
                     clients: Vec::new(),
                     pg_tls: None,
                     generation: db.generation,
+                    epoch: db.monitor_epoch,
                 });
                 continue;
             }

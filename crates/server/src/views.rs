@@ -215,7 +215,16 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
             && monitor_obs.is_some_and(|m| m.running);
         if !monitor_up && monitor_node.ready {
             failover_paused = true;
-            reasons.push("monitor is unreachable: automatic failover is paused".into());
+            reasons.push(
+                "monitor is unreachable: automatic failover is paused until it is replaced".into(),
+            );
+        }
+        if let Some(error) = db
+            .error
+            .as_deref()
+            .filter(|e| e.starts_with(crate::tasks::replace_monitor::FAILED_PREFIX))
+        {
+            reasons.push(error.to_string());
         }
         if let Some(p) = primary {
             if let Some(inst) = ctx.observed.instance(&p.host, &p.name) {

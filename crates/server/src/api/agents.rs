@@ -205,7 +205,11 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
         let Ok(Some(db)) = state.store.get_database(&monitor.db).await else {
             continue;
         };
-        let is_monitor_host = db.monitor().is_some_and(|m| m.host == beat.host.name);
+        // Only the current monitor counts: a retired one (replaced while its
+        // host was lost) is another node, and its generations are older.
+        let is_monitor_host = db
+            .monitor()
+            .is_some_and(|m| m.host == beat.host.name && m.name == monitor.node);
         if !is_monitor_host || monitor.primary_generation <= db.ha_generation {
             continue;
         }
