@@ -161,9 +161,12 @@ fn monitor_health(db: &Database, ctx: &ViewContext) -> Option<pgfleet_ha::Cluste
 
 pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> DatabaseView {
     let monitor = monitor_health(db, ctx);
+    // A replaced monitor is no member any more: its record only waits for
+    // its host to confirm the removal (or for the host to be removed).
     let mut nodes: Vec<NodeView> = db
         .nodes
         .iter()
+        .filter(|n| !(n.role == NodeRole::Monitor && n.desired == Desired::Deleted))
         .map(|n| node_view(db, n, ctx, monitor.as_ref()))
         .collect();
     let active_task = ctx

@@ -71,6 +71,18 @@ pub async fn heartbeat(
         spec.clients = monitor_clients(&state, &databases, &spec.db);
         spec.pg_tls = Some(pg_client.clone());
     }
+    {
+        let mut observed = state.observed.lock().expect("observed lock");
+        for spec in monitors
+            .iter()
+            .filter(|m| m.desired == pgfleet_core::Desired::Deleted)
+        {
+            let key = (beat.host.name.clone(), spec.db.clone());
+            observed
+                .monitor_deletions_sent
+                .insert(key, std::time::Instant::now());
+        }
+    }
     let renew_certificate = state
         .identities
         .certificate(&beat.host.name)

@@ -130,7 +130,7 @@ async fn reap_deleted_nodes(state: &AppState) {
                 }
                 let confirmed = match node.role {
                     pgfleet_core::NodeRole::Monitor => {
-                        observed.monitor(&node.host, &db.name).is_none()
+                        observed.monitor_deletion_confirmed(&node.host, &db.name)
                     }
                     _ => observed
                         .instance(&node.host, &node.name)
