@@ -1,7 +1,8 @@
 //! `bench/failover`: kill (or freeze) the primary's host under write load,
 //! N rounds; prints detection, promotion, DNS switch, RTO (kill → first
 //! acknowledged write on the new primary), rejoin, and lost acknowledged
-//! writes.
+//! writes. `--lose monitor` / `--lose monitor-and-primary`: see
+//! `pgfleet_bench::lose_monitor`.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,19 @@ struct Args {
     freeze: bool,
     #[arg(long, default_value_t = 15)]
     freeze_secs: u64,
+    /// What to lose: the primary's host, the monitor's, or both at once.
+    #[arg(long, value_enum, default_value_t = Lose::Primary)]
+    lose: Lose,
+    /// `--monitor-replace-after-secs` of the fleet (monitor modes).
+    #[arg(long, default_value_t = 10)]
+    monitor_replace_after_secs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lose {
+    Primary,
+    Monitor,
+    MonitorAndPrimary,
 }
 
 fn wall_ms() -> i64 {
@@ -29,6 +43,15 @@ fn wall_ms() -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.lose != Lose::Primary {
+        let with_primary = args.lose == Lose::MonitorAndPrimary;
+        return pgfleet_bench::lose_monitor::run(
+            args.rounds,
+            with_primary,
+            args.monitor_replace_after_secs,
+        )
+        .await;
+    }
     let fleet = ha_fleet().await;
     let client = fleet.client();
     let writer = Writer::start(&fleet, DB).await;
