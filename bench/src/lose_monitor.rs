@@ -20,7 +20,9 @@ const HOST_TIMEOUT_S: f64 = 2.0;
 
 pub async fn run(rounds: usize, with_primary: bool, replace_after_secs: u64) -> anyhow::Result<()> {
     let threshold = replace_after_secs.to_string();
-    let fleet = crate::ha_fleet_with(5, &["--monitor-replace-after-secs", &threshold]).await;
+    let mut fleet = crate::ha_fleet_with(5, &["--monitor-replace-after-secs", &threshold]).await;
+    // PGFLEET_KEEP=1 keeps the fleet's folder (logs) for inspection.
+    fleet.keep = std::env::var_os("PGFLEET_KEEP").is_some();
     let client = fleet.client();
     let writer = Writer::start(&fleet, DB).await;
     eventually(Duration::from_secs(10), "the writer", || async {
@@ -68,6 +70,14 @@ pub async fn run(rounds: usize, with_primary: bool, replace_after_secs: u64) -> 
         )
         .await;
         let total = t0.elapsed().as_secs_f64();
+        let tasks = client.tasks().await?;
+        let replacements: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.kind == pgfleet_core::TaskKind::ReplaceMonitor)
+            .filter(|t| t.params["old_host"] == serde_json::json!(monitor.host))
+            .map(|t| format!("{:?} {}", t.state, t.error.clone().unwrap_or_default()))
+            .collect();
+        println!("round {round}: replacement tasks {replacements:?}");
         let after = total - HOST_TIMEOUT_S - replace_after_secs as f64;
         println!(
             "round {round} (lose {lose}: {}{}): in_charge_s {total:.2} after_threshold_s {after:.2}{}",

@@ -214,6 +214,12 @@ impl MonitorShared {
                 == 0
     }
 
+    /// Superseded (by a monitor of a newer epoch): answers and reports nothing.
+    pub fn retire(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn observed(&self) -> Option<MonitorObserved> {
         if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return None;

@@ -117,11 +117,10 @@ async fn place_new_monitor(
     params: &ReplaceMonitor,
 ) -> Result<(String, String), TaskError> {
     let hosts = candidates(state).await?;
-    // Every host with a record of the database (deleted ones too: a
-    // retired monitor's file may still be there) and the lost host.
-    let mut taken: Vec<String> = db.nodes.iter().map(|n| n.host.clone()).collect();
-    taken.push(params.old_host.clone());
-    let request = request_for(state, db, &taken).await?;
+    // Apart from every live node of the database, and not on the lost host.
+    // A host that still has a replaced monitor of the database (not yet
+    // confirmed gone) may take the new one: its spec supersedes the old.
+    let request = request_for(state, db, std::slice::from_ref(&params.old_host)).await?;
     let host = place(&hosts, &request).map_err(|error| {
         let connected: Vec<&str> = hosts
             .iter()
