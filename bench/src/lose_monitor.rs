@@ -64,8 +64,14 @@ pub async fn run(rounds: usize, with_primary: bool, replace_after_secs: u64) -> 
             || async {
                 let view = client.database(DB, false).await.ok()?;
                 let current = view.nodes.iter().find(|n| n.role == NodeRole::Monitor)?;
-                let settled = pgfleet::localfleet::ha_settled(&view).is_some();
-                (current.host != monitor.host && settled).then_some(())
+                // Without the primary lost: HA complete and settled again.
+                // With it: the new monitor ready and running (the old
+                // primary is down until its host is started below).
+                let ready = current.host != monitor.host
+                    && current.status == pgfleet_core::NodeStatus::Online
+                    && view.ha_status == pgfleet_core::HaStatus::Complete;
+                let settled = with_primary || pgfleet::localfleet::ha_settled(&view).is_some();
+                (ready && settled).then_some(())
             },
         )
         .await;
