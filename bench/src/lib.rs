@@ -17,7 +17,12 @@ pub const PRIMARY_NAME: &str = "primary.bench-db.pgfleet.internal";
 
 /// A fleet of 4 hosts with `bench-db` and two replicas, HA complete.
 pub async fn ha_fleet() -> Fleet {
-    let fleet = Fleet::up(4);
+    ha_fleet_with(4, &[]).await
+}
+
+/// `ha_fleet` on `hosts` hosts with extra `pgfleet up` arguments.
+pub async fn ha_fleet_with(hosts: u32, extra: &[&str]) -> Fleet {
+    let fleet = Fleet::up_with(hosts, extra);
     cli(&fleet, &["db", "create", DB]);
     cli(&fleet, &["replica", "create", DB, "--name", "replica-1"]);
     cli(&fleet, &["replica", "create", DB, "--name", "replica-2"]);
@@ -47,3 +52,4 @@ pub fn max(values: &[f64]) -> f64 {
 }
 
 pub mod chaos;
+pub mod lose_monitor;

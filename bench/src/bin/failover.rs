@@ -7,6 +7,9 @@
 //! the primary's host; the writer and the DNS switch resolve through the
 //! agents' DNS servers only; the control plane is started again after the
 //! round's first write on the new primary.
+//!
+//! `--lose monitor` / `--lose monitor-and-primary`: see
+//! `pgfleet_bench::lose_monitor`.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +28,21 @@ struct Args {
     freeze: bool,
     #[arg(long, default_value_t = 15)]
     freeze_secs: u64,
-    /// What else is lost: `control-plane` (killed before the primary's host).
-    #[arg(long, value_parser = ["control-plane"])]
-    lose: Option<String>,
+    /// What to lose: the primary's host, the monitor's, or both at once;
+    /// or the control plane, killed before the primary's host.
+    #[arg(long, value_enum, default_value_t = Lose::Primary)]
+    lose: Lose,
+    /// `--monitor-replace-after-secs` of the fleet (monitor modes).
+    #[arg(long, default_value_t = 10)]
+    monitor_replace_after_secs: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lose {
+    Primary,
+    Monitor,
+    MonitorAndPrimary,
+    ControlPlane,
 }
 
 fn wall_ms() -> i64 {
@@ -37,7 +52,16 @@ fn wall_ms() -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let lose_control_plane = args.lose.as_deref() == Some("control-plane");
+    if matches!(args.lose, Lose::Monitor | Lose::MonitorAndPrimary) {
+        let with_primary = args.lose == Lose::MonitorAndPrimary;
+        return pgfleet_bench::lose_monitor::run(
+            args.rounds,
+            with_primary,
+            args.monitor_replace_after_secs,
+        )
+        .await;
+    }
+    let lose_control_plane = args.lose == Lose::ControlPlane;
     let mut fleet = ha_fleet().await;
     let mut client = fleet.client();
     // Every agent answers DNS for the zone on its address, port 8053.

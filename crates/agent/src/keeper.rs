@@ -23,6 +23,10 @@ pub struct KeeperReport {
     pub is_in_recovery: bool,
     pub wal_receiver_streaming: bool,
     pub streaming_standbys: Vec<pgfleet_ha::StreamingStandby>,
+    /// The assignment the keeper persisted (`assignment.json`), whichever
+    /// monitor made it: a replacement monitor rebuilds its state from these.
+    #[serde(default)]
+    pub held: Option<Assignment>,
 }
 
 /// Whom a standby follows.

@@ -17,6 +17,7 @@ pub mod instance;
 pub mod keeper;
 pub mod monitor;
 pub mod monitor_clock;
+pub mod monitor_rebuild;
 pub mod pg;
 pub mod runtime;
 

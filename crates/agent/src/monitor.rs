@@ -4,7 +4,9 @@
 //! monotonic clock (`monitor_clock`), persists
 //! the state to `monitors/<db>.json` after every step (so a restarted monitor
 //! resumes), answers keepers with their assignments, and pushes primary
-//! changes to the control plane.
+//! changes to the control plane. A replacement monitor (epoch > 0, no state
+//! file of its epoch) first rebuilds its state from the keepers
+//! (`monitor_rebuild`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::keeper::{Assignment, KeeperReport, PrimaryRef};
 use crate::monitor_clock::now_ms;
+use crate::monitor_rebuild::Collecting;
 use crate::runtime::{AgentRuntime, MonitorHandle};
 
 pub struct MonitorShared {
@@ -41,6 +44,8 @@ struct Core {
     config: Config,
     spec: MonitorSpec,
     path: std::path::PathBuf,
+    /// Set while a replacement monitor collects the keepers' reports.
+    collecting: Option<Collecting>,
 }
 
 /// Writes the monitor's state to `path` (synced, atomic).
@@ -79,6 +84,27 @@ impl Core {
                 Vec::new()
             }
         }
+    }
+
+    /// A replacement monitor that collected enough reports builds its
+    /// state (persisted before anyone is answered) and leaves collection.
+    fn finish_rebuild(&mut self) -> Vec<Action> {
+        let now = now_ms();
+        let Some(collecting) = &self.collecting else {
+            return Vec::new();
+        };
+        if !collecting.complete(&self.spec, now, &self.config) {
+            return Vec::new();
+        }
+        let (state, actions) = collecting.build(&self.spec, now, &self.config);
+        if let Err(error) = persist(&self.path, &state) {
+            tracing::error!(db = %self.spec.db, %error, "cannot persist the rebuilt monitor state; still collecting");
+            return Vec::new();
+        }
+        tracing::info!(db = %self.spec.db, epoch = self.spec.epoch, generation = state.generation, primary = ?state.primary, reports = collecting.reports.len(), "monitor state rebuilt from the keepers");
+        self.state = state;
+        self.collecting = None;
+        actions
     }
 
     /// Adds nodes the spec has and the state lacks (the initial primary first), drops removed ones.
@@ -170,7 +196,7 @@ impl Core {
             running: true,
             primary: self.state.primary.clone(),
             primary_generation,
-            state: serde_json::json!({"health": health, "generation": self.state.generation, "transition": self.state.transition}),
+            state: serde_json::json!({"health": health, "generation": self.state.generation, "transition": self.state.transition, "epoch": self.spec.epoch, "rebuilding": self.collecting.is_some()}),
             last_change: None,
         }
     }
@@ -188,6 +214,12 @@ impl MonitorShared {
                 == 0
     }
 
+    /// Superseded (by a monitor of a newer epoch): answers and reports nothing.
+    pub fn retire(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn observed(&self) -> Option<MonitorObserved> {
         if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
@@ -200,12 +232,10 @@ impl MonitorShared {
     /// Handles a keeper report and answers with the node's assignment.
     pub async fn keeper_report(&self, report: KeeperReport) -> Option<Assignment> {
         let mut core = self.core.lock().await;
-        if self.deleted.load(std::sync::atomic::Ordering::SeqCst)
-            || !core.state.nodes.contains_key(&report.node)
-        {
+        if self.deleted.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
-        let event = Event::KeeperReport(pgfleet_ha::KeeperReport {
+        let facts = pgfleet_ha::KeeperReport {
             node: report.node.clone(),
             reported: parse_state(&report.reported, report.is_in_recovery),
             generation_seen: report.generation_seen,
@@ -214,10 +244,26 @@ impl MonitorShared {
             pg_running: report.pg_running,
             is_in_recovery: report.is_in_recovery,
             wal_receiver_streaming: report.wal_receiver_streaming,
-            streaming_standbys: report.streaming_standbys,
+            streaming_standbys: report.streaming_standbys.clone(),
             now_ms: now_ms(),
-        });
-        let actions = core.apply(event);
+        };
+        let mut actions = Vec::new();
+        if core.collecting.is_some() {
+            let spec = core.spec.clone();
+            if let Some(collecting) = core.collecting.as_mut() {
+                collecting.record(&spec, &report, facts);
+            }
+            actions = core.finish_rebuild();
+            *self.observed.lock().expect("monitor lock") = Some(core.observation());
+            if core.collecting.is_some() {
+                return None;
+            }
+        } else {
+            if !core.state.nodes.contains_key(&report.node) {
+                return None;
+            }
+            actions.extend(core.apply(Event::KeeperReport(facts)));
+        }
         *self.detected_ms.lock().expect("monitor lock") = core.transition_started_ms;
         let answer = core.keeper_assignment(&report.node);
         *self.observed.lock().expect("monitor lock") = Some(core.observation());
@@ -323,15 +369,29 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         runtime.config.keeper_interval_ms,
         runtime.config.failure_timeout_ms,
     );
-    let state = match std::fs::read(&path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok())
-    {
-        Some(saved) => {
+    let saved = match spec.desired {
+        // A retired monitor only removes its file: it never reads it again.
+        Desired::Deleted => None,
+        _ => std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<ClusterState>(&bytes).ok()),
+    };
+    let mut collecting = None;
+    let state = match saved {
+        Some(saved) if crate::monitor_rebuild::resumable(&saved, spec.epoch) => {
             tracing::info!(db = %spec.db, generation = saved.generation, "monitor resumes from its saved state");
             pgfleet_ha::after_restart(&saved, now_ms())
         }
-        None => ClusterState::new(),
+        saved => {
+            if let Some(old) = saved {
+                tracing::warn!(db = %spec.db, generation = old.generation, epoch = spec.epoch, "ignoring a state file of an older monitor epoch");
+            }
+            if spec.epoch > 0 && spec.desired != Desired::Deleted {
+                tracing::info!(db = %spec.db, epoch = spec.epoch, "replacement monitor: rebuilding its state from the keepers");
+                collecting = Some(Collecting::new(now_ms()));
+            }
+            ClusterState::new()
+        }
     };
     let core = Core {
         transition_started_ms: None,
@@ -339,13 +399,14 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
         config,
         spec: spec.clone(),
         path,
+        collecting,
     };
     let monitor = Arc::new(MonitorShared {
         db: spec.db.clone(),
         token: spec.monitor_token.clone(),
         node: spec.node.clone(),
         runtime: runtime.clone(),
-        observed: Mutex::new(Some(core.observation())),
+        observed: Mutex::new((spec.desired != Desired::Deleted).then(|| core.observation())),
         detected_ms: Mutex::new(None),
         last_change: Mutex::new(None),
         deleted: std::sync::atomic::AtomicBool::new(false),
@@ -367,6 +428,24 @@ async fn run(
     let interval = Duration::from_millis(runtime.config.keeper_interval_ms);
     loop {
         let spec = rx.borrow_and_update().clone();
+        if monitor.core.lock().await.collecting.is_some() {
+            let actions = {
+                let mut core = monitor.core.lock().await;
+                core.spec = spec.clone();
+                let actions = core.finish_rebuild();
+                *monitor.observed.lock().expect("monitor lock") = Some(core.observation());
+                actions
+            };
+            monitor.execute(actions);
+        }
+        if spec.desired != Desired::Deleted && monitor.core.lock().await.collecting.is_some() {
+            tokio::select! {
+                _ = runtime.stopping.cancelled() => return,
+                changed = rx.changed() => { if changed.is_err() { return; } }
+                _ = tokio::time::sleep(interval) => {}
+            }
+            continue;
+        }
         if spec.desired == Desired::Deleted {
             let core = monitor.core.lock().await;
             monitor
@@ -481,8 +560,10 @@ mod tests {
                 clients: vec![],
                 pg_tls: None,
                 generation: 1,
+                epoch: 0,
             },
             path,
+            collecting: None,
         }
     }
 

@@ -138,10 +138,19 @@ impl AgentRuntime {
         }
         let mut running = self.monitors.lock().expect("monitors lock");
         for spec in monitors {
-            // A monitor that was deleted here and is wanted again starts afresh.
+            // A monitor that was deleted here and is wanted again starts afresh;
+            // so does one of a new epoch (a replacement placed where a
+            // replaced monitor of the same database still ran).
+            let wanted = spec.desired != pgfleet_core::Desired::Deleted;
             let finished = running.get(&spec.db).is_some_and(|h| h.task.is_finished());
-            if finished && spec.desired != pgfleet_core::Desired::Deleted {
-                running.remove(&spec.db);
+            let new_epoch = running
+                .get(&spec.db)
+                .is_some_and(|h| h.spec.borrow().epoch != spec.epoch);
+            if wanted && (finished || new_epoch) {
+                if let Some(old) = running.remove(&spec.db) {
+                    old.monitor.retire();
+                    old.task.abort();
+                }
             }
             match running.get(&spec.db) {
                 Some(handle) => {

@@ -131,6 +131,7 @@ fn report() -> BoxedStrategy<KeeperReport> {
                 is_in_recovery,
                 wal_receiver_streaming,
                 streaming_standbys,
+                held: None,
             },
         )
         .boxed()
@@ -248,7 +249,7 @@ proptest! {
     /// Unknown fields are ignored; all fields but `primary` are required.
     #[test]
     fn field_presence_rules(report in report(), assignment in assignment(), key in text(), extra in json_value()) {
-        field_rules(&report, &[], &key, &extra)?;
+        field_rules(&report, &["held"], &key, &extra)?;
         field_rules(&assignment, &["primary"], &key, &extra)?;
         if let Some(primary) = &assignment.primary {
             field_rules(primary, &[], &key, &extra)?;

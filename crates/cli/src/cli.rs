@@ -118,6 +118,10 @@ pub struct ServerArgs {
     /// hmac-sha256 NAME` prints); mode 0600.
     #[arg(long, requires = "dns_update")]
     pub dns_update_key: Option<PathBuf>,
+    /// A database's monitor whose host has been lost for this many seconds
+    /// is replaced by a new one on another host.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub monitor_replace_after_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(subcommand)]

@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// hmac-sha256 NAME` prints); mode 0600.
     #[arg(long, requires = "dns_update")]
     pub dns_update_key: Option<PathBuf>,
+    /// A database's monitor whose host has been lost for this many seconds
+    /// is replaced by a new one on another host.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub monitor_replace_after_secs: u64,
     /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
@@ -138,6 +142,7 @@ async fn serve(
     config.joined_host_expiry_secs = args.joined_host_expiry_secs;
     config.dns_update = args.dns_update.clone();
     config.dns_update_key = args.dns_update_key.clone();
+    config.monitor_replace_after_secs = args.monitor_replace_after_secs;
     if let Some(store) = &args.store {
         config.store_url = store.clone();
     }

@@ -1,6 +1,7 @@
 //! Losing the monitor's host never stops the database: writes go on, the
-//! status says failover is paused, and when the host returns the monitor
-//! resumes from its saved state and fails over again when needed.
+//! status says failover is paused until the monitor is replaced, and after
+//! `--monitor-replace-after-secs` (default 10 s) a new monitor on a spare
+//! host takes over and fails over again when needed.
 
 mod common;
 
@@ -11,8 +12,8 @@ use pgfleet_core::api::ReplicationStatus;
 use pgfleet_core::{HaStatus, NodeRole, NodeStatus};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
-    let fleet = Fleet::up(4);
+async fn monitor_host_loss_pauses_failover_until_the_monitor_is_replaced() {
+    let fleet = Fleet::up(5);
     let client = fleet.client();
     fleet.cli_ok(&["db", "create", "mdb"]);
     fleet.cli_ok(&["replica", "create", "mdb", "--name", "r1"]);
@@ -71,16 +72,28 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(db);
+    // Still within the threshold: paused, nothing replaced yet.
+    let view = client.database("mdb", false).await.unwrap();
+    assert!(view.health.failover_paused, "{:?}", view.health.reasons);
 
-    // The monitor's host returns: the monitor resumes from its saved state.
-    fleet.cli_ok(&["host", "start", &monitor.host]);
-    eventually(
-        Duration::from_secs(30),
-        "HA complete again, failover no longer paused",
-        settled,
+    // Past the threshold a new monitor on the spare host takes over.
+    let replaced = eventually(
+        Duration::from_secs(60),
+        "HA complete again with a new monitor, failover no longer paused",
+        || async {
+            let view = settled().await?;
+            let current = view.nodes.iter().find(|n| n.role == NodeRole::Monitor)?;
+            (current.host != monitor.host && !view.health.failover_paused).then_some(view)
+        },
     )
     .await;
-    // And it still fails over.
+    let tasks = client.tasks().await.unwrap();
+    assert!(tasks
+        .iter()
+        .any(|t| t.kind == pgfleet_core::TaskKind::ReplaceMonitor
+            && t.state == pgfleet_core::TaskState::Succeeded));
+    assert!(replaced.nodes.iter().all(|n| n.name != monitor.name));
+    // And the new monitor fails over.
     let old = client
         .database("mdb", false)
         .await
@@ -92,7 +105,7 @@ async fn monitor_host_loss_pauses_failover_and_the_monitor_resumes() {
     fleet.cli_ok(&["host", "kill", &old.host]);
     let new_primary = eventually(
         Duration::from_secs(30),
-        "a failover after the monitor resumed",
+        "a failover by the new monitor",
         || async {
             let view = client.database("mdb", false).await.ok()?;
             view.nodes.into_iter().find(|n| {

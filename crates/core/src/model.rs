@@ -138,6 +138,11 @@ pub struct Database {
     /// stale pushes from the monitor).
     #[serde(default)]
     pub ha_generation: u64,
+    /// Bumped each time the monitor is replaced (`ReplaceMonitor`); carried
+    /// in `MonitorSpec::epoch`. Monitor generations of epoch `e` start at
+    /// `e << 32`, above everything an older monitor handed out.
+    #[serde(default)]
+    pub monitor_epoch: u64,
 }
 
 impl Database {
@@ -201,6 +206,9 @@ pub enum TaskKind {
     DeleteReplica,
     PromoteReplica,
     SetMaintenance,
+    /// A new monitor on another host, after its host was lost for longer
+    /// than `--monitor-replace-after-secs` (submitted by the control plane).
+    ReplaceMonitor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -206,6 +206,11 @@ pub struct MonitorSpec {
     #[serde(default)]
     pub pg_tls: Option<PgClientTls>,
     pub generation: u64,
+    /// The database's monitor epoch: bumped each time its monitor is
+    /// replaced. A monitor of epoch > 0 without a state file rebuilds its
+    /// state from the keepers and hands out generations from `epoch << 32`.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

@@ -305,7 +305,7 @@ fn monitor_spec() -> BoxedStrategy<MonitorSpec> {
         prop::collection::vec(peer_spec(), 0..4),
         (text(), text(), text(), any::<u64>()),
         prop::collection::vec(text(), 0..3),
-        prop::option::of(pg_client_tls()),
+        (prop::option::of(pg_client_tls()), any::<u64>()),
     )
         .prop_map(
             |(
@@ -313,7 +313,7 @@ fn monitor_spec() -> BoxedStrategy<MonitorSpec> {
                 nodes,
                 (initial_primary, superuser_password, monitor_token, generation),
                 clients,
-                pg_tls,
+                (pg_tls, epoch),
             )| MonitorSpec {
                 db,
                 node,
@@ -325,6 +325,7 @@ fn monitor_spec() -> BoxedStrategy<MonitorSpec> {
                 clients,
                 pg_tls,
                 generation,
+                epoch,
             },
         )
         .boxed()

@@ -41,6 +41,21 @@ pub(crate) fn start_failover(
     if !has_candidate {
         return false;
     }
+    begin_failover(st, cfg, actions)
+}
+
+/// Starts a failover of the current primary without looking for a
+/// candidate first (a rebuilt monitor whose primary was already demoted:
+/// standbys join as they report). Returns whether it started.
+pub(crate) fn begin_failover(
+    st: &mut ClusterState,
+    cfg: &Config,
+    actions: &mut Vec<Action>,
+) -> bool {
+    let now = st.now_ms;
+    let Some(old) = st.primary.clone() else {
+        return false;
+    };
     let orec = st.nodes[&old].clone();
     let mut tr = new_transition(TransitionKind::Failover, old.clone(), now, orec.pos());
     tr.sync_ack_lsn = orec.sync_ack_lsn;

@@ -61,6 +61,7 @@ mod config;
 mod event;
 mod failover;
 mod health;
+mod rebuild;
 mod reconcile;
 mod states;
 mod step;
@@ -70,6 +71,7 @@ mod transition;
 pub use config::Config;
 pub use event::{Action, Event, HaError, KeeperReport, PromotionReason, StreamingStandby};
 pub use health::{health, ClusterHealth, NodeHealth, SyncMode, TransitionStatus};
+pub use rebuild::{generation_floor, rebuild, HeldAssignment, RebuildReport, SpecNode};
 pub use reconcile::primary_failed;
 pub use states::{
     Assignment, ClusterState, LsnPos, NodeRecord, NodeState, Phase, SyncConfig, SyncEntry,

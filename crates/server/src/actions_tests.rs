@@ -49,6 +49,7 @@ fn database(status: DbStatus, nodes: Vec<Node>) -> Database {
         nodes,
         error: None,
         ha_generation: 0,
+        monitor_epoch: 0,
     }
 }
 

@@ -43,7 +43,13 @@ pub struct ServerConfig {
     pub dns_update: Option<String>,
     /// `--dns-update-key`: the TSIG key file (BIND's format, mode 0600).
     pub dns_update_key: Option<PathBuf>,
+    /// A monitor whose host has been lost for this long is replaced
+    /// (`--monitor-replace-after-secs`).
+    pub monitor_replace_after_secs: u64,
 }
+
+/// Default of `--monitor-replace-after-secs`.
+pub const DEFAULT_MONITOR_REPLACE_AFTER_SECS: u64 = 10;
 
 /// Default of `--joined-host-expiry-secs`: one day.
 pub const DEFAULT_JOINED_HOST_EXPIRY_SECS: u64 = 86_400;
@@ -69,6 +75,7 @@ impl ServerConfig {
             joined_host_expiry_secs: DEFAULT_JOINED_HOST_EXPIRY_SECS,
             dns_update: None,
             dns_update_key: None,
+            monitor_replace_after_secs: DEFAULT_MONITOR_REPLACE_AFTER_SECS,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod dns_sync;
 pub mod error;
 pub mod host_identity;
+pub mod monitor_replacer;
 pub mod observed;
 pub mod openapi;
 pub mod specs;
@@ -120,6 +121,10 @@ pub async fn start(
         cancel.clone(),
     )));
 
+    handles.push(tokio::spawn(monitor_replacer::run(
+        state.clone(),
+        cancel.clone(),
+    )));
     handles.push(tokio::spawn(expire_joined_hosts(
         state.clone(),
         cancel.clone(),

@@ -21,6 +21,10 @@ pub struct HostObservation {
 #[derive(Debug, Default)]
 pub struct Observed {
     pub hosts: HashMap<String, HostObservation>,
+    /// When a host was last answered with a monitor spec that says
+    /// `deleted`, by (host, database): a retired monitor is confirmed gone
+    /// only by a heartbeat after that.
+    pub monitor_deletions_sent: HashMap<(String, String), Instant>,
 }
 
 impl Observed {
@@ -58,6 +62,18 @@ impl Observed {
     /// that need a live one check `host_status` too.
     pub fn instance(&self, host: &str, node: &str) -> Option<&InstanceObserved> {
         self.hosts.get(host).and_then(|h| h.instances.get(node))
+    }
+
+    /// The host was told to delete its monitor of `db`, has beaten since,
+    /// and reports no monitor of `db`.
+    pub fn monitor_deletion_confirmed(&self, host: &str, db: &str) -> bool {
+        let key = (host.to_string(), db.to_string());
+        let Some(sent) = self.monitor_deletions_sent.get(&key) else {
+            return false;
+        };
+        self.hosts
+            .get(host)
+            .is_some_and(|h| h.last_seen > *sent && !h.monitors.contains_key(db))
     }
 
     pub fn monitor(&self, host: &str, db: &str) -> Option<&MonitorObserved> {

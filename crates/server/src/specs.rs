@@ -45,8 +45,14 @@ pub fn host_intent(
             address: m.address.clone(),
             port: agent_port(hosts, &m.host),
         });
+        // The current monitor supersedes a replaced one of the same database
+        // on this host (an agent runs one monitor per database).
+        let live_monitor_here = db.monitor().is_some_and(|m| m.host == host);
         for node in db.nodes.iter().filter(|n| n.host == host) {
             if node.role == NodeRole::Monitor {
+                if node.desired == Desired::Deleted && live_monitor_here {
+                    continue;
+                }
                 monitors.push(MonitorSpec {
                     db: db.name.clone(),
                     node: node.name.clone(),
@@ -58,6 +64,7 @@ pub fn host_intent(
                     clients: Vec::new(),
                     pg_tls: None,
                     generation: db.generation,
+                    epoch: db.monitor_epoch,
                 });
                 continue;
             }
@@ -92,4 +99,87 @@ pub fn host_intent(
         }
     }
     (instances, monitors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgfleet_core::{DbStatus, Node};
+
+    fn node(name: &str, role: NodeRole, host: &str, desired: Desired) -> Node {
+        Node {
+            name: name.into(),
+            role,
+            host: host.into(),
+            address: "127.0.0.1".into(),
+            port: 5432,
+            desired,
+            priority: 50,
+            maintenance: false,
+            ready: true,
+            removing: false,
+            created_at_ms: 0,
+        }
+    }
+
+    fn database(nodes: Vec<Node>) -> Database {
+        Database {
+            name: "d".into(),
+            status: DbStatus::Online,
+            version: 16,
+            port: 5432,
+            admin_user: "a".into(),
+            admin_password: "p".into(),
+            replication_password: "p".into(),
+            monitor_token: "t".into(),
+            superuser_password: "s".into(),
+            database_name: "postgres".into(),
+            created_at_ms: 0,
+            generation: 4,
+            nodes,
+            error: None,
+            ha_generation: 0,
+            monitor_epoch: 2,
+        }
+    }
+
+    /// A replaced monitor's host is told to delete it; when the current
+    /// monitor was placed on that same host, only the current one is
+    /// specified (with the database's epoch), never both.
+    #[test]
+    fn the_current_monitor_supersedes_a_replaced_one_on_the_same_host() {
+        let data = || {
+            vec![
+                node("d", NodeRole::Primary, "h1", Desired::Running),
+                node("r1", NodeRole::Replica, "h2", Desired::Running),
+            ]
+        };
+        let mut apart = data();
+        apart.push(node("d-monitor", NodeRole::Monitor, "h3", Desired::Deleted));
+        apart.push(node(
+            "d-monitor-3",
+            NodeRole::Monitor,
+            "h4",
+            Desired::Running,
+        ));
+        let (_, retired) = host_intent(&[database(apart)], &[], "h3");
+        assert_eq!(retired.len(), 1);
+        assert_eq!(retired[0].desired, Desired::Deleted);
+
+        let mut same = data();
+        same.push(node("d-monitor", NodeRole::Monitor, "h3", Desired::Deleted));
+        same.push(node(
+            "d-monitor-3",
+            NodeRole::Monitor,
+            "h3",
+            Desired::Running,
+        ));
+        let (_, monitors) = host_intent(&[database(same)], &[], "h3");
+        assert_eq!(monitors.len(), 1, "{monitors:?}");
+        assert_eq!(monitors[0].node, "d-monitor-3");
+        assert_eq!(monitors[0].desired, Desired::Running);
+        assert_eq!(monitors[0].epoch, 2);
+        let (instances, _) = host_intent(&[database(data())], &[], "h2");
+        assert_eq!(instances[0].node, "r1");
+    }
 }

@@ -161,9 +161,12 @@ fn monitor_health(db: &Database, ctx: &ViewContext) -> Option<pgfleet_ha::Cluste
 
 pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> DatabaseView {
     let monitor = monitor_health(db, ctx);
+    // A replaced monitor is no member any more: its record only waits for
+    // its host to confirm the removal (or for the host to be removed).
     let mut nodes: Vec<NodeView> = db
         .nodes
         .iter()
+        .filter(|n| !(n.role == NodeRole::Monitor && n.desired == Desired::Deleted))
         .map(|n| node_view(db, n, ctx, monitor.as_ref()))
         .collect();
     let active_task = ctx
@@ -215,7 +218,16 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
             && monitor_obs.is_some_and(|m| m.running);
         if !monitor_up && monitor_node.ready {
             failover_paused = true;
-            reasons.push("monitor is unreachable: automatic failover is paused".into());
+            reasons.push(
+                "monitor is unreachable: automatic failover is paused until it is replaced".into(),
+            );
+        }
+        if let Some(error) = db
+            .error
+            .as_deref()
+            .filter(|e| e.starts_with(crate::tasks::replace_monitor::FAILED_PREFIX))
+        {
+            reasons.push(error.to_string());
         }
         if let Some(p) = primary {
             if let Some(inst) = ctx.observed.instance(&p.host, &p.name) {

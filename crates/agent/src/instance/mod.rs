@@ -352,6 +352,7 @@ impl Actor {
                     flush_lsn: s.flush_lsn,
                 })
                 .collect(),
+            held: self.assignment.clone(),
         };
         if let Some(assignment) = keeper::report(
             &self.runtime,

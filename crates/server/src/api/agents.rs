@@ -71,6 +71,18 @@ pub async fn heartbeat(
         spec.clients = monitor_clients(&state, &databases, &spec.db);
         spec.pg_tls = Some(pg_client.clone());
     }
+    {
+        let mut observed = state.observed.lock().expect("observed lock");
+        for spec in monitors
+            .iter()
+            .filter(|m| m.desired == pgfleet_core::Desired::Deleted)
+        {
+            let key = (beat.host.name.clone(), spec.db.clone());
+            observed
+                .monitor_deletions_sent
+                .insert(key, std::time::Instant::now());
+        }
+    }
     let renew_certificate = state
         .identities
         .certificate(&beat.host.name)
@@ -207,7 +219,11 @@ async fn reconcile_primaries(state: &AppState, beat: &HeartbeatRequest) {
         let Ok(Some(db)) = state.store.get_database(&monitor.db).await else {
             continue;
         };
-        let is_monitor_host = db.monitor().is_some_and(|m| m.host == beat.host.name);
+        // Only the current monitor counts: a retired one (replaced while its
+        // host was lost) is another node, and its generations are older.
+        let is_monitor_host = db
+            .monitor()
+            .is_some_and(|m| m.host == beat.host.name && m.name == monitor.node);
         if !is_monitor_host || monitor.primary_generation <= db.ha_generation {
             continue;
         }

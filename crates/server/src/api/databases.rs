@@ -203,6 +203,7 @@ pub async fn create(
             nodes: vec![],
             error: None,
             ha_generation: 0,
+            monitor_epoch: 0,
         };
         let params = TaskParams::CreateDatabase(params::CreateDatabase {
             version: Some(version),

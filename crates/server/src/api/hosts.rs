@@ -133,12 +133,25 @@ pub async fn remove(
         return Err(ApiError::not_found("host", &name));
     }
     let databases = state.store.list_databases().await?;
+    let retired = |n: &pgfleet_core::Node| {
+        n.role == pgfleet_core::NodeRole::Monitor && n.desired == pgfleet_core::Desired::Deleted
+    };
     for db in &databases {
-        if let Some(node) = db.nodes.iter().find(|n| n.host == name) {
+        if let Some(node) = db.nodes.iter().find(|n| n.host == name && !retired(n)) {
             return Err(ApiError::conflict(format!(
                 "host {name:?} carries node {} of {}: move or delete it first",
                 node.name, db.name
             )));
+        }
+    }
+    // Replaced monitors on the host need no confirmation from it any more.
+    for db in &databases {
+        if db.nodes.iter().any(|n| n.host == name && retired(n)) {
+            state
+                .update_database(&db.name, |db| {
+                    db.nodes.retain(|n| !(n.host == name && retired(n)))
+                })
+                .await?;
         }
     }
     state.identities.remove(state.store.as_ref(), &name).await?;

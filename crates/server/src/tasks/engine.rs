@@ -130,7 +130,10 @@ async fn reap_deleted_nodes(state: &AppState) {
                 }
                 let confirmed = match node.role {
                     pgfleet_core::NodeRole::Monitor => {
-                        observed.monitor(&node.host, &db.name).is_none()
+                        // Told and confirmed, or superseded by the current
+                        // monitor on the same host.
+                        observed.monitor_deletion_confirmed(&node.host, &db.name)
+                            || db.monitor().is_some_and(|m| m.host == node.host)
                     }
                     _ => observed
                         .instance(&node.host, &node.name)

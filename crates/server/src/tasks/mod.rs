@@ -13,6 +13,7 @@ pub mod engine;
 pub mod failover_recorder;
 pub mod maintenance;
 pub mod params;
+pub mod replace_monitor;
 pub mod switchover;
 pub mod wait;
 
@@ -69,7 +70,7 @@ macro_rules! cleanup_fn {
 }
 
 /// Every task kind: its steps, how it runs, how a failure is cleaned up.
-pub static TASK_KINDS: [TaskKindEntry; 6] = [
+pub static TASK_KINDS: [TaskKindEntry; 7] = [
     TaskKindEntry {
         kind: TaskKind::CreateDatabase,
         steps: &[
@@ -125,6 +126,16 @@ pub static TASK_KINDS: [TaskKindEntry; 6] = [
         ],
         run: run_fn!(maintenance::run),
         on_failure: None,
+    },
+    TaskKindEntry {
+        kind: TaskKind::ReplaceMonitor,
+        steps: &[
+            "place the new monitor",
+            "wait for the new monitor and its keepers",
+            "mark the new monitor ready",
+        ],
+        run: run_fn!(replace_monitor::run),
+        on_failure: cleanup_fn!(replace_monitor::on_failure),
     },
 ];
 
@@ -257,6 +268,7 @@ mod kind_table_tests {
             TaskKind::DeleteReplica,
             TaskKind::PromoteReplica,
             TaskKind::SetMaintenance,
+            TaskKind::ReplaceMonitor,
         ];
         for kind in kinds {
             let entries = TASK_KINDS.iter().filter(|e| e.kind == kind).count();

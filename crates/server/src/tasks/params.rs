@@ -62,6 +62,20 @@ pub struct SetMaintenance {
     pub on: bool,
 }
 
+/// `ReplaceMonitor`: the monitor being replaced, why, and (once placed)
+/// the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaceMonitor {
+    pub old_node: String,
+    pub old_host: String,
+    /// Why it is replaced, e.g. "host host-4 lost for 12s".
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_node: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_host: Option<String>,
+}
+
 /// A task's parameters; the variant is the task's kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskParams {
@@ -71,6 +85,7 @@ pub enum TaskParams {
     DeleteReplica(DeleteReplica),
     PromoteReplica(PromoteReplica),
     SetMaintenance(SetMaintenance),
+    ReplaceMonitor(ReplaceMonitor),
 }
 
 /// Why a stored task's parameters do not fit its kind.
@@ -92,6 +107,7 @@ impl TaskParams {
             TaskParams::DeleteReplica(_) => TaskKind::DeleteReplica,
             TaskParams::PromoteReplica(_) => TaskKind::PromoteReplica,
             TaskParams::SetMaintenance(_) => TaskKind::SetMaintenance,
+            TaskParams::ReplaceMonitor(_) => TaskKind::ReplaceMonitor,
         }
     }
 
@@ -104,6 +120,7 @@ impl TaskParams {
             TaskParams::DeleteReplica(p) => serde_json::to_value(p),
             TaskParams::PromoteReplica(p) => serde_json::to_value(p),
             TaskParams::SetMaintenance(p) => serde_json::to_value(p),
+            TaskParams::ReplaceMonitor(p) => serde_json::to_value(p),
         };
         value.expect("task parameters serialize")
     }
@@ -118,6 +135,7 @@ impl TaskParams {
             TaskKind::DeleteReplica => serde_json::from_value(params).map(Self::DeleteReplica),
             TaskKind::PromoteReplica => serde_json::from_value(params).map(Self::PromoteReplica),
             TaskKind::SetMaintenance => serde_json::from_value(params).map(Self::SetMaintenance),
+            TaskKind::ReplaceMonitor => serde_json::from_value(params).map(Self::ReplaceMonitor),
         };
         parsed.map_err(|source| BadParams {
             id: task.id,
@@ -134,6 +152,7 @@ impl TaskParams {
             TaskParams::DeleteReplica(p) => Some(&p.node),
             TaskParams::SetMaintenance(p) => Some(&p.node),
             TaskParams::PromoteReplica(p) => p.node.as_deref().or(p.new_primary.as_deref()),
+            TaskParams::ReplaceMonitor(p) => Some(&p.old_node),
             TaskParams::CreateDatabase(_) | TaskParams::DeleteDatabase(_) => None,
         }
     }
