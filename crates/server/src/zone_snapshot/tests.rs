@@ -43,6 +43,7 @@ fn database(name: &str) -> Database {
         ],
         error: None,
         ha_generation: 7,
+        monitor_epoch: 0,
     }
 }
 
