@@ -1,4 +1,4 @@
-//! The monitor-replacement reconciler: a loop (every second) that submits a
+//! The monitor-replacement reconciler: a loop (every [`PASS_INTERVAL`]) that submits a
 //! `ReplaceMonitor` task for each database whose monitor's host has been
 //! `lost` for longer than `--monitor-replace-after-secs`, or is no longer a
 //! host of the fleet. [`decide`] is the pure decision; [`run`] the loop.
@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::AppState;
 use crate::tasks::params::{ReplaceMonitor, TaskParams};
+
+/// How often the reconciler looks (a replacement starts at most this long
+/// after the threshold passed; a pass reads hosts and databases once).
+pub const PASS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long after a submitted replacement of the same monitor the next
 /// one may be submitted (when the first failed).
@@ -96,7 +100,7 @@ pub async fn run(state: AppState, cancel: CancellationToken) {
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::time::sleep(PASS_INTERVAL) => {}
         }
     }
 }
