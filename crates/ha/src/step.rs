@@ -287,8 +287,9 @@ pub(crate) fn assign_full(
     rec.assignment.sync_quorum = sync.quorum;
     rec.assignment.standbys = standbys;
     rec.assigned_ms = now;
-    if state.is_primary_role() {
-        // Keep every sync setting the node may apply until it confirms a newer one.
+    if state.is_primary_role() || state == NodeState::Promote {
+        // Keep every sync setting the node may apply until it confirms a newer
+        // one (a promoting node is writable under its own).
         rec.sync_history.push(SyncEntry {
             generation: next,
             config: SyncConfig {

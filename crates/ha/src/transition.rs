@@ -13,7 +13,9 @@ use crate::failover::{
     collect, enroll, fast_forward, old_primary_back, record_reports, start_failover,
 };
 use crate::reconcile::{primary_assignment, primary_failed};
-use crate::states::{ClusterState, LsnPos, NodeState, Phase, Transition, TransitionKind};
+use crate::states::{
+    ClusterState, LsnPos, NodeState, Phase, SyncConfig, Transition, TransitionKind,
+};
 use crate::step::{assign, assign_full};
 use crate::switchover::draining;
 
@@ -147,12 +149,73 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
                 st.transition = Some(tr);
                 return;
             }
-            assign(st, &candidate, NodeState::Promote, None, actions);
+            // Synchronous from its first writable moment: the close reporters
+            // (the ones `finish` makes its sync standbys) confirm every commit,
+            // so nothing it acknowledges before `finish` is on it alone.
+            let sync = promote_sync(st, &tr, &candidate, cfg);
+            assign_full(
+                st,
+                &candidate,
+                NodeState::Promote,
+                None,
+                sync,
+                vec![],
+                actions,
+            );
             tr.waiting_on = vec![candidate.clone()];
             tr.phase = Phase::Promoting { candidate };
             st.transition = Some(tr);
         }
         Next::Finish(candidate) => finish(st, tr, &candidate, cfg, actions),
+    }
+}
+
+/// Whether `name`, a participant of the transition, is close enough to the
+/// candidate's position `pre` to be its synchronous standby at once; `None`
+/// for nodes that take no part (they keep their assignment).
+fn closeness(
+    st: &ClusterState,
+    tr: &Transition,
+    pre: LsnPos,
+    name: &str,
+    cfg: &Config,
+) -> Option<bool> {
+    let r = &st.nodes[name];
+    let pos = match r.assignment.state {
+        NodeState::ReportLsn | NodeState::FastForward => tr.reports.get(name).copied(),
+        NodeState::Secondary if tr.kind == TransitionKind::Switchover => Some(r.pos()),
+        _ => return None,
+    };
+    Some(pos.is_some_and(|p| {
+        p.timeline == pre.timeline && p.lsn <= pre.lsn && pre.lsn - p.lsn <= cfg.catchup_lag_bytes
+    }))
+}
+
+/// The sync setting a candidate is promoted under: `ANY 1` of the
+/// participants `finish` will make its synchronous standbys (close to it,
+/// keeper alive, not in maintenance); none when there are none (it will be
+/// `wait_primary`).
+fn promote_sync(st: &ClusterState, tr: &Transition, candidate: &str, cfg: &Config) -> SyncConfig {
+    let pre = tr.reports.get(candidate).copied().unwrap_or_default();
+    let now = st.now_ms;
+    let standbys: Vec<String> = st
+        .others(candidate)
+        .into_iter()
+        .filter(|name| *name != tr.old_primary)
+        .filter(|name| {
+            let r = &st.nodes[name.as_str()];
+            closeness(st, tr, pre, name, cfg) == Some(true)
+                && r.keeper_alive(now, cfg)
+                && !r.maintenance
+        })
+        .collect();
+    if standbys.is_empty() {
+        SyncConfig::default()
+    } else {
+        SyncConfig {
+            standbys,
+            quorum: 1,
+        }
     }
 }
 
@@ -180,7 +243,12 @@ fn finish(
     st.transition = None;
     for name in [new, tr.old_primary.as_str()] {
         if let Some(r) = st.nodes.get_mut(name) {
-            r.sync_history.clear();
+            // The sync setting it was promoted under stays until it confirms
+            // a newer one: commits it acknowledged were confirmed under it.
+            let promoted_at = (name == new && r.assignment.state == NodeState::Promote)
+                .then_some(r.assignment.generation);
+            r.sync_history
+                .retain(|e| promoted_at.is_some_and(|g| e.generation >= g));
             r.applied_sync = Default::default();
             r.sync_ack_lsn = None;
         }
@@ -194,16 +262,9 @@ fn finish(
             }
             continue;
         }
-        let pos = match r.assignment.state {
-            NodeState::ReportLsn | NodeState::FastForward => tr.reports.get(&name).copied(),
-            NodeState::Secondary if switchover => Some(r.pos()),
-            _ => continue,
+        let Some(close) = closeness(st, &tr, pre, &name, cfg) else {
+            continue;
         };
-        let close = pos.is_some_and(|p| {
-            p.timeline == pre.timeline
-                && p.lsn <= pre.lsn
-                && pre.lsn - p.lsn <= cfg.catchup_lag_bytes
-        });
         let next = if close && r.keeper_alive(now, cfg) && !r.maintenance {
             NodeState::Secondary
         } else {

@@ -314,3 +314,29 @@ fn a_standby_broken_while_the_primary_lives_leaves_the_sync_set() {
     assert_eq!(sim.sync(), (names(&["n2"]), 1));
     assert_ne!(sim.assigned("n1"), Secondary);
 }
+
+/// A promoted standby is writable from the moment it leaves recovery: it
+/// must be synchronous from then on, not from when the failover finishes,
+/// so nothing it acknowledges in between lives on it alone.
+#[test]
+fn the_candidate_is_promoted_under_a_synchronous_setting() {
+    let mut sim = crash_primary_with_n2_ahead();
+    sim.run(3_400);
+    let promote = sim
+        .log
+        .iter()
+        .find_map(|a| match a {
+            Action::Assign(a) if a.node == "n2" && a.state == Promote => Some(a.clone()),
+            _ => None,
+        })
+        .expect("n2 was assigned promote");
+    assert_eq!(promote.sync_standbys, names(&["n1"]));
+    assert_eq!(promote.sync_quorum, 1);
+    // Once primary, a failover away from it still counts the setting it was
+    // promoted under until it confirmed a newer one.
+    assert_eq!(sim.state.primary.as_deref(), Some("n2"));
+    assert!(sim.state.nodes["n2"]
+        .sync_history
+        .iter()
+        .all(|e| e.generation >= promote.generation));
+}
