@@ -262,7 +262,8 @@ pub enum ReplicaCommand {
 pub enum TokenCommand {
     /// Create a token; it is printed once.
     Create {
-        #[arg(long, value_parser = ["admin", "viewer"])]
+        /// admin (everything), viewer (read) or metrics (scrape `/metrics` only).
+        #[arg(long, value_parser = ["admin", "viewer", "metrics"])]
         role: String,
         #[arg(long)]
         name: String,

@@ -9,10 +9,12 @@
 //! - [`zone`]: the record store shared between the control plane and the server;
 //! - [`answer`]: pure query → response logic (no I/O);
 //! - [`server`] / `tcp`: the UDP and TCP listeners;
+//! - `counts`: answers given, by response code (for metrics);
 //! - [`client`]: a tiny stub client used by tests, the CLI and benchmarks.
 
 pub mod answer;
 pub mod client;
+mod counts;
 pub mod server;
 mod tcp;
 pub mod zone;

@@ -15,6 +15,7 @@ pub mod config;
 pub mod dns_sync;
 pub mod error;
 pub mod host_identity;
+pub mod metrics;
 pub mod observed;
 pub mod openapi;
 pub mod specs;

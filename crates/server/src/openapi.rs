@@ -86,6 +86,7 @@ impl Modify for LockoutAnswer {
         api::tokens::revoke,
         api::agents::heartbeat,
         api::agents::primary_changed,
+        crate::metrics::scrape,
     ),
     modifiers(&TokenAuth, &LockoutAnswer)
 )]

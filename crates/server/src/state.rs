@@ -51,6 +51,8 @@ pub struct Inner {
     pub pg_certificates: Mutex<std::collections::HashMap<String, String>>,
     /// Failed token checks and sign-ins per source address (lockout).
     pub attempts: crate::auth::attempts::FailedAttempts,
+    /// The control plane's own instruments (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::ops::Deref for AppState {
@@ -102,6 +104,7 @@ impl AppState {
                 client_fingerprint,
                 pg_certificates: Mutex::new(Default::default()),
                 attempts: Default::default(),
+                metrics: Default::default(),
             }),
         })
     }

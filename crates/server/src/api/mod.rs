@@ -69,12 +69,23 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/agents/join", post(agent_identity::join))
         .route("/openapi.json", get(openapi_json));
+    let metrics = Router::new()
+        .route("/metrics", get(crate::metrics::scrape))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_scrape,
+        ));
     Router::new()
         .nest(
             "/api/v1",
             admin.merge(agent).merge(agent_credential).merge(open),
         )
+        .merge(metrics)
         .merge(crate::ui::router(state.clone()))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::metrics::http::time_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state)
