@@ -54,7 +54,7 @@ pub enum Command {
     /// Read replicas (high availability).
     #[command(subcommand)]
     Replica(ReplicaCommand),
-    /// API tokens (admin or viewer).
+    /// API tokens (admin, viewer, or metrics: scrape `/metrics` only).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Nodes of a database.
@@ -66,6 +66,10 @@ pub enum Command {
     /// Tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Alert targets: webhooks that receive failovers, degraded databases,
+    /// lost hosts, failed tasks (signed, retried, delivered at least once).
+    #[command(subcommand)]
+    AlertTarget(crate::alert_targets::AlertTargetCommand),
     /// Tell the product's story on a fresh local fleet, with timings.
     Demo(crate::demo::DemoArgs),
     /// Print the OpenAPI document.

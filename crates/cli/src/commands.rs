@@ -25,7 +25,7 @@ fn init_logs(default: &str) {
 
 const SERVICE_LOGS: &str = "info,hickory_server=warn,sqlx=warn,tokio_postgres=warn";
 
-fn client(cli: &Cli) -> anyhow::Result<Client> {
+pub(crate) fn client(cli: &Cli) -> anyhow::Result<Client> {
     let token = match &cli.token {
         Some(token) => token.clone(),
         None => {
@@ -75,7 +75,7 @@ fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -188,6 +188,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token(&cli, command).await?,
         Command::Host(command) => host(&cli, command).await?,
         Command::Task(command) => task(&cli, command).await?,
+        Command::AlertTarget(command) => crate::alert_targets::run(&cli, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,12 +3,14 @@
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
 //! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), and the
-//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
+//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`),
+//! and the alert loops (`alerts`: the watcher and the webhook delivery).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
 
 pub mod actions;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -102,6 +104,14 @@ pub async fn start(
         cancel.clone(),
     )));
 
+    handles.push(tokio::spawn(alerts::run_delivery(
+        state.clone(),
+        cancel.clone(),
+    )));
+    handles.push(tokio::spawn(alerts::run_watch(
+        state.clone(),
+        cancel.clone(),
+    )));
     handles.push(tokio::spawn(expire_joined_hosts(
         state.clone(),
         cancel.clone(),

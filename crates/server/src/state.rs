@@ -53,6 +53,8 @@ pub struct Inner {
     pub attempts: crate::auth::attempts::FailedAttempts,
     /// The control plane's own instruments (`/metrics`).
     pub metrics: crate::metrics::Metrics,
+    /// Alert targets' outbox lock and the delivery loop's wakeup.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,6 +107,7 @@ impl AppState {
                 pg_certificates: Mutex::new(Default::default()),
                 attempts: Default::default(),
                 metrics: Default::default(),
+                alerts: Default::default(),
             }),
         })
     }

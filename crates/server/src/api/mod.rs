@@ -48,6 +48,12 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}", get(tasks::show))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", delete(tokens::revoke))
+        .route(
+            "/alert-targets",
+            get(crate::alerts::api::list).post(crate::alerts::api::create),
+        )
+        .route("/alert-targets/{name}", delete(crate::alerts::api::delete))
+        .route("/alert-targets/{name}/test", post(crate::alerts::api::test))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::auth::require_token,

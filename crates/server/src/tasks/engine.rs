@@ -90,6 +90,11 @@ async fn execute(state: AppState, mut task: Task) {
             run.task.state = TaskState::Failed;
             run.task.error = Some(message.clone());
             run.task.message = Some(message.clone());
+            crate::alerts::raise(
+                &state,
+                crate::alerts::Alert::task_failed(&run.task, &message),
+            )
+            .await;
             let cleanup = match entry.on_failure {
                 Some(on_failure) => on_failure(&run, &message).await,
                 None => Ok(()),
