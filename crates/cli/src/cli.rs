@@ -209,10 +209,24 @@ pub enum DbCommand {
     },
     Show {
         name: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
         #[arg(long)]
         show_password: bool,
+        /// Show it again every second (q or Ctrl-C to quit).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many refreshes.
+        #[arg(long, requires = "watch")]
+        iterations: Option<u32>,
+    },
+    /// A live view, refreshed every second: nodes, roles, lag, commit rate
+    /// (q or Ctrl-C to quit). The commit rate needs an admin token.
+    Top {
+        name: String,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        iterations: Option<u32>,
     },
     /// Print the connection URI (with password).
     Uri {

@@ -51,7 +51,7 @@ pub(crate) fn client(cli: &Cli) -> anyhow::Result<Client> {
 
 /// `--api`; when it is left at its default, the API the local fleet in
 /// `--fleet-dir` recorded (a `--netns` fleet serves on its bridge's address).
-fn api_url(cli: &Cli) -> String {
+pub(crate) fn api_url(cli: &Cli) -> String {
     if cli.api == crate::cli::DEFAULT_API {
         if let Some(record) = crate::controlplane::load(&cli.fleet_dir) {
             return record.api;
@@ -61,7 +61,7 @@ fn api_url(cli: &Cli) -> String {
 }
 
 /// The fleet CA the CLI trusts: `PGFLEET_CA` (a file), else `FLEET_DIR/ca.crt`.
-fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
     if !api.starts_with("https://") {
         return Ok(None);
     }
@@ -232,8 +232,19 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Show {
             name,
+            json: false,
+            show_password,
+            watch: true,
+            iterations,
+        } => crate::top::watch_show(&client, name, *show_password, *iterations).await?,
+        DbCommand::Top { name, iterations } => {
+            crate::top::top(cli, &client, name, *iterations).await?
+        }
+        DbCommand::Show {
+            name,
             json,
             show_password,
+            ..
         } => {
             let view = client.database(name, *show_password).await?;
             if *json {

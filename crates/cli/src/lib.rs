@@ -14,5 +14,6 @@ pub mod localfleet;
 pub mod metadata_pg;
 pub mod netns;
 pub mod output;
+pub mod top;
 pub mod up;
 pub mod workload;
