@@ -1,9 +1,10 @@
 //! The alert watcher: every 2 s compares the fleet's state with what it saw
 //! before and raises degraded/recovered (a database degraded for 10 s, and
 //! healthy again after such an alert), host lost/back, and host
-//! certificates expiring within 14 days (once per certificate). It starts
-//! from what it sees first: a restarted control plane does not alert for
-//! what was already so, nor for hosts it has not heard from yet.
+//! certificates expiring within 14 days (once per certificate and process).
+//! What it knows is kept in memory: a host change is alerted only from a
+//! status it saw (not from `unknown` after a restart), while a database
+//! still degraded after a restart is alerted again once its grace passed.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
