@@ -220,7 +220,7 @@ async fn alert_targets_are_admin_only_and_alerts_are_signed_retried_and_durable(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failover_is_alerted_to_a_webhook() {
+async fn a_failover_a_lost_host_and_a_degraded_database_are_alerted() {
     let fleet = Fleet::up(4);
     let (url, received) = receiver(Arc::new(AtomicUsize::new(0))).await;
     fleet.cli_ok(&[
@@ -231,6 +231,16 @@ async fn a_failover_is_alerted_to_a_webhook() {
         &url,
         "--events",
         "failover,switchover",
+    ]);
+    let (ops_url, ops_received) = receiver(Arc::new(AtomicUsize::new(0))).await;
+    fleet.cli_ok(&[
+        "alert-target",
+        "create",
+        "ops",
+        "--webhook",
+        &ops_url,
+        "--events",
+        "host_lost,degraded",
     ]);
     fleet.cli_ok(&["db", "create", "alert-db"]);
     fleet.cli_ok(&["replica", "create", "alert-db", "--name", "r1"]);
@@ -270,6 +280,41 @@ async fn a_failover_is_alerted_to_a_webhook() {
         .get("x-pgfleet-signature")
         .is_none();
     assert!(unsigned, "a target without a secret sends no signature");
+    // The other target hears of the lost host and, once it stayed so, the
+    // degraded database; neither hears what it did not subscribe to.
+    let events = |received: &Received| -> Vec<serde_json::Value> {
+        let got = received.lock().unwrap().clone();
+        got.iter()
+            .filter_map(|(_, body, _)| serde_json::from_slice(body).ok())
+            .collect()
+    };
+    eventually(
+        Duration::from_secs(40),
+        "host lost and degraded alerts",
+        || {
+            let got = events(&ops_received);
+            let host = host.clone();
+            let old_primary = format!("node {primary} is offline");
+            async move {
+                let lost = got
+                    .iter()
+                    .any(|a| a["event"] == "host_lost" && a["host"] == host.as_str());
+                let degraded = got.iter().any(|a| {
+                    a["event"] == "degraded"
+                        && a["db"] == "alert-db"
+                        && a["text"].as_str().is_some_and(|t| t.contains(&old_primary))
+                });
+                (lost && degraded).then_some(())
+            }
+        },
+    )
+    .await;
+    assert!(events(&ops_received)
+        .iter()
+        .all(|a| a["event"] != "failover"));
+    assert!(events(&received)
+        .iter()
+        .all(|a| a["event"] == "failover" || a["event"] == "switchover"));
     let dns_ms = body["details"]["dns_switched_at_ms"].as_i64().unwrap();
     let received_ms = pgfleet_core::time::now_ms() - arrived.elapsed().as_millis() as i64;
     println!(
