@@ -335,6 +335,21 @@ async fn metrics_match_db_show_and_count_a_failover() {
         "replica creation timed"
     );
 
+    let store_reads = value(
+        &samples,
+        "pgfleet_store_operation_duration_seconds_count",
+        &[("operation", "list_databases"), ("outcome", "ok")],
+    );
+    assert!(
+        store_reads.is_some_and(|count| count >= 1.0),
+        "store reads timed"
+    );
+    assert!(
+        samples.iter().any(|s| s.name == "pgfleet_dns_answers_total"
+            && s.labels.get("rcode").map(String::as_str) == Some("noerror")),
+        "DNS answers counted by rcode"
+    );
+
     // A failover: counted, timed, and the roles follow.
     let primary_host = view
         .nodes

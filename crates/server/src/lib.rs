@@ -68,6 +68,7 @@ pub async fn start(
                 pgfleet_store::redacted(&config.store_url)
             )
         })?;
+    let store = metrics::store::TimedStore::wrap(store);
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;

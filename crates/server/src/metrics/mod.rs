@@ -3,7 +3,8 @@
 //!
 //! Two kinds of figures: instruments the control plane updates as it works
 //! ([`Metrics`]: API request durations by route template and status, task
-//! durations by kind and outcome), kept for the life of the process; and the
+//! durations by kind and outcome, store operation durations: `store`'s
+//! `TimedStore` wraps the store), kept for the life of the process; and the
 //! fleet's state (`fleet::collect`: databases, nodes, hosts, the task queue,
 //! DNS answers), read afresh from the store and the observations at every
 //! scrape, so a deleted database or host leaves no stale series.
@@ -14,6 +15,7 @@
 
 mod fleet;
 pub mod http;
+pub mod store;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -93,6 +95,11 @@ impl Metrics {
             "task_duration_seconds",
             "Durations of finished tasks (start to finish) by kind and outcome",
             self.tasks.clone(),
+        );
+        registry.register(
+            "store_operation_duration_seconds",
+            "Metadata store operation durations by operation and outcome",
+            store::histograms().clone(),
         );
     }
 }
