@@ -54,7 +54,7 @@ pub enum Command {
     /// Read replicas (high availability).
     #[command(subcommand)]
     Replica(ReplicaCommand),
-    /// API tokens (admin or viewer).
+    /// API tokens (admin, viewer, or metrics: scrape `/metrics` only).
     #[command(subcommand)]
     Token(TokenCommand),
     /// Nodes of a database.
@@ -66,6 +66,10 @@ pub enum Command {
     /// Tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Alert targets: webhooks that receive failovers, degraded databases,
+    /// lost hosts, failed tasks (signed, retried, delivered at least once).
+    #[command(subcommand)]
+    AlertTarget(crate::alert_targets::AlertTargetCommand),
     /// Tell the product's story on a fresh local fleet, with timings.
     Demo(crate::demo::DemoArgs),
     /// Print the OpenAPI document.
@@ -222,10 +226,24 @@ pub enum DbCommand {
     },
     Show {
         name: String,
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         json: bool,
         #[arg(long)]
         show_password: bool,
+        /// Show it again every second (q or Ctrl-C to quit).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many refreshes.
+        #[arg(long, requires = "watch")]
+        iterations: Option<u32>,
+    },
+    /// A live view, refreshed every second: nodes, roles, lag, commit rate
+    /// (q or Ctrl-C to quit). The commit rate needs an admin token.
+    Top {
+        name: String,
+        /// Stop after this many refreshes.
+        #[arg(long)]
+        iterations: Option<u32>,
     },
     /// Print the connection URI (with password).
     Uri {
@@ -279,7 +297,8 @@ pub enum ReplicaCommand {
 pub enum TokenCommand {
     /// Create a token; it is printed once.
     Create {
-        #[arg(long, value_parser = ["admin", "viewer"])]
+        /// admin (everything), viewer (read) or metrics (scrape `/metrics` only).
+        #[arg(long, value_parser = ["admin", "viewer", "metrics"])]
         role: String,
         #[arg(long)]
         name: String,

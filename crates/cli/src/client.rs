@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 pub struct Client {
     base: String,
     token: String,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 /// An error answer from the API, or a transport failure.
@@ -64,7 +64,10 @@ pub fn http_client(ca_pem: Option<&str>, timeout: Duration) -> reqwest::Client {
 }
 
 impl Client {
-    async fn send<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T> {
         let response = request
             .bearer_auth(&self.token)
             .send()
@@ -102,7 +105,7 @@ impl Client {
     }
 
     /// For answers without a body (204): only the error case is decoded.
-    async fn send_no_content(&self, request: reqwest::RequestBuilder) -> Result<()> {
+    pub(crate) async fn send_no_content(&self, request: reqwest::RequestBuilder) -> Result<()> {
         let response = request
             .bearer_auth(&self.token)
             .send()
@@ -128,7 +131,7 @@ impl Client {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
     }
 

@@ -25,7 +25,7 @@ fn init_logs(default: &str) {
 
 const SERVICE_LOGS: &str = "info,hickory_server=warn,sqlx=warn,tokio_postgres=warn";
 
-fn client(cli: &Cli) -> anyhow::Result<Client> {
+pub(crate) fn client(cli: &Cli) -> anyhow::Result<Client> {
     let token = match &cli.token {
         Some(token) => token.clone(),
         None => {
@@ -51,7 +51,7 @@ fn client(cli: &Cli) -> anyhow::Result<Client> {
 
 /// `--api`; when it is left at its default, the API the local fleet in
 /// `--fleet-dir` recorded (a `--netns` fleet serves on its bridge's address).
-fn api_url(cli: &Cli) -> String {
+pub(crate) fn api_url(cli: &Cli) -> String {
     if cli.api == crate::cli::DEFAULT_API {
         if let Some(record) = crate::controlplane::load(&cli.fleet_dir) {
             return record.api;
@@ -61,7 +61,7 @@ fn api_url(cli: &Cli) -> String {
 }
 
 /// The fleet CA the CLI trusts: `PGFLEET_CA` (a file), else `FLEET_DIR/ca.crt`.
-fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
     if !api.starts_with("https://") {
         return Ok(None);
     }
@@ -75,7 +75,7 @@ fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -192,6 +192,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(command) => token(&cli, command).await?,
         Command::Host(command) => host(&cli, command).await?,
         Command::Task(command) => task(&cli, command).await?,
+        Command::AlertTarget(command) => crate::alert_targets::run(&cli, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -235,8 +236,19 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
         }
         DbCommand::Show {
             name,
+            json: false,
+            show_password,
+            watch: true,
+            iterations,
+        } => crate::top::watch_show(&client, name, *show_password, *iterations).await?,
+        DbCommand::Top { name, iterations } => {
+            crate::top::top(cli, &client, name, *iterations).await?
+        }
+        DbCommand::Show {
+            name,
             json,
             show_password,
+            ..
         } => {
             let view = client.database(name, *show_password).await?;
             if *json {

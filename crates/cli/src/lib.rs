@@ -2,6 +2,7 @@
 //! entry points. Also a library so tests and benchmarks reuse the client and
 //! the local-fleet kit.
 
+pub mod alert_targets;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -13,5 +14,6 @@ pub mod localfleet;
 pub mod metadata_pg;
 pub mod netns;
 pub mod output;
+pub mod top;
 pub mod up;
 pub mod workload;

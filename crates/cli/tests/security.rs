@@ -96,7 +96,8 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
                 "{method} {path}: API tokens are not agent credentials"
             );
         } else if method == "GET" {
-            let reveals = path.ends_with("/uri");
+            // Where alerts go is for admins only.
+            let reveals = path.ends_with("/uri") || path == "/api/v1/alert-targets";
             assert!(
                 if reveals {
                     status == 403

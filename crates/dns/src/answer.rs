@@ -40,6 +40,7 @@ pub fn respond_bytes(
         }
     };
     let response = respond(zone, &request)?;
+    zone.count_answer(response.response_code);
     if let Some(q) = response.queries.first() {
         tracing::debug!(
             %peer, ?transport, id = request.id, name = %q.name, qtype = %q.query_type,

@@ -9,12 +9,14 @@
 //! - [`zone`]: the record store shared between the control plane and the server;
 //! - [`answer`]: pure query → response logic (no I/O);
 //! - [`server`] / `tcp`: the UDP and TCP listeners;
+//! - `counts`: answers given, by response code (for metrics);
 //! - [`client`]: a tiny stub client used by tests, the CLI and benchmarks;
 //! - [`update`] / `key`: RFC 2136 dynamic updates signed with TSIG (the key file in
 //!   BIND's format), to feed the zone to an external authoritative server.
 
 pub mod answer;
 pub mod client;
+mod counts;
 mod key;
 pub mod server;
 mod tcp;

@@ -46,6 +46,7 @@ struct Shared {
     origin: Name,
     ttl: u32,
     data: RwLock<Arc<ZoneData>>,
+    answers: crate::counts::AnswerCounts,
 }
 
 impl ZoneHandle {
@@ -87,8 +88,19 @@ impl ZoneHandle {
                 origin,
                 ttl: ttl_secs,
                 data: RwLock::new(Arc::new(data)),
+                answers: Default::default(),
             }),
         })
+    }
+
+    /// Counts an answer given with `code`.
+    pub fn count_answer(&self, code: hickory_proto::op::ResponseCode) {
+        self.shared.answers.add(code);
+    }
+
+    /// Answers given since start, by response code.
+    pub fn answer_counts(&self) -> Vec<(&'static str, u64)> {
+        self.shared.answers.snapshot()
     }
 
     /// The zone name, lowercase and without trailing dot.

@@ -1,6 +1,7 @@
 //! API tokens and roles. Tokens are stored as SHA-256 hashes (never in
 //! clear); the first admin token is created at first start and written to
-//! `DATA_DIR/admin.token` (mode 0600). Viewers may read, not change. Agents
+//! `DATA_DIR/admin.token` (mode 0600). Viewers may read, not change; a
+//! `metrics` token may only scrape `/metrics` (`require_scrape`). Agents
 //! authenticate with host credentials (`host_identity`). Wrong tokens are
 //! logged (source and route, never the value) and lock their source out
 //! after a few (`attempts`).
@@ -28,6 +29,15 @@ use crate::state::AppState;
 pub enum Role {
     Admin,
     Viewer,
+    /// Scrape-only: `GET /metrics`, nothing else (no API route, no UI sign-in).
+    Metrics,
+}
+
+impl Role {
+    /// Whether a token of this role may use the API and the UI at all.
+    pub fn is_person(self) -> bool {
+        matches!(self, Role::Admin | Role::Viewer)
+    }
 }
 
 /// A token as stored: its hash, never the token.
@@ -119,8 +129,14 @@ impl Tokens {
         })
     }
 
-    /// The role of `token`, if it is a valid API token.
+    /// The role of `token`, if it is a valid token for the API and the UI
+    /// (admin or viewer). A `metrics` token is not: see [`Tokens::role_of`].
     pub fn verify(&self, token: &str) -> Option<Role> {
+        self.role_of(token).filter(|role| role.is_person())
+    }
+
+    /// The role of `token` whatever it is, `metrics` included.
+    pub fn role_of(&self, token: &str) -> Option<Role> {
         let digest = hash(token);
         let tokens = self.tokens.read().expect("tokens lock");
         tokens
@@ -210,7 +226,7 @@ pub async fn require_token(
         return attempts::too_many_attempts(locked_for);
     }
     let presented = bearer(&request);
-    let Some(role) = presented.and_then(|t| state.tokens.verify(t)) else {
+    let Some(role) = presented.and_then(|t| state.tokens.role_of(t)) else {
         if presented.is_some() {
             let lockout = state.attempts.failed(source, now);
             tracing::warn!(
@@ -222,6 +238,9 @@ pub async fn require_token(
         }
         return ApiError::unauthorized().into_response();
     };
+    if !role.is_person() {
+        return ApiError::forbidden("metrics tokens can only scrape /metrics").into_response();
+    }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if role == Role::Viewer && !reads {
         return ApiError::forbidden("viewer tokens can only read").into_response();
@@ -235,6 +254,29 @@ pub async fn require_token(
         return ApiError::forbidden("passwords are shown to admin tokens only").into_response();
     }
     request.extensions_mut().insert(role);
+    next.run(request).await
+}
+
+/// `GET /metrics`: any valid token (admin, viewer or metrics), with the
+/// same lockout of sources that send wrong tokens as the API.
+pub async fn require_scrape(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let source = attempts::SourceAddress::of(request.extensions()).0;
+    let now = std::time::Instant::now();
+    if let Some(locked_for) = state.attempts.locked_for(source, now) {
+        return attempts::too_many_attempts(locked_for);
+    }
+    let presented = bearer(&request);
+    if presented.and_then(|t| state.tokens.role_of(t)).is_none() {
+        if presented.is_some() {
+            let lockout = state.attempts.failed(source, now);
+            tracing::warn!(%source, route = "/metrics", locked_out_secs = lockout.map(|d| d.as_secs()), "metrics token refused");
+        }
+        return ApiError::unauthorized().into_response();
+    }
     next.run(request).await
 }
 

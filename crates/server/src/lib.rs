@@ -3,19 +3,23 @@
 //!
 //! Loops it runs: the HTTP server, the DNS server, the task engine
 //! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), with
-//! `--dns-update` the RFC 2136 publisher (`dns_sync::rfc2136::run`), and the
-//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
+//! `--dns-update` the RFC 2136 publisher (`dns_sync::rfc2136::run`), the
+//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`),
+//! the monitor replacer (`monitor_replacer::run`) and the alert loops
+//! (`alerts`: the watcher and the webhook delivery).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
 
 pub mod actions;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
 pub mod host_identity;
+pub mod metrics;
 pub mod monitor_replacer;
 pub mod observed;
 pub mod openapi;
@@ -68,6 +72,7 @@ pub async fn start(
                 pgfleet_store::redacted(&config.store_url)
             )
         })?;
+    let store = metrics::store::TimedStore::wrap(store);
     let tokens = auth::Tokens::load_or_create(store.as_ref(), &config.data_dir).await?;
     let zone = pgfleet_dns::ZoneHandle::new(&config.zone, config.dns_ttl_secs);
     let ca = tls::FleetCa::load_or_create(store.as_ref(), &config.data_dir, &config.ca).await?;
@@ -122,6 +127,14 @@ pub async fn start(
     )));
 
     handles.push(tokio::spawn(monitor_replacer::run(
+        state.clone(),
+        cancel.clone(),
+    )));
+    handles.push(tokio::spawn(alerts::run_delivery(
+        state.clone(),
+        cancel.clone(),
+    )));
+    handles.push(tokio::spawn(alerts::run_watch(
         state.clone(),
         cancel.clone(),
     )));

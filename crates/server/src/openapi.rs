@@ -87,6 +87,11 @@ impl Modify for LockoutAnswer {
         api::tokens::revoke,
         api::agents::heartbeat,
         api::agents::primary_changed,
+        crate::metrics::scrape,
+        crate::alerts::api::list,
+        crate::alerts::api::create,
+        crate::alerts::api::test,
+        crate::alerts::api::delete,
     ),
     modifiers(&TokenAuth, &LockoutAnswer)
 )]

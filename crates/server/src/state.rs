@@ -51,6 +51,10 @@ pub struct Inner {
     pub pg_certificates: Mutex<std::collections::HashMap<String, String>>,
     /// Failed token checks and sign-ins per source address (lockout).
     pub attempts: crate::auth::attempts::FailedAttempts,
+    /// The control plane's own instruments (`/metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// Alert targets' outbox lock and the delivery loop's wakeup.
+    pub alerts: crate::alerts::Alerts,
 }
 
 impl std::ops::Deref for AppState {
@@ -102,6 +106,8 @@ impl AppState {
                 client_fingerprint,
                 pg_certificates: Mutex::new(Default::default()),
                 attempts: Default::default(),
+                metrics: Default::default(),
+                alerts: Default::default(),
             }),
         })
     }

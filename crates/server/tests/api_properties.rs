@@ -278,7 +278,7 @@ proptest! {
     #[test]
     fn unknown_fields_are_refused(
         token_name in name(),
-        role in prop::sample::select(vec!["admin", "viewer"]),
+        role in prop::sample::select(vec!["admin", "viewer", "metrics"]),
         ttl in any::<u64>(),
         join_token in any::<String>(),
         key in any::<String>(),
@@ -294,10 +294,10 @@ proptest! {
         )?;
     }
 
-    /// A token role is exactly `admin` or `viewer`.
+    /// A token role is exactly `admin`, `viewer` or `metrics`.
     #[test]
-    fn roles_are_admin_or_viewer(role in prop_oneof![any::<String>(), "[a-zA-Z]{0,8}"]) {
+    fn roles_are_admin_viewer_or_metrics(role in prop_oneof![any::<String>(), "[a-zA-Z]{0,8}", prop::sample::select(vec!["metrics".to_string(), "Metrics".to_string()])]) {
         let parsed = serde_json::from_value::<CreateTokenRequest>(serde_json::json!({"name": "t", "role": role}));
-        prop_assert_eq!(parsed.is_ok(), role == "admin" || role == "viewer");
+        prop_assert_eq!(parsed.is_ok(), role == "admin" || role == "viewer" || role == "metrics");
     }
 }

@@ -1,4 +1,6 @@
-//! Secrets at rest: databases' passwords and monitor tokens are sealed
+//! Secrets at rest: databases' passwords and monitor tokens, and settings
+//! kept under a key that starts with [`SECRET_META_PREFIX`] (alert targets'
+//! webhook addresses and signing secrets), are sealed
 //! (ChaCha20-Poly1305, from `ring`) before they reach either store, with a
 //! key kept outside it in `DATA_DIR/secrets.key` (0600), like the CA key.
 //!
@@ -21,6 +23,10 @@ use crate::{EventDoc, Result, Store, StoreError};
 /// Prefix of a sealed value: `sealed:v1:` + base64(nonce ‖ ciphertext ‖ tag).
 const PREFIX: &str = "sealed:v1:";
 const KEY_LEN: usize = 32;
+
+/// Settings (`put_meta`) under keys that start with this are sealed, bound
+/// to their key.
+pub const SECRET_META_PREFIX: &str = "secret/";
 
 /// Whether `value` is sealed (generated passwords and tokens are URL-safe
 /// characters, never this prefix).
@@ -297,9 +303,24 @@ impl Store for SealedStore {
         self.inner.list_events(db).await
     }
     async fn get_meta(&self, key: &str) -> Result<Option<String>> {
-        self.inner.get_meta(key).await
+        let Some(value) = self.inner.get_meta(key).await? else {
+            return Ok(None);
+        };
+        if !key.starts_with(SECRET_META_PREFIX) || value.is_empty() {
+            return Ok(Some(value));
+        }
+        let clear = self
+            .key
+            .open(key, &value)
+            .ok_or_else(|| StoreError::Unsealable {
+                record: key.to_string(),
+            })?;
+        Ok(Some(clear))
     }
     async fn put_meta(&self, key: &str, value: &str) -> Result<()> {
+        if key.starts_with(SECRET_META_PREFIX) && !value.is_empty() {
+            return self.inner.put_meta(key, &self.key.seal(key, value)).await;
+        }
         self.inner.put_meta(key, value).await
     }
 }
@@ -422,5 +443,39 @@ mod tests {
         let error = open_sealed(&url, &key_path).await.err().unwrap();
         assert!(matches!(error, StoreError::MissingSecretsKey(_)), "{error}");
         assert!(!key_path.exists());
+    }
+}
+
+#[cfg(test)]
+mod meta_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn secret_settings_are_sealed_and_others_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("m.db").display());
+        let store = open_sealed(&url, &key_path(dir.path())).await.unwrap();
+        let secret_key = format!("{SECRET_META_PREFIX}alert_target/pager");
+        store.put_meta(&secret_key, "hook-secret").await.unwrap();
+        store.put_meta("plain", "visible").await.unwrap();
+        assert_eq!(
+            store.get_meta(&secret_key).await.unwrap().as_deref(),
+            Some("hook-secret")
+        );
+        let raw = crate::open(&url).await.unwrap();
+        let stored = raw.get_meta(&secret_key).await.unwrap().unwrap();
+        assert!(
+            is_sealed(&stored) && !stored.contains("hook-secret"),
+            "{stored}"
+        );
+        assert_eq!(
+            raw.get_meta("plain").await.unwrap().as_deref(),
+            Some("visible")
+        );
+        // A sealed value moved to another key does not open.
+        raw.put_meta("secret/alert_target/other", &stored)
+            .await
+            .unwrap();
+        assert!(store.get_meta("secret/alert_target/other").await.is_err());
     }
 }

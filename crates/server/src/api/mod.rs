@@ -50,6 +50,12 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/{id}", get(tasks::show))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", delete(tokens::revoke))
+        .route(
+            "/alert-targets",
+            get(crate::alerts::api::list).post(crate::alerts::api::create),
+        )
+        .route("/alert-targets/{name}", delete(crate::alerts::api::delete))
+        .route("/alert-targets/{name}/test", post(crate::alerts::api::test))
         .route_layer(from_fn_with_state(
             state.clone(),
             crate::auth::require_token,
@@ -71,12 +77,23 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/agents/join", post(agent_identity::join))
         .route("/openapi.json", get(openapi_json));
+    let metrics = Router::new()
+        .route("/metrics", get(crate::metrics::scrape))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            crate::auth::require_scrape,
+        ));
     Router::new()
         .nest(
             "/api/v1",
             admin.merge(agent).merge(agent_credential).merge(open),
         )
+        .merge(metrics)
         .merge(crate::ui::router(state.clone()))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::metrics::http::time_requests,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(from_fn_with_state(state.clone(), headers::security_headers))
         .with_state(state)

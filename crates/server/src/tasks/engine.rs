@@ -90,6 +90,11 @@ async fn execute(state: AppState, mut task: Task) {
             run.task.state = TaskState::Failed;
             run.task.error = Some(message.clone());
             run.task.message = Some(message.clone());
+            crate::alerts::raise(
+                &state,
+                crate::alerts::Alert::task_failed(&run.task, &message),
+            )
+            .await;
             let cleanup = match entry.on_failure {
                 Some(on_failure) => on_failure(&run, &message).await,
                 None => Ok(()),
@@ -100,6 +105,12 @@ async fn execute(state: AppState, mut task: Task) {
         }
     }
     run.task.finished_at_ms = Some(now_ms());
+    let started_ms = run.task.started_at_ms.unwrap_or(run.task.created_at_ms);
+    state.metrics.task_finished(
+        run.task.kind,
+        run.task.state == TaskState::Succeeded,
+        (now_ms() - started_ms).max(0) as f64 / 1000.0,
+    );
     if let Err(error) = run.save().await {
         tracing::error!(task_id = run.task.id, error = %error_chain(&error), "cannot store task result");
     }

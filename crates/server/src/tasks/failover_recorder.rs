@@ -82,6 +82,11 @@ pub async fn record_primary_change(
         "new_primary_lsn": change.new_lsn,
     });
     state.store.insert_event(&change.db, &event).await?;
+    crate::alerts::raise(
+        state,
+        crate::alerts::Alert::primary_changed(change, old_primary.as_deref(), event.clone()),
+    )
+    .await;
     // A user's switchover already has its PromoteReplica task.
     let running = state.store.unfinished_tasks().await?;
     if let Some(task) = running

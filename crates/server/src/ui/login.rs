@@ -128,6 +128,21 @@ pub async fn submit(
         return page;
     }
     let token = form.token.trim();
+    if state
+        .tokens
+        .role_of(token)
+        .is_some_and(|role| !role.is_person())
+    {
+        return login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &form.next,
+            Some(
+                "A metrics token can only scrape /metrics: sign in with an admin or viewer token."
+                    .into(),
+            ),
+        );
+    }
     let Some(role) = state.tokens.verify(token) else {
         let lockout = (!token.is_empty())
             .then(|| state.attempts.failed(source, now))

@@ -466,3 +466,36 @@ async fn a_database_being_created_offers_no_replica_and_the_api_refuses_with_the
         .expect("the reason is shown");
     assert!(shown.contains("is creating, not online"), "{shown}");
 }
+
+#[tokio::test]
+async fn a_metrics_token_opens_no_ui_session_but_scrapes() {
+    let ui = start().await;
+    let scrape_token = ui
+        .state
+        .tokens
+        .create(
+            ui.state.store.as_ref(),
+            "scraper",
+            crate::auth::Role::Metrics,
+        )
+        .await
+        .expect("token made");
+    let refused = ui.sign_in(&scrape_token).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(set_cookie(&refused, "pgfleet_session").is_none());
+    let page = refused.text().await.expect("body");
+    assert!(page.contains("metrics token can only scrape"), "{page}");
+    let scraped = ui
+        .client
+        .get(format!("{}/metrics", ui.base))
+        .bearer_auth(&scrape_token)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(scraped.status(), StatusCode::OK);
+    assert!(scraped
+        .text()
+        .await
+        .expect("body")
+        .contains("# TYPE pgfleet_dns_answers_total counter"));
+}

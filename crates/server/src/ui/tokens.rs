@@ -47,6 +47,7 @@ fn role_text(role: Role) -> &'static str {
     match role {
         Role::Admin => "admin",
         Role::Viewer => "viewer",
+        Role::Metrics => "metrics",
     }
 }
 
@@ -108,8 +109,9 @@ pub async fn create(
     let role = match form.role.as_str() {
         "admin" => Ok(Role::Admin),
         "viewer" => Ok(Role::Viewer),
+        "metrics" => Ok(Role::Metrics),
         other => Err(ApiError::bad_request(format!(
-            "invalid role {other:?}: choose admin or viewer"
+            "invalid role {other:?}: choose admin, viewer or metrics"
         ))),
     };
     let created = match role {
