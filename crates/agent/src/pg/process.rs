@@ -98,6 +98,19 @@ pub fn remove_socket_dir(paths: &InstancePaths) {
     let _ = std::fs::remove_dir_all(&paths.socket_dir);
 }
 
+/// What every cluster pgfleet makes has (the template too): the `pgfleet`
+/// superuser, data checksums, UTF-8, the C.UTF-8 locale; synced once after.
+pub(super) const INITDB_ARGS: [&str; 8] = [
+    "-U",
+    "pgfleet",
+    "-k",
+    "-E",
+    "UTF8",
+    "--locale=C.UTF-8",
+    "--no-sync",
+    "--no-instructions",
+];
+
 pub async fn initdb(
     bin: &PgBin,
     user: &PgUser,
@@ -112,18 +125,8 @@ pub async fn initdb(
     command
         .arg("-D")
         .arg(&paths.data)
-        .args([
-            "-U",
-            "pgfleet",
-            "-A",
-            "scram-sha-256",
-            "-k",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-            "--no-instructions",
-        ])
+        .args(INITDB_ARGS)
+        .args(["-A", "scram-sha-256"])
         .arg(format!("--pwfile={}", pwfile.display()));
     let result = run_tool(command, "initdb").await;
     let _ = std::fs::remove_file(&pwfile);

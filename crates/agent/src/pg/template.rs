@@ -19,7 +19,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::bin::PgBin;
-use super::process::{prepare_dirs, run_tool, sync_filesystem, InstancePaths};
+use super::process::{prepare_dirs, run_tool, sync_filesystem, InstancePaths, INITDB_ARGS};
 use super::user::PgUser;
 
 /// One template is made at a time (agents are one process per host).
@@ -73,20 +73,13 @@ async fn ensure(bin: &PgBin, host_dir: &Path, user: &PgUser) -> anyhow::Result<P
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     user.own(&dir)?;
     let mut command = user.command(&bin.tool("initdb"));
-    command.arg("-D").arg(dir.join("data")).args([
-        "-U",
-        "pgfleet",
-        // The template never runs; every copy's pg_hba.conf is written
-        // before its first start.
-        "-A",
-        "trust",
-        "-k",
-        "-E",
-        "UTF8",
-        "--locale=C.UTF-8",
-        "--no-sync",
-        "--no-instructions",
-    ]);
+    // The template never runs: every copy's pg_hba.conf is written before
+    // its first start, so its own authentication does not matter.
+    command
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(INITDB_ARGS)
+        .args(["-A", "trust"]);
     run_tool(command, "initdb (template)").await?;
     pgfleet_tls::write_durable(&marker, version.as_bytes())?;
     tracing::info!(template = %dir.display(), "initdb template made");
