@@ -339,7 +339,9 @@ pub enum HostCommand {
         #[arg(long, default_value_t = 3600)]
         ttl: u64,
     },
-    /// Remove a host that carries no node; its identity is revoked.
+    /// Remove a host that carries no node; its identity is revoked. A
+    /// monitor on it is moved to another host first (the refusal names the
+    /// task; remove again once it finished).
     Remove { host: String },
     /// SIGKILL the host's agent and PostgreSQL servers (power loss).
     Kill { host: String },

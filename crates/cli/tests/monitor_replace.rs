@@ -313,3 +313,27 @@ async fn with_no_eligible_host_the_replacement_fails_and_the_view_says_why() {
         .count();
     assert_eq!(failures, 1, "{events:?}");
 }
+
+/// Removing the host that carries the monitor moves the monitor first: the
+/// removal is refused with the task that moves it, and accepted once that
+/// finished; the database stays highly available on the other hosts.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_monitors_host_moves_the_monitor_first() {
+    let fleet = fleet(5);
+    let nodes = ha_database(&fleet).await;
+    let monitor = role(&nodes, NodeRole::Monitor);
+    let refused = fleet.cli(&["host", "remove", &monitor.host]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("moving it to another host (task"), "{said}");
+    let task = replace_task(&fleet, TaskState::Succeeded).await;
+    assert!(task.error.is_none(), "{task:?}");
+    let settled = wait_ha_settled(&fleet, DB, Duration::from_secs(60)).await;
+    let view = fleet.client().database(DB, false).await.unwrap();
+    let moved = role(&view.nodes, NodeRole::Monitor);
+    assert_ne!(moved.host, monitor.host, "the monitor moved");
+    assert!(!settled.is_empty());
+    fleet.cli_ok(&["host", "remove", &monitor.host]);
+    let hosts = fleet.client().hosts().await.unwrap();
+    assert!(hosts.iter().all(|h| h.name != monitor.host), "{hosts:?}");
+}

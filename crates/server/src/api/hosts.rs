@@ -120,7 +120,8 @@ pub async fn create_join_token(
 }
 
 /// Removes a host that carries no node: its credential is forgotten, so it
-/// cannot come back with its old identity.
+/// cannot come back with its old identity. A live monitor on it is moved
+/// first (409 naming the `ReplaceMonitor` task).
 #[utoipa::path(delete, path = "/api/v1/hosts/{name}", params(("name" = String, Path)),
     responses((status = 204), (status = 404, body = pgfleet_core::api::ErrorBody), (status = 409, body = pgfleet_core::api::ErrorBody)), security(("token" = [])))]
 pub async fn remove(
@@ -138,6 +139,9 @@ pub async fn remove(
     };
     for db in &databases {
         if let Some(node) = db.nodes.iter().find(|n| n.host == name && !retired(n)) {
+            if node.role == pgfleet_core::NodeRole::Monitor {
+                return Err(move_monitor(&state, db, node).await?);
+            }
             return Err(ApiError::conflict(format!(
                 "host {name:?} carries node {} of {}: move or delete it first",
                 node.name, db.name
@@ -160,4 +164,40 @@ pub async fn remove(
     }
     tracing::info!(host = %name, "host removed");
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A host being removed carries a database's monitor: a `ReplaceMonitor`
+/// task moves it to another host (the answer says which task; the removal
+/// is asked again once it finished).
+async fn move_monitor(
+    state: &AppState,
+    db: &pgfleet_core::Database,
+    monitor: &pgfleet_core::Node,
+) -> Result<ApiError, ApiError> {
+    use crate::tasks::params::{ReplaceMonitor, TaskParams};
+    let params = TaskParams::ReplaceMonitor(ReplaceMonitor {
+        old_node: monitor.name.clone(),
+        old_host: monitor.host.clone(),
+        reason: format!("host {} is being removed", monitor.host),
+        new_node: None,
+        new_host: None,
+    });
+    let said = match crate::tasks::submit_if_idle(state, &params, &db.name).await? {
+        pgfleet_store::Submission::Queued(task) => {
+            tracing::warn!(db = %db.name, monitor = %monitor.name, host = %monitor.host, task_id = task.id, "moving the monitor off a host being removed");
+            format!(
+                "it carries the monitor of {}: moving it to another host (task {}); remove the host again once that task finished",
+                db.name, task.id
+            )
+        }
+        pgfleet_store::Submission::Busy(task) => format!(
+            "it carries the monitor of {}, which is busy with task {} ({:?}); try again when it finished",
+            db.name, task.id, task.kind
+        ),
+        pgfleet_store::Submission::NoDatabase => format!("it carries a monitor of {}", db.name),
+    };
+    Ok(ApiError::conflict(format!(
+        "host {:?} cannot be removed yet: {said}",
+        monitor.host
+    )))
 }
