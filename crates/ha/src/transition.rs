@@ -153,6 +153,7 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
             // (the ones `finish` makes its sync standbys) confirm every commit,
             // so nothing it acknowledges before `finish` is on it alone.
             let sync = promote_sync(st, &tr, &candidate, cfg);
+            let followers = sync.standbys.clone();
             assign_full(
                 st,
                 &candidate,
@@ -162,6 +163,18 @@ pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Act
                 vec![],
                 actions,
             );
+            // Its synchronous standbys follow it from now (cascading until
+            // the promotion ends, then on its new timeline), so its first
+            // commits are confirmed without waiting for `finish`.
+            for name in followers {
+                assign(
+                    st,
+                    &name,
+                    NodeState::Secondary,
+                    Some(candidate.clone()),
+                    actions,
+                );
+            }
             tr.waiting_on = vec![candidate.clone()];
             tr.phase = Phase::Promoting { candidate };
             st.transition = Some(tr);

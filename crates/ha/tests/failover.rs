@@ -332,6 +332,22 @@ fn the_candidate_is_promoted_under_a_synchronous_setting() {
         .expect("n2 was assigned promote");
     assert_eq!(promote.sync_standbys, names(&["n1"]));
     assert_eq!(promote.sync_quorum, 1);
+    // Its standby follows it from the promote assignment on (cascading until
+    // the promotion ends), not only once the failover finished.
+    let follow = sim
+        .log
+        .iter()
+        .position(|a| {
+            matches!(a, Action::Assign(a) if a.node == "n1" && a.state == Secondary
+                && a.primary.as_deref() == Some("n2") && a.generation > promote.generation)
+        })
+        .expect("n1 follows n2");
+    let primary = sim
+        .log
+        .iter()
+        .position(|a| matches!(a, Action::Assign(a) if a.node == "n2" && a.state == Primary))
+        .expect("n2 primary");
+    assert!(follow < primary, "n1 was pointed at n2 only at finish");
     // Once primary, a failover away from it still counts the setting it was
     // promoted under until it confirmed a newer one.
     assert_eq!(sim.state.primary.as_deref(), Some("n2"));

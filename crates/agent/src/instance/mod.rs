@@ -504,6 +504,9 @@ impl Actor {
         }
         if matches!(mode, Mode::Primary { .. }) && in_recovery {
             tracing::info!(db = %spec.db, node = %spec.node, "promoting");
+            // The other standbys are pointed at it with its promotion: their
+            // slots exist before it ends, so they stream at once.
+            observe::sync_peer_slots(&client, spec).await?;
             client.batch_execute("SELECT pg_promote(true, 30)").await?;
             std::fs::write(self.paths.root.join("role"), "primary")?;
             // Puts the new timeline into the control file soon (pg_rewind of the

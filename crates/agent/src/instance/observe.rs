@@ -18,14 +18,7 @@ impl Actor {
         };
         let obs = sql::observe(client).await?;
         if !obs.in_recovery {
-            let wanted: Vec<String> = spec
-                .peers
-                .iter()
-                .filter(|p| p.node != spec.node)
-                .map(|p| slot_name(&p.node))
-                .collect();
-            let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
-            sql::sync_slots(client, &wanted, &managed).await?;
+            sync_peer_slots(client, spec).await?;
             if obs.standbys.iter().any(|s| s.state == "streaming") {
                 self.fence.standby_streams(Instant::now());
             }
@@ -55,4 +48,21 @@ impl Actor {
             .map(|a| crate::keeper::state_name(a.state));
         Ok(())
     }
+}
+
+/// Keeps a slot for every other data node of the database (and drops slots
+/// of nodes that left, when unused). On a primary, and on a standby about to
+/// be promoted (standbys may follow it before its promotion ends).
+pub(super) async fn sync_peer_slots(
+    client: &tokio_postgres::Client,
+    spec: &InstanceSpec,
+) -> anyhow::Result<()> {
+    let wanted: Vec<String> = spec
+        .peers
+        .iter()
+        .filter(|p| p.node != spec.node)
+        .map(|p| slot_name(&p.node))
+        .collect();
+    let managed: Vec<String> = spec.peers.iter().map(|p| slot_name(&p.node)).collect();
+    sql::sync_slots(client, &wanted, &managed).await
 }

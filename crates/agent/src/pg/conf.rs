@@ -56,7 +56,9 @@ pub fn render(settings: &ServerSettings) -> String {
     // failover needs both the monitor and the standbys to have lost it.
     put("wal_receiver_timeout", "2s".into());
     put("wal_receiver_status_interval", "1s".into());
-    put("wal_retrieve_retry_interval", "500ms".into());
+    // A standby pointed at a new primary retries soon when its first try
+    // comes before the slot or the promotion (one wasted try costs this).
+    put("wal_retrieve_retry_interval", "200ms".into());
     put("recovery_target_timeline", "latest".into());
     put(
         "synchronous_standby_names",
