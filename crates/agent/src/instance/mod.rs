@@ -506,7 +506,11 @@ impl Actor {
             tracing::info!(db = %spec.db, node = %spec.node, "promoting");
             // The other standbys are pointed at it with its promotion: their
             // slots exist before it ends, so they stream at once.
-            observe::sync_peer_slots(&client, spec).await?;
+            // Never at the cost of the promotion: a standby without its slot
+            // retries until the new primary's first observation makes it.
+            if let Err(error) = observe::sync_peer_slots(&client, spec).await {
+                tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot make the standbys' slots before promoting");
+            }
             client.batch_execute("SELECT pg_promote(true, 30)").await?;
             std::fs::write(self.paths.root.join("role"), "primary")?;
             // Puts the new timeline into the control file soon (pg_rewind of the
