@@ -2,6 +2,7 @@
 //! entry points. Also a library so tests and benchmarks reuse the client and
 //! the local-fleet kit.
 
+pub mod backup_commands;
 pub mod cli;
 pub mod client;
 pub mod commands;

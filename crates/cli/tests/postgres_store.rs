@@ -29,6 +29,7 @@ fn database(name: &str) -> Database {
         nodes: vec![],
         error: None,
         ha_generation: 0,
+        backup: Default::default(),
     }
 }
 

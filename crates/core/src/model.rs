@@ -138,6 +138,9 @@ pub struct Database {
     /// stale pushes from the monitor).
     #[serde(default)]
     pub ha_generation: u64,
+    /// Backup policy, the backup asked for, the restore that makes it.
+    #[serde(default, skip_serializing_if = "crate::backup::BackupIntent::is_empty")]
+    pub backup: crate::backup::BackupIntent,
 }
 
 impl Database {
@@ -201,6 +204,10 @@ pub enum TaskKind {
     DeleteReplica,
     PromoteReplica,
     SetMaintenance,
+    /// A pgBackRest backup (on demand or scheduled).
+    Backup,
+    /// A new database made from another one's backups.
+    RestoreDatabase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -227,6 +227,8 @@ fn instance_spec() -> BoxedStrategy<InstanceSpec> {
                 tls,
                 peers,
                 generation,
+                backup: None,
+                restore: None,
             },
         )
         .boxed()
@@ -293,6 +295,7 @@ fn instance_observed() -> BoxedStrategy<InstanceObserved> {
                 sync_standby_names,
                 ha_state,
                 generation,
+                backup: None,
             },
         )
         .boxed()

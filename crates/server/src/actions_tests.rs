@@ -49,6 +49,7 @@ fn database(status: DbStatus, nodes: Vec<Node>) -> Database {
         nodes,
         error: None,
         ha_generation: 0,
+        backup: Default::default(),
     }
 }
 
@@ -90,6 +91,7 @@ fn running(name: &str, primary: bool, ha_state: Option<&str>) -> InstanceObserve
         sync_standby_names: primary.then(|| "ANY 1 (r1, r2)".into()),
         ha_state: ha_state.map(str::to_string),
         generation: 1,
+        backup: None,
     }
 }
 

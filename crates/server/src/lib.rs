@@ -4,7 +4,9 @@
 //! Loops it runs: the HTTP server, the DNS server, the task engine
 //! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), with
 //! `--dns-update` the RFC 2136 publisher (`dns_sync::rfc2136::run`), and the
-//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`).
+//! expiry of hosts that joined but never beat (`api::hosts::expire_joined`),
+//! and the backup loop (`backup::schedule::run`: scheduled backups, archive
+//! failure events).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
@@ -12,6 +14,7 @@
 pub mod actions;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
@@ -119,6 +122,10 @@ pub async fn start(
         cancel.clone(),
     )));
 
+    handles.push(tokio::spawn(backup::schedule::run(
+        state.clone(),
+        cancel.clone(),
+    )));
     handles.push(tokio::spawn(expire_joined_hosts(
         state.clone(),
         cancel.clone(),

@@ -88,6 +88,8 @@ pub fn host_intent(
                 peers: data_peers(db, hosts),
                 tls: None,
                 generation: db.generation,
+                backup: crate::backup::instance_backup_spec(db, node),
+                restore: crate::backup::instance_restore_spec(db, node),
             });
         }
     }

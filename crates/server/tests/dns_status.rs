@@ -150,6 +150,7 @@ fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
         }],
         error: None,
         ha_generation: 0,
+        backup: Default::default(),
     }
 }
 

@@ -76,6 +76,7 @@ fn database_on_a_silent_host(name: &str) -> Database {
         }],
         error: None,
         ha_generation: 0,
+        backup: Default::default(),
     }
 }
 

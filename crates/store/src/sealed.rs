@@ -325,6 +325,7 @@ mod tests {
             nodes: vec![],
             error: None,
             ha_generation: 0,
+            backup: Default::default(),
         }
     }
 

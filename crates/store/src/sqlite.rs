@@ -75,6 +75,7 @@ mod tests {
             nodes: vec![],
             error: None,
             ha_generation: 0,
+            backup: Default::default(),
         }
     }
 

@@ -40,6 +40,7 @@ fn database(name: &str, primary_address: &str) -> Database {
         }],
         error: None,
         ha_generation: 0,
+        backup: Default::default(),
     }
 }
 

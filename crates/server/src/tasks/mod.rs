@@ -5,6 +5,7 @@
 //! type in `params`. `failover_recorder` is not a task kind: it records the
 //! primary changes monitors push, as finished `PromoteReplica` tasks.
 
+pub mod backup;
 pub mod create_database;
 pub mod create_replica;
 pub mod delete_database;
@@ -13,6 +14,7 @@ pub mod engine;
 pub mod failover_recorder;
 pub mod maintenance;
 pub mod params;
+pub mod restore;
 pub mod switchover;
 pub mod wait;
 
@@ -69,7 +71,7 @@ macro_rules! cleanup_fn {
 }
 
 /// Every task kind: its steps, how it runs, how a failure is cleaned up.
-pub static TASK_KINDS: [TaskKindEntry; 6] = [
+pub static TASK_KINDS: [TaskKindEntry; 8] = [
     TaskKindEntry {
         kind: TaskKind::CreateDatabase,
         steps: &[
@@ -125,6 +127,18 @@ pub static TASK_KINDS: [TaskKindEntry; 6] = [
         ],
         run: run_fn!(maintenance::run),
         on_failure: None,
+    },
+    TaskKindEntry {
+        kind: TaskKind::Backup,
+        steps: backup::STEPS,
+        run: run_fn!(backup::run),
+        on_failure: cleanup_fn!(backup::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::RestoreDatabase,
+        steps: restore::STEPS,
+        run: run_fn!(restore::run),
+        on_failure: cleanup_fn!(create_database::on_failure),
     },
 ];
 
@@ -257,6 +271,8 @@ mod kind_table_tests {
             TaskKind::DeleteReplica,
             TaskKind::PromoteReplica,
             TaskKind::SetMaintenance,
+            TaskKind::Backup,
+            TaskKind::RestoreDatabase,
         ];
         for kind in kinds {
             let entries = TASK_KINDS.iter().filter(|e| e.kind == kind).count();

@@ -62,6 +62,22 @@ pub struct SetMaintenance {
     pub on: bool,
 }
 
+/// `Backup`: pgBackRest's backup type (`full`, `diff`, `incr`); whether the
+/// schedule asked for it. The task stores the node it chose once it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backup {
+    pub kind: String,
+    #[serde(default)]
+    pub scheduled: bool,
+}
+
+/// `RestoreDatabase`: the database whose backups are restored and the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreDatabase {
+    pub source: String,
+    pub target: pgfleet_core::backup::RestoreTarget,
+}
+
 /// A task's parameters; the variant is the task's kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskParams {
@@ -71,6 +87,8 @@ pub enum TaskParams {
     DeleteReplica(DeleteReplica),
     PromoteReplica(PromoteReplica),
     SetMaintenance(SetMaintenance),
+    Backup(Backup),
+    RestoreDatabase(RestoreDatabase),
 }
 
 /// Why a stored task's parameters do not fit its kind.
@@ -92,6 +110,8 @@ impl TaskParams {
             TaskParams::DeleteReplica(_) => TaskKind::DeleteReplica,
             TaskParams::PromoteReplica(_) => TaskKind::PromoteReplica,
             TaskParams::SetMaintenance(_) => TaskKind::SetMaintenance,
+            TaskParams::Backup(_) => TaskKind::Backup,
+            TaskParams::RestoreDatabase(_) => TaskKind::RestoreDatabase,
         }
     }
 
@@ -104,6 +124,8 @@ impl TaskParams {
             TaskParams::DeleteReplica(p) => serde_json::to_value(p),
             TaskParams::PromoteReplica(p) => serde_json::to_value(p),
             TaskParams::SetMaintenance(p) => serde_json::to_value(p),
+            TaskParams::Backup(p) => serde_json::to_value(p),
+            TaskParams::RestoreDatabase(p) => serde_json::to_value(p),
         };
         value.expect("task parameters serialize")
     }
@@ -118,6 +140,8 @@ impl TaskParams {
             TaskKind::DeleteReplica => serde_json::from_value(params).map(Self::DeleteReplica),
             TaskKind::PromoteReplica => serde_json::from_value(params).map(Self::PromoteReplica),
             TaskKind::SetMaintenance => serde_json::from_value(params).map(Self::SetMaintenance),
+            TaskKind::Backup => serde_json::from_value(params).map(Self::Backup),
+            TaskKind::RestoreDatabase => serde_json::from_value(params).map(Self::RestoreDatabase),
         };
         parsed.map_err(|source| BadParams {
             id: task.id,
@@ -134,7 +158,10 @@ impl TaskParams {
             TaskParams::DeleteReplica(p) => Some(&p.node),
             TaskParams::SetMaintenance(p) => Some(&p.node),
             TaskParams::PromoteReplica(p) => p.node.as_deref().or(p.new_primary.as_deref()),
-            TaskParams::CreateDatabase(_) | TaskParams::DeleteDatabase(_) => None,
+            TaskParams::CreateDatabase(_)
+            | TaskParams::DeleteDatabase(_)
+            | TaskParams::Backup(_)
+            | TaskParams::RestoreDatabase(_) => None,
         }
     }
 }

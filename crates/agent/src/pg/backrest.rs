@@ -1,0 +1,348 @@
+//! pgBackRest for one node: the config file pgfleet writes in the node's
+//! folder (`<node>/pgbackrest.conf`, 0600, owned by the database's OS
+//! user; with its log, lock and spool folders in `<node>/pgbackrest/`), the
+//! password file its connections use (`<node>/pgbackrest/pgpass`, 0600),
+//! the archive settings of `pgfleet.conf`, and the commands the agent runs
+//! as the database's OS user: `stanza-create`, `backup` (from a standby
+//! with `--backup-standby`), `info --output=json`, `restore`. The
+//! repository is `<location>/<stanza>`, a folder private to that user.
+
+use std::path::{Path, PathBuf};
+
+use pgfleet_core::backup::{BackupSpec, PgLocation, RestoreSpec, RestoreTarget};
+
+use super::process::{run_tool, InstancePaths};
+use super::user::PgUser;
+
+/// Debian's package installs it here.
+pub const PGBACKREST: &str = "/usr/bin/pgbackrest";
+
+/// Files pgBackRest uses for one node.
+pub struct BackrestPaths {
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    pub pgpass: PathBuf,
+}
+
+impl BackrestPaths {
+    pub fn of(paths: &InstancePaths) -> BackrestPaths {
+        let dir = paths.root.join("pgbackrest");
+        BackrestPaths {
+            config: paths.root.join("pgbackrest.conf"),
+            pgpass: dir.join("pgpass"),
+            dir,
+        }
+    }
+}
+
+/// `archive_command` of a node: push with this node's config file.
+pub fn archive_command(paths: &InstancePaths, stanza: &str) -> String {
+    format!(
+        "{PGBACKREST} --config={} --stanza={stanza} archive-push %p",
+        BackrestPaths::of(paths).config.display()
+    )
+}
+
+fn global_section(text: &mut String, repo_path: &str, dir: &Path, retention_full: Option<u32>) {
+    text.push_str("[global]\n");
+    text.push_str(&format!("repo1-path={repo_path}\n"));
+    if let Some(full) = retention_full {
+        text.push_str(&format!("repo1-retention-full={full}\n"));
+    }
+    text.push_str(&format!("log-path={}\n", dir.join("log").display()));
+    text.push_str(&format!("lock-path={}\n", dir.join("lock").display()));
+    text.push_str(&format!("spool-path={}\n", dir.join("spool").display()));
+    text.push_str("log-level-console=error\nlog-level-stderr=error\nlog-level-file=info\n");
+    text.push_str("start-fast=y\ncompress-type=lz4\nprocess-max=2\n");
+}
+
+/// The config of a data node: repository, retention, this node as `pg1`.
+pub fn render(spec: &BackupSpec, paths: &InstancePaths, port: u16) -> String {
+    let dir = BackrestPaths::of(paths).dir;
+    let mut text = String::from("# Written by the pgfleet agent; do not edit.\n");
+    global_section(&mut text, &spec.repo_path, &dir, Some(spec.retention_full));
+    text.push_str(&format!("\n[{}]\n", spec.stanza));
+    text.push_str(&format!("pg1-path={}\n", paths.data.display()));
+    text.push_str(&format!("pg1-port={port}\n"));
+    text.push_str(&format!("pg1-socket-path={}\n", paths.socket_dir.display()));
+    text.push_str("pg1-user=pgfleet\n");
+    text
+}
+
+/// Writes the node's config, password file and pgBackRest folders.
+pub fn write(
+    spec: &BackupSpec,
+    paths: &InstancePaths,
+    port: u16,
+    superuser_password: &str,
+    user: &PgUser,
+) -> anyhow::Result<()> {
+    let files = BackrestPaths::of(paths);
+    make_private_dirs(&files.dir, user)?;
+    let text = render(spec, paths, port);
+    if std::fs::read_to_string(&files.config).ok().as_deref() != Some(text.as_str()) {
+        super::conf::write_owned(&files.config, &text, user)?;
+    }
+    let pgpass = format!("*:*:*:pgfleet:{superuser_password}\n");
+    if std::fs::read_to_string(&files.pgpass).ok().as_deref() != Some(pgpass.as_str()) {
+        super::conf::write_owned(&files.pgpass, &pgpass, user)?;
+    }
+    Ok(())
+}
+
+fn make_private_dirs(dir: &Path, user: &PgUser) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for sub in [
+        dir.to_path_buf(),
+        dir.join("log"),
+        dir.join("lock"),
+        dir.join("spool"),
+    ] {
+        if !sub.exists() {
+            std::fs::create_dir_all(&sub)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", sub.display()))?;
+            std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700))?;
+            user.own(&sub)?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the stanza's repository folder (0700, the database's OS user)
+/// when it is missing. An existing folder is left as it is.
+pub fn ensure_repository(repo_path: &str, user: &PgUser) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Path::new(repo_path);
+    if repo.exists() {
+        return Ok(());
+    }
+    let location = repo.parent().unwrap_or(repo);
+    if !location.is_dir() {
+        anyhow::bail!(
+            "the backup location {} is not reachable from this host (not a directory here)",
+            location.display()
+        );
+    }
+    std::fs::create_dir(repo)
+        .map_err(|e| anyhow::anyhow!("creating the repository {}: {e}", repo.display()))?;
+    std::fs::set_permissions(repo, std::fs::Permissions::from_mode(0o700))?;
+    user.own(repo)
+}
+
+fn command(user: &PgUser, paths: &InstancePaths, stanza: &str) -> tokio::process::Command {
+    let files = BackrestPaths::of(paths);
+    let mut command = user.command(Path::new(PGBACKREST));
+    command.env("PGPASSFILE", &files.pgpass);
+    command.arg(format!("--config={}", files.config.display()));
+    command.arg(format!("--stanza={stanza}"));
+    command
+}
+
+pub async fn stanza_create(
+    user: &PgUser,
+    paths: &InstancePaths,
+    stanza: &str,
+) -> anyhow::Result<()> {
+    let mut command = command(user, paths, stanza);
+    command.arg("stanza-create");
+    run_tool(command, "pgbackrest stanza-create").await
+}
+
+/// Pushes every complete WAL segment of a timeline before `timeline` still
+/// in `pg_wal` (pgBackRest accepts a segment it already holds unchanged).
+pub async fn push_older_timelines(
+    user: &PgUser,
+    paths: &InstancePaths,
+    stanza: &str,
+    timeline: u32,
+) -> anyhow::Result<()> {
+    let wal = paths.data.join("pg_wal");
+    let mut segments: Vec<String> = std::fs::read_dir(&wal)?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|name| older_segment(name, timeline))
+        .collect();
+    segments.sort();
+    for segment in segments {
+        let mut command = command(user, paths, stanza);
+        command.arg("archive-push").arg(wal.join(&segment));
+        run_tool(command, "pgbackrest archive-push").await?;
+    }
+    Ok(())
+}
+
+/// A complete segment's name (24 hex digits) on a timeline before `timeline`.
+fn older_segment(name: &str, timeline: u32) -> bool {
+    name.len() == 24
+        && name.chars().all(|c| c.is_ascii_hexdigit())
+        && u32::from_str_radix(&name[..8], 16).is_ok_and(|t| t < timeline)
+}
+
+/// A backup of type `kind`. With `primary`, this node is a standby: its
+/// files are copied (`--backup-standby`), the primary only starts and
+/// stops the backup.
+pub async fn backup(
+    user: &PgUser,
+    paths: &InstancePaths,
+    port: u16,
+    stanza: &str,
+    kind: &str,
+    primary: Option<&PgLocation>,
+) -> anyhow::Result<()> {
+    let mut command = command(user, paths, stanza);
+    command.arg(format!("--type={kind}"));
+    if let Some(primary) = primary {
+        command.arg(format!("--pg1-path={}", primary.data_dir));
+        command.arg(format!("--pg1-port={}", primary.port));
+        command.arg(format!("--pg1-socket-path={}", primary.socket_dir));
+        command.arg(format!("--pg2-path={}", paths.data.display()));
+        command.arg(format!("--pg2-port={port}"));
+        command.arg(format!("--pg2-socket-path={}", paths.socket_dir.display()));
+        command.arg("--pg2-user=pgfleet");
+        command.arg("--backup-standby");
+    }
+    command.arg("backup");
+    run_tool(command, "pgbackrest backup").await
+}
+
+/// `pgbackrest info --output=json` of the stanza.
+pub async fn info(
+    user: &PgUser,
+    paths: &InstancePaths,
+    stanza: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut command = command(user, paths, stanza);
+    command.args(["--output=json", "info"]);
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("pgbackrest info: cannot start: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        anyhow::bail!(
+            "pgbackrest info failed ({}): {}",
+            output.status,
+            stderr.trim()
+        );
+    }
+    serde_json::from_slice(&output.stdout)
+        .map_err(|e| anyhow::anyhow!("pgbackrest info printed no JSON: {e}"))
+}
+
+/// The label of the newest backup in an `info` answer.
+pub fn newest_label(info: &serde_json::Value) -> Option<String> {
+    let stanza = info.as_array()?.first()?;
+    let backups = stanza["backup"].as_array()?;
+    backups.last()?["label"].as_str().map(str::to_string)
+}
+
+/// Restores `restore` into the node's (empty) data directory, with the
+/// recovery target and a `restore_command` that reads the same repository.
+pub async fn restore(
+    user: &PgUser,
+    paths: &InstancePaths,
+    restore: &RestoreSpec,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let files = BackrestPaths::of(paths);
+    make_private_dirs(&files.dir, user)?;
+    let restore_config = files.dir.join("restore.conf");
+    let mut text = String::from("# Written by the pgfleet agent for a restore.\n");
+    global_section(&mut text, &restore.repo_path, &files.dir, None);
+    text.push_str(&format!(
+        "\n[{}]\npg1-path={}\n",
+        restore.stanza,
+        paths.data.display()
+    ));
+    super::conf::write_owned(&restore_config, &text, user)?;
+    std::fs::create_dir_all(&paths.data)?;
+    std::fs::set_permissions(&paths.data, std::fs::Permissions::from_mode(0o700))?;
+    user.own(&paths.data)?;
+    let mut command = user.command(Path::new(PGBACKREST));
+    command.arg(format!("--config={}", restore_config.display()));
+    command.arg(format!("--stanza={}", restore.stanza));
+    match &restore.target {
+        RestoreTarget::Latest => {}
+        RestoreTarget::Time { time } => {
+            command.args(["--type=time", "--target-action=promote"]);
+            command.arg(format!("--target={time}"));
+        }
+        RestoreTarget::Backup { label } => {
+            command.args(["--type=immediate", "--target-action=promote"]);
+            command.arg(format!("--set={label}"));
+        }
+    }
+    command.arg(format!(
+        "--recovery-option=restore_command={PGBACKREST} --config={} --stanza={} archive-get %f \"%p\"",
+        restore_config.display(),
+        restore.stanza
+    ));
+    command.arg("restore");
+    run_tool(command, "pgbackrest restore").await
+}
+
+/// The last archive failure pgBackRest wrote to the server's log.
+pub fn last_archive_error(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(64 * 1024)))
+        .ok()?;
+    let mut tail = String::new();
+    file.read_to_string(&mut tail).ok()?;
+    let line = tail.lines().rev().find(|l| l.contains("ERROR: ["))?;
+    let message = &line[line.find("ERROR: [")?..];
+    Some(message.chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_config_names_the_repository_and_this_node_as_pg1() {
+        let paths = InstancePaths::new(Path::new("/h"), "db-a", "127.0.0.2", 5433);
+        let spec = BackupSpec {
+            stanza: "db-a-1".into(),
+            repo_path: "/backups/db-a-1".into(),
+            retention_full: 3,
+            archive_timeout_secs: 60,
+            run: None,
+        };
+        let text = render(&spec, &paths, 5433);
+        assert!(text.contains("repo1-path=/backups/db-a-1\n"));
+        assert!(text.contains("repo1-retention-full=3\n"));
+        assert!(text.contains("[db-a-1]\npg1-path=/h/pg/db-a/data\npg1-port=5433\n"));
+        assert!(text.contains("lock-path=/h/pg/db-a/pgbackrest/lock\n"));
+        assert!(!text.contains("pgfleet:"), "no password in the config");
+        assert_eq!(
+            archive_command(&paths, "db-a-1"),
+            "/usr/bin/pgbackrest --config=/h/pg/db-a/pgbackrest.conf --stanza=db-a-1 archive-push %p"
+        );
+    }
+
+    #[test]
+    fn only_complete_segments_of_older_timelines_are_pushed_after_a_promotion() {
+        assert!(older_segment("000000010000000000000007", 2));
+        assert!(!older_segment("000000020000000000000007", 2));
+        assert!(!older_segment("000000010000000000000007.partial", 2));
+        assert!(!older_segment("00000002.history", 3));
+    }
+
+    #[test]
+    fn the_last_pgbackrest_error_is_read_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("postgres.log");
+        std::fs::write(
+            &log,
+            "x LOG: ok\nERROR: [047]: unable to create path '/b/archive': [13] Permission denied\nLOG: archive command failed with exit code 47\n",
+        )
+        .unwrap();
+        let error = last_archive_error(&log).unwrap();
+        assert!(
+            error.starts_with("ERROR: [047]: unable to create path"),
+            "{error}"
+        );
+    }
+}
