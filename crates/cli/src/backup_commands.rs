@@ -186,7 +186,16 @@ pub async fn backup(cli: &Cli, db: &str, kind: Option<&str>, no_wait: bool) -> a
     }
     wait(&client, task.task_id).await?;
     let done = client.task(task.task_id).await?;
-    println!("backup of {db} done ({})", done.message.unwrap_or_default());
+    let params = &done.params;
+    let from = match params["from_standby"].as_bool() {
+        Some(true) => "standby",
+        _ => "primary",
+    };
+    println!(
+        "backup {} of {db} taken from the {from} {}",
+        params["label"].as_str().unwrap_or("?"),
+        params["node"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 

@@ -291,9 +291,16 @@ pub fn last_archive_error(log: &Path) -> Option<String> {
         .ok()?;
     let mut tail = String::new();
     file.read_to_string(&mut tail).ok()?;
-    let line = tail.lines().rev().find(|l| l.contains("ERROR: ["))?;
-    let message = &line[line.find("ERROR: [")?..];
-    Some(message.chars().take(300).collect())
+    let lines: Vec<&str> = tail.lines().collect();
+    let index = lines.iter().rposition(|l| l.contains("ERROR: ["))?;
+    let first = lines[index];
+    let mut message = first[first.find("ERROR: [")?..].to_string();
+    // pgBackRest puts each repository's cause on indented lines below.
+    for detail in lines[index + 1..].iter().take_while(|l| l.starts_with(' ')) {
+        message.push(' ');
+        message.push_str(detail.trim());
+    }
+    Some(message.chars().take(400).collect())
 }
 
 #[cfg(test)]
@@ -336,13 +343,13 @@ mod tests {
         let log = dir.path().join("postgres.log");
         std::fs::write(
             &log,
-            "x LOG: ok\nERROR: [047]: unable to create path '/b/archive': [13] Permission denied\nLOG: archive command failed with exit code 47\n",
+            "x LOG: ok\nERROR: [104]: archive-push command encountered error(s):\n       repo1: [FileOpenError] unable to open file '/b/x' for write: [13] Permission denied\nLOG: archive command failed with exit code 104\n",
         )
         .unwrap();
         let error = last_archive_error(&log).unwrap();
-        assert!(
-            error.starts_with("ERROR: [047]: unable to create path"),
-            "{error}"
+        assert_eq!(
+            error,
+            "ERROR: [104]: archive-push command encountered error(s): repo1: [FileOpenError] unable to open file '/b/x' for write: [13] Permission denied"
         );
     }
 }

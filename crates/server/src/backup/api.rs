@@ -133,6 +133,7 @@ pub async fn create_backup(
     let params = TaskParams::Backup(params::Backup {
         kind,
         scheduled: false,
+        ..Default::default()
     });
     match crate::tasks::submit_if_idle(&state, &params, &name).await? {
         Submission::Queued(task) => Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id }))),

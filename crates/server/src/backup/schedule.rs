@@ -83,6 +83,7 @@ async fn scheduled_backups(state: &AppState) -> Result<(), pgfleet_store::StoreE
         let params = TaskParams::Backup(params::Backup {
             kind: "full".into(),
             scheduled: true,
+            ..Default::default()
         });
         if let pgfleet_store::Submission::Queued(task) =
             crate::tasks::submit_if_idle(state, &params, &db.name).await?

@@ -28,7 +28,7 @@ const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
-    let request: params::Backup = run.params()?;
+    let mut request: params::Backup = run.params()?;
     let task_id = run.task.id;
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
@@ -52,6 +52,9 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                     None => format!("backing up from the primary {}", chosen.node),
                 };
                 run.message(what).await?;
+                request.node = Some(chosen.node.clone());
+                request.from_standby = Some(chosen.primary.is_some());
+                run.task.params = params::TaskParams::Backup(request.clone()).to_json();
                 let backup_run = BackupRun {
                     id: task_id,
                     kind: request.kind.clone(),
@@ -70,6 +73,8 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                     TaskError::Refused(format!("node {} no longer exists", backup_run.node))
                 })?;
                 let label = wait_run_finished(&state, &node, task_id).await?;
+                request.label = Some(label.clone());
+                run.task.params = params::TaskParams::Backup(request.clone()).to_json();
                 run.message(format!("backup {label} done")).await?;
             }
             _ => clear_request(&state, &db.name, task_id).await?,

@@ -64,11 +64,20 @@ pub struct SetMaintenance {
 
 /// `Backup`: pgBackRest's backup type (`full`, `diff`, `incr`); whether the
 /// schedule asked for it. The task stores the node it chose once it did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Backup {
     pub kind: String,
     #[serde(default)]
     pub scheduled: bool,
+    /// The node whose agent runs it, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Whether it copies from that standby (`--backup-standby`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_standby: Option<bool>,
+    /// The backup's label, once taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// `RestoreDatabase`: the database whose backups are restored and the target.

@@ -1,0 +1,449 @@
+//! Backups and point-in-time recovery on real pgBackRest and PostgreSQL:
+//! restores hold exactly the rows committed before their target, across a
+//! failover; WAL archiving follows the new primary with no segment
+//! missing; a failing archive degrades the database with its reason (and a
+//! deleted database's backups stay restorable); viewers cannot touch
+//! backups.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{eventually, Fleet};
+use pgfleet_core::NodeRole;
+
+/// Connects to `db`'s primary by its current address (retrying while a
+/// failover moves it).
+async fn connect(fleet: &Fleet, db: &str) -> tokio_postgres::Client {
+    eventually(
+        Duration::from_secs(60),
+        "a connection to the primary",
+        || async {
+            let output = fleet.cli(&["db", "uri", db, "--resolved"]);
+            if !output.status.success() {
+                return None;
+            }
+            let uri = String::from_utf8(output.stdout).ok()?.trim().to_string();
+            let (client, connection) = tokio_postgres::connect(&uri, fleet.pg_tls()).await.ok()?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client.query_one("SELECT 1", &[]).await.ok()?;
+            Some(client)
+        },
+    )
+    .await
+}
+
+/// Inserts `ids` into `t`, one committed transaction each.
+async fn insert(client: &tokio_postgres::Client, ids: std::ops::RangeInclusive<i32>) {
+    for id in ids {
+        client
+            .execute("INSERT INTO t VALUES ($1)", &[&id])
+            .await
+            .unwrap();
+    }
+}
+
+/// The ids in `t` of database `db`.
+async fn ids(fleet: &Fleet, db: &str) -> Vec<i32> {
+    let client = connect(fleet, db).await;
+    let rows = client
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+fn stanza(fleet: &Fleet, db: &str) -> String {
+    let view: serde_json::Value =
+        serde_json::from_str(&fleet.cli_ok(&["db", "show", db, "--json"])).unwrap();
+    view["backup_policy"]["stanza"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// WAL segment numbers in the archive, by timeline (`.partial` included),
+/// and the timeline history files.
+fn archived_segments(archive: &Path) -> (BTreeMap<u32, Vec<u64>>, Vec<String>) {
+    let mut segments: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut histories = Vec::new();
+    let mut pending = vec![archive.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().to_string();
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else if name.ends_with(".history") {
+                histories.push(name);
+            } else if name.len() >= 24 && name[..24].chars().all(|c| c.is_ascii_hexdigit()) {
+                let timeline = u32::from_str_radix(&name[..8], 16).unwrap();
+                let log = u64::from_str_radix(&name[8..16], 16).unwrap();
+                let seg = u64::from_str_radix(&name[16..24], 16).unwrap();
+                segments
+                    .entry(timeline)
+                    .or_default()
+                    .push(log * 0x100 + seg);
+            }
+        }
+    }
+    for numbers in segments.values_mut() {
+        numbers.sort_unstable();
+        numbers.dedup();
+    }
+    (segments, histories)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_failover() {
+    let fleet = Fleet::up(4);
+    let locations = fleet.cli_ok(&["backup-location", "list"]);
+    assert!(locations.contains("local"), "{locations}");
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "shop",
+        "--backup-location",
+        "local",
+        "--archive-timeout",
+        "5",
+    ]);
+    fleet.cli_ok(&["replica", "create", "shop", "--name", "shop-r1"]);
+    fleet.cli_ok(&["replica", "create", "shop", "--name", "shop-r2"]);
+    let old_primary = common::wait_ha_settled(&fleet, "shop", Duration::from_secs(60)).await;
+    let started = Instant::now();
+    let first = fleet.cli_ok(&["db", "backup", "shop"]);
+    println!("first backup (empty database): {:?}", started.elapsed());
+    assert!(first.contains("taken from the standby shop-r"), "{first}");
+
+    let client = connect(&fleet, "shop").await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    insert(&client, 1..=100).await;
+    // pgBackRest restores to a time from the newest backup that stopped in
+    // an earlier second: the target is at least a second past the first.
+    let first_stop_ms = fleet.client().backups("shop").await.unwrap().backups[0].stop_ms;
+    eventually(
+        Duration::from_secs(10),
+        "a second past the first backup",
+        || async {
+            let row = client
+                .query_one(
+                    "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint",
+                    &[],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) >= first_stop_ms + 1000).then_some(())
+        },
+    )
+    .await;
+    let target: String = client
+        .query_one(
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'utc', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    insert(&client, 101..=200).await;
+    drop(client);
+
+    // Fail over: the primary's host dies.
+    let view = fleet.client().database("shop", false).await.unwrap();
+    let host = view
+        .nodes
+        .iter()
+        .find(|n| n.name == old_primary)
+        .unwrap()
+        .host
+        .clone();
+    assert!(fleet.kill_host(&host) > 0);
+    let client = fleet.client();
+    let new_primary = eventually(Duration::from_secs(60), "a new primary", || async {
+        let view = client.database("shop", false).await.ok()?;
+        view.primary.filter(|p| *p != old_primary)
+    })
+    .await;
+    let client = connect(&fleet, "shop").await;
+    insert(&client, 201..=300).await;
+    drop(client);
+    let second = fleet.cli_ok(&["db", "backup", "shop"]);
+    assert!(second.contains("taken from the"), "{second}");
+
+    // No WAL segment is missing across the promotion: the new timeline's
+    // history is archived and segment numbers run on without a hole.
+    let stanza = stanza(&fleet, "shop");
+    let archive = fleet
+        .dir()
+        .join("backups/local")
+        .join(&stanza)
+        .join("archive")
+        .join(&stanza);
+    let (segments, histories) = archived_segments(&archive);
+    assert!(
+        histories.iter().any(|h| h.starts_with("00000002")),
+        "timeline 2's history archived: {histories:?} ({new_primary} promoted)"
+    );
+    let mut all: Vec<u64> = segments.values().flatten().copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    let (low, high) = (all[0], *all.last().unwrap());
+    assert_eq!(
+        all.len() as u64,
+        high - low + 1,
+        "every segment from {low:X} to {high:X} is archived: {segments:X?}"
+    );
+    assert!(
+        segments.len() >= 2,
+        "segments of both timelines: {segments:X?}"
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&fleet.cli_ok(&["db", "backups", "shop", "--json"])).unwrap();
+    assert_eq!(list["backups"].as_array().unwrap().len(), 2, "{list}");
+    let earliest = list["earliest_restorable_ms"].as_i64().unwrap();
+    let latest = list["latest_restorable_ms"].as_i64().unwrap();
+    assert!(earliest <= latest, "{list}");
+
+    let started = Instant::now();
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "shop-at-t",
+        "--restore-from",
+        "shop",
+        "--time",
+        &target,
+    ]);
+    println!("point-in-time restore ready in {:?}", started.elapsed());
+    assert_eq!(
+        ids(&fleet, "shop-at-t").await,
+        (1..=100).collect::<Vec<i32>>()
+    );
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "shop-latest",
+        "--restore-from",
+        "shop",
+        "--latest",
+    ]);
+    assert_eq!(
+        ids(&fleet, "shop-latest").await,
+        (1..=300).collect::<Vec<i32>>()
+    );
+    // A restored database is a standalone one with its own admin password.
+    let restored = fleet.client().database("shop-latest", true).await.unwrap();
+    let source = fleet.client().database("shop", true).await.unwrap();
+    assert_eq!(restored.nodes.len(), 1);
+    assert_eq!(restored.nodes[0].role, NodeRole::Primary);
+    assert_ne!(restored.admin_password, source.admin_password);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_archive_degrades_the_database_with_its_reason_and_an_event() {
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "ledger",
+        "--backup-location",
+        "local",
+        "--archive-timeout",
+        "2",
+    ]);
+    let out = fleet.cli_ok(&["db", "backup", "ledger"]);
+    assert!(out.contains("taken from the primary ledger"), "{out}");
+    let client = connect(&fleet, "ledger").await;
+    client
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let api = fleet.client();
+    // RPO of an idle database: a commit's WAL segment reaches the archive
+    // within archive_timeout (2 s here) plus the push itself.
+    insert(&client, 1..=1).await;
+    let committed_ms = pgfleet_core::time::now_ms();
+    let segment: String = client
+        .query_one("SELECT pg_walfile_name(pg_current_wal_lsn())", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let archived_ms = eventually(Duration::from_secs(30), "the commit archived", || async {
+        let archiver = api.backups("ledger").await.ok()?.archiver?;
+        let last = archiver.last_archived_wal?;
+        (last.as_str() >= segment.as_str()).then_some(archiver.last_archived_at_ms?)
+    })
+    .await;
+    let rpo_ms = archived_ms - committed_ms;
+    println!("idle database RPO: {rpo_ms} ms (archive_timeout 2 s)");
+    assert!(rpo_ms <= 3000, "{rpo_ms} ms");
+
+    // The location's archive folder becomes read-only.
+    let stanza = stanza(&fleet, "ledger");
+    let archive = fleet
+        .dir()
+        .join("backups/local")
+        .join(&stanza)
+        .join("archive");
+    let chmod = |mode: &str| {
+        let status = std::process::Command::new("chmod")
+            .args(["-R", mode])
+            .arg(&archive)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    chmod("a-w");
+    insert(&client, 2..=2).await;
+    let view = eventually(Duration::from_secs(60), "the database degraded", || async {
+        let view = api.database("ledger", false).await.ok()?;
+        view.health
+            .reasons
+            .iter()
+            .any(|r| r.contains("WAL archiving fails") && r.contains("Permission denied"))
+            .then_some(view)
+    })
+    .await;
+    assert!(view.health.degraded, "{:?}", view.health);
+    let shown = fleet.cli_ok(&["db", "show", "ledger"]);
+    assert!(shown.contains("WAL archiving fails"), "{shown}");
+    let failing = eventually(
+        Duration::from_secs(30),
+        "an archive_failing event",
+        || async {
+            let events = api.events("ledger").await.ok()?;
+            events.into_iter().find(|e| e["kind"] == "archive_failing")
+        },
+    )
+    .await;
+    assert!(
+        failing["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Permission denied"),
+        "{failing}"
+    );
+    let list = api.backups("ledger").await.unwrap();
+    let archiver = list.archiver.unwrap();
+    assert!(
+        archiver.failing() && archiver.failed_count > 0,
+        "{archiver:?}"
+    );
+    assert!(archiver.pending_segments >= 1, "{archiver:?}");
+
+    // Writable again: the waiting WAL is archived and the health recovers.
+    chmod("u+w");
+    eventually(
+        Duration::from_secs(60),
+        "the database healthy again",
+        || async {
+            let view = api.database("ledger", false).await.ok()?;
+            (!view.health.degraded).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "an archive_recovered event",
+        || async {
+            let events = api.events("ledger").await.ok()?;
+            events
+                .iter()
+                .any(|e| e["kind"] == "archive_recovered")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The database deleted, its backups stay restorable.
+    drop(client);
+    fleet.cli_ok(&["db", "delete", "ledger"]);
+    let shown = fleet.cli_ok(&["backup-location", "show", "local"]);
+    assert!(
+        shown.contains(&stanza) && shown.contains("database deleted"),
+        "{shown}"
+    );
+    fleet.cli_ok(&["db", "create", "ledger-again", "--restore-from", "ledger"]);
+    assert_eq!(ids(&fleet, "ledger-again").await, vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn viewers_cannot_touch_backups_and_locations_are_checked() {
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&["db", "create", "vault", "--backup-location", "local"]);
+    let viewer_token = fleet
+        .cli_ok(&["token", "create", "--role", "viewer", "--name", "reader"])
+        .trim()
+        .to_string();
+    let viewer = pgfleet::client::Client::with_ca(&fleet.api, &viewer_token, fleet.ca().as_deref());
+    let forbidden = |result: Result<(), pgfleet::client::ClientError>| {
+        assert_eq!(result.unwrap_err().status, Some(403));
+    };
+    let spare = fleet.dir().join("backups/spare").display().to_string();
+    forbidden(
+        viewer
+            .create_backup_location("spare", &spare)
+            .await
+            .map(|_| ()),
+    );
+    forbidden(viewer.delete_backup_location("local").await);
+    forbidden(viewer.backup("vault", None).await.map(|_| ()));
+    let policy = pgfleet_core::backup::BackupPolicyRequest {
+        location: "local".into(),
+        ..Default::default()
+    };
+    forbidden(viewer.set_backup_policy("vault", &policy).await.map(|_| ()));
+    let restore = pgfleet_core::api::CreateDatabaseRequest {
+        name: "vault-copy".into(),
+        version: None,
+        admin_user: None,
+        database: None,
+        backup_policy: None,
+        restore: Some(pgfleet_core::backup::RestoreRequest {
+            from: "vault".into(),
+            backup: None,
+            time: None,
+        }),
+    };
+    forbidden(viewer.create_database(&restore).await.map(|_| ()));
+    assert!(!std::path::Path::new(&spare).exists());
+    // Viewers read.
+    assert_eq!(viewer.backup_locations().await.unwrap().len(), 1);
+
+    let admin = fleet.client();
+    let refused = |path: String| {
+        let admin = admin.clone();
+        async move {
+            let error = admin
+                .create_backup_location("elsewhere", &path)
+                .await
+                .unwrap_err();
+            assert_eq!(error.status, Some(400), "{path}: {}", error.message);
+            error.message
+        }
+    };
+    assert!(refused("relative/dir".into()).await.contains("absolute"));
+    let inside = fleet.dir().join("hosts").display().to_string();
+    assert!(refused(inside).await.contains("data dir"));
+    assert!(refused("/proc/pgfleet-backups".into())
+        .await
+        .contains("cannot be created"));
+    let in_use = admin.delete_backup_location("local").await.unwrap_err();
+    assert_eq!(in_use.status, Some(409));
+    assert!(in_use.message.contains("vault"), "{}", in_use.message);
+    let unknown = fleet.cli(&["db", "create", "other", "--backup-location", "nowhere"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no backup location"));
+    let none = fleet.cli(&["db", "create", "copy", "--restore-from", "never-existed"]);
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no backups of database"));
+    admin.create_backup_location("spare", &spare).await.unwrap();
+    admin.delete_backup_location("spare").await.unwrap();
+}
