@@ -488,3 +488,39 @@ async fn a_policy_set_on_an_existing_database_archives_and_its_backups_restore()
     let bad = fleet.cli(&["db", "backup", "older", "--type", "weekly"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("full, diff or incr"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_backup_runs_when_its_minute_comes() {
+    let fleet = Fleet::up(1);
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "nightly",
+        "--backup-location",
+        "local",
+        "--backup-schedule",
+        "* * * * *",
+    ]);
+    let client = fleet.client();
+    let task = eventually(
+        Duration::from_secs(150),
+        "a scheduled backup finished",
+        || async {
+            let tasks = client.tasks().await.ok()?;
+            tasks.into_iter().find(|t| {
+                t.target == "nightly"
+                    && t.kind == pgfleet_core::TaskKind::Backup
+                    && t.params["scheduled"] == true
+                    && t.state.is_finished()
+            })
+        },
+    )
+    .await;
+    assert_eq!(task.state, pgfleet_core::TaskState::Succeeded, "{task:?}");
+    let list = client.backups("nightly").await.unwrap();
+    assert!(!list.backups.is_empty(), "{list:?}");
+    assert_eq!(
+        list.policy.and_then(|p| p.schedule).as_deref(),
+        Some("* * * * *")
+    );
+}
