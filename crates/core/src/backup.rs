@@ -168,10 +168,10 @@ pub struct BackupObserved {
     /// The last backup run this agent finished.
     #[serde(default)]
     pub last_run: Option<BackupRunResult>,
-    /// `pgbackrest info --output=json` of the stanza, refreshed now and then.
+    /// The stanza's backups and WAL range, read from `pgbackrest info
+    /// --output=json` now and then (parsed on the agent: heartbeats stay small).
     #[serde(default)]
-    #[schema(value_type = Object)]
-    pub info: Option<serde_json::Value>,
+    pub info: Option<BackupListView>,
     #[serde(default)]
     pub info_at_ms: Option<i64>,
 }

@@ -240,7 +240,7 @@ impl Actor {
         self.backups.info_at = Some(Instant::now());
         let mut observed = self.observed.lock().expect("observed lock");
         let backup = observed.backup.get_or_insert_with(Default::default);
-        backup.info = Some(info);
+        backup.info = Some(pgfleet_core::backup::parse_info(&backup.stanza, &info));
         backup.info_at_ms = Some(now_ms());
     }
 

@@ -153,7 +153,7 @@ pub async fn list_backups(
 ) -> Result<Json<BackupListView>, ApiError> {
     let db = load(&state, &name).await?;
     let observed = state.observed.lock().expect("observed lock");
-    let mut newest: Option<(i64, serde_json::Value)> = None;
+    let mut newest: Option<(i64, BackupListView)> = None;
     let mut archiver = None;
     for node in &db.nodes {
         if observed.host_status(&node.host, state.host_timeout()) != HostStatus::Connected {
@@ -175,11 +175,14 @@ pub async fn list_backups(
         }
     }
     drop(observed);
-    let mut view = match &newest {
-        Some((_, info)) => parse_info(&name, info),
+    let mut view = match newest {
+        Some((at, info)) => BackupListView {
+            read_at_ms: Some(at),
+            ..info
+        },
         None => parse_info(&name, &serde_json::Value::Null),
     };
-    view.read_at_ms = newest.map(|(at, _)| at);
+    view.db = name.clone();
     view.latest_restorable_ms = archiver.as_ref().and_then(|a| a.last_archived_at_ms);
     if view.backups.is_empty() {
         view.latest_restorable_ms = None;
