@@ -124,6 +124,12 @@ pub async fn create_backup(
             "database {name:?} has no backup policy (pgfleet db backup-policy set {name} --backup-location L)"
         )));
     }
+    if db.status != pgfleet_core::DbStatus::Online {
+        return Err(ApiError::conflict(format!(
+            "database {name:?} is {}: backups are taken once it is online",
+            format!("{:?}", db.status).to_lowercase()
+        )));
+    }
     let kind = request.r#type.unwrap_or_else(|| "full".into());
     if !["full", "diff", "incr"].contains(&kind.as_str()) {
         return Err(ApiError::bad_request(format!(
