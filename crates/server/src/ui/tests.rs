@@ -487,12 +487,13 @@ async fn the_backups_tab_shows_the_policy_and_back_up_now_answers_in_words() {
         }),
         restore: None,
     };
-    crate::api::databases::create(
+    let (status, _) = crate::api::databases::create(
         axum::extract::State(ui.state.clone()),
         crate::api::ApiJson(request),
     )
     .await
     .expect("database stored");
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
     let cookie = ui.session().await;
     let tab = ui.get("/databases/kept/backups", &cookie).await;
     assert_eq!(tab.status(), StatusCode::OK);
