@@ -376,7 +376,7 @@ async fn a_failing_archive_degrades_the_database_with_its_reason_and_an_event() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn viewers_cannot_touch_backups_and_locations_are_checked() {
+async fn viewers_cannot_touch_backups_locations_are_checked_and_repositories_are_private() {
     let fleet = Fleet::up(1);
     fleet.cli_ok(&["db", "create", "vault", "--backup-location", "local"]);
     let viewer_token = fleet
@@ -446,6 +446,36 @@ async fn viewers_cannot_touch_backups_and_locations_are_checked() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no backups of database"));
     admin.create_backup_location("spare", &spare).await.unwrap();
     admin.delete_backup_location("spare").await.unwrap();
+
+    // One database's OS user cannot read another's repository.
+    let root = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        println!("not root: databases share one OS user, no repository separation to check");
+        return;
+    }
+    fleet.cli_ok(&["db", "create", "other", "--backup-location", "local"]);
+    let repo = fleet
+        .dir()
+        .join("backups/local")
+        .join(stanza(&fleet, "vault"));
+    let list_as = |user: &str| {
+        std::process::Command::new("su")
+            .args(["-s", "/bin/sh", user, "-c"])
+            .arg(format!("ls {}/backup", repo.display()))
+            .output()
+            .unwrap()
+    };
+    eventually(Duration::from_secs(30), "vault's stanza made", || async {
+        list_as("pgf-vault").status.success().then_some(())
+    })
+    .await;
+    let denied = list_as("pgf-other");
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("Permission denied"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
