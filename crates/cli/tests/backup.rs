@@ -554,3 +554,85 @@ async fn a_scheduled_backup_runs_when_its_minute_comes() {
         Some("* * * * *")
     );
 }
+
+/// A tiny tmpfs, unmounted when dropped (after the fleet that used it).
+struct TinyDisk {
+    path: std::path::PathBuf,
+}
+
+impl TinyDisk {
+    fn mount(size: &str) -> Option<TinyDisk> {
+        let path = std::env::temp_dir().join(format!("pgfleet-tinydisk-{}", std::process::id()));
+        std::fs::create_dir_all(&path).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0711"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .status()
+            .ok()?;
+        mounted.success().then_some(TinyDisk { path })
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_backup_disk_degrades_the_database_and_says_how_much_space_is_left() {
+    let Some(disk) = TinyDisk::mount("1m") else {
+        println!("cannot mount a tmpfs here (needs root): skipped");
+        return;
+    };
+    let fleet = Fleet::up(1);
+    let path = disk.path.join("repo").display().to_string();
+    fleet.cli_ok(&["backup-location", "create", "tiny", "--posix", &path]);
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "filler",
+        "--backup-location",
+        "tiny",
+        "--archive-timeout",
+        "2",
+    ]);
+    let client = connect(&fleet, "filler").await;
+    // A few MB of WAL that compresses poorly: it cannot fit in 1 MB.
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int PRIMARY KEY, body text); \
+             INSERT INTO t SELECT g, md5(random()::text) || md5(random()::text) || md5(random()::text) \
+             FROM generate_series(1, 60000) g",
+        )
+        .await
+        .unwrap();
+    let api = fleet.client();
+    let view = eventually(Duration::from_secs(60), "the database degraded", || async {
+        let view = api.database("filler", false).await.ok()?;
+        view.health
+            .reasons
+            .iter()
+            .any(|r| r.contains("WAL archiving fails") && r.contains("KiB free)"))
+            .then_some(view)
+    })
+    .await;
+    assert!(view.health.degraded);
+    let reason = &view.health.reasons[0];
+    assert!(reason.contains("unable to write"), "{reason}");
+    let list = api.backups("filler").await.unwrap();
+    assert!(list.archiver.unwrap().failing());
+    drop(client);
+    drop(fleet);
+    drop(disk);
+}

@@ -103,10 +103,16 @@ impl Actor {
             .await?
             .get(0);
         let archiver = self.read_archiver().await?;
-        self.backups.error = archiver
-            .failing()
-            .then(|| backrest::last_archive_error(&self.paths.log))
-            .flatten();
+        self.backups.error = archiver.failing().then(|| {
+            let cause = backrest::last_archive_error(&self.paths.log)
+                .unwrap_or_else(|| "see the node's postgres.log".into());
+            match backrest::free_bytes(&backup.repo_path) {
+                Some(free) if free < backrest::LOW_SPACE_BYTES => {
+                    format!("{cause} (the backup location has {} KiB free)", free / 1024)
+                }
+                _ => cause,
+            }
+        });
         self.observed
             .lock()
             .expect("observed lock")

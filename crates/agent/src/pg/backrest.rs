@@ -282,6 +282,15 @@ pub async fn restore(
     run_tool(command, "pgbackrest restore").await
 }
 
+/// Below this much free space a failing archive's reason names it.
+pub const LOW_SPACE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Free bytes (for unprivileged users) of the filesystem holding `path`.
+pub fn free_bytes(path: &str) -> Option<u64> {
+    let stats = nix::sys::statvfs::statvfs(path).ok()?;
+    Some(stats.blocks_available() * stats.fragment_size())
+}
+
 /// The last archive failure pgBackRest wrote to the server's log.
 pub fn last_archive_error(log: &Path) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
