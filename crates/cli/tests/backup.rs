@@ -515,6 +515,24 @@ async fn a_policy_set_on_an_existing_database_archives_and_its_backups_restore()
     assert_eq!(kinds, ["full", "incr"]);
     fleet.cli_ok(&["db", "create", "older-copy", "--restore-from", "older"]);
     assert_eq!(ids(&fleet, "older-copy").await, vec![1, 2, 3, 4, 5]);
+    // To the end of one backup: the full one holds the first three rows.
+    let full = &list.backups[0].label;
+    fleet.cli_ok(&[
+        "db",
+        "create",
+        "older-full",
+        "--restore-from",
+        "older",
+        "--backup",
+        full,
+    ]);
+    assert_eq!(ids(&fleet, "older-full").await, vec![1, 2, 3]);
+    let listed = fleet.cli_ok(&["db", "backups", "older"]);
+    assert!(
+        listed.contains(full.as_str()) && listed.contains("incr"),
+        "{listed}"
+    );
+    assert!(listed.contains("recoverable window: "), "{listed}");
     let bad = fleet.cli(&["db", "backup", "older", "--type", "weekly"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("full, diff or incr"));
 }
