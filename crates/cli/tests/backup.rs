@@ -1,7 +1,7 @@
 //! Backups and point-in-time recovery on real pgBackRest and PostgreSQL:
 //! restores hold exactly the rows committed before their target, across a
-//! failover; WAL archiving follows the new primary with no segment
-//! missing; a failing archive degrades the database with its reason (and a
+//! failover and a switchover; WAL archiving follows the new primary with
+//! no segment missing; a failing archive degrades the database with its reason (and a
 //! deleted database's backups stay restorable); viewers cannot touch
 //! backups.
 
@@ -99,7 +99,8 @@ fn archived_segments(archive: &Path) -> (BTreeMap<u32, Vec<u64>>, Vec<String>) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_failover() {
+async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_failover_and_a_switchover(
+) {
     let fleet = Fleet::up(4);
     let locations = fleet.cli_ok(&["backup-location", "list"]);
     assert!(locations.contains("local"), "{locations}");
@@ -174,6 +175,26 @@ async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_f
     let client = connect(&fleet, "shop").await;
     insert(&client, 201..=300).await;
     drop(client);
+    // And a switchover to the other surviving node.
+    let survivor = eventually(Duration::from_secs(60), "a streaming standby", || async {
+        let view = fleet.client().database("shop", false).await.ok()?;
+        view.nodes
+            .iter()
+            .find(|n| {
+                n.role == NodeRole::Replica
+                    && n.name != old_primary
+                    && matches!(
+                        n.replication_status,
+                        Some(pgfleet_core::api::ReplicationStatus::Active)
+                    )
+            })
+            .map(|n| n.name.clone())
+    })
+    .await;
+    fleet.cli_ok(&["replica", "promote", "shop", &survivor]);
+    let client = connect(&fleet, "shop").await;
+    insert(&client, 301..=400).await;
+    drop(client);
     let second = fleet.cli_ok(&["db", "backup", "shop"]);
     assert!(second.contains("taken from the"), "{second}");
 
@@ -187,10 +208,12 @@ async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_f
         .join("archive")
         .join(&stanza);
     let (segments, histories) = archived_segments(&archive);
-    assert!(
-        histories.iter().any(|h| h.starts_with("00000002")),
-        "timeline 2's history archived: {histories:?} ({new_primary} promoted)"
-    );
+    for timeline in ["00000002", "00000003"] {
+        assert!(
+            histories.iter().any(|h| h.starts_with(timeline)),
+            "timeline {timeline}'s history archived: {histories:?} ({new_primary}, then {survivor} promoted)"
+        );
+    }
     let mut all: Vec<u64> = segments.values().flatten().copied().collect();
     all.sort_unstable();
     all.dedup();
@@ -201,8 +224,8 @@ async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_f
         "every segment from {low:X} to {high:X} is archived: {segments:X?}"
     );
     assert!(
-        segments.len() >= 2,
-        "segments of both timelines: {segments:X?}"
+        segments.len() >= 3,
+        "segments of the three timelines: {segments:X?}"
     );
 
     let list: serde_json::Value =
@@ -237,7 +260,7 @@ async fn restores_hold_exactly_the_rows_committed_before_their_target_across_a_f
     ]);
     assert_eq!(
         ids(&fleet, "shop-latest").await,
-        (1..=300).collect::<Vec<i32>>()
+        (1..=400).collect::<Vec<i32>>()
     );
     // A restored database is a standalone one with its own admin password.
     let restored = fleet.client().database("shop-latest", true).await.unwrap();
