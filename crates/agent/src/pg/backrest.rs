@@ -148,8 +148,10 @@ pub async fn stanza_create(
     run_tool(command, "pgbackrest stanza-create").await
 }
 
-/// Pushes every complete WAL segment of a timeline before `timeline` still
-/// in `pg_wal` (pgBackRest accepts a segment it already holds unchanged).
+/// Pushes the complete WAL segments of the timelines before `timeline`
+/// still in `pg_wal`, up to where each one forked (from the timeline's
+/// history file; segments recycled past a fork hold no history).
+/// pgBackRest accepts a segment it already holds unchanged.
 pub async fn push_older_timelines(
     user: &PgUser,
     paths: &InstancePaths,
@@ -157,10 +159,15 @@ pub async fn push_older_timelines(
     timeline: u32,
 ) -> anyhow::Result<()> {
     let wal = paths.data.join("pg_wal");
+    let history = wal.join(format!("{timeline:08X}.history"));
+    let Ok(history) = std::fs::read_to_string(&history) else {
+        return Ok(());
+    };
+    let forks = fork_segments(&history);
     let mut segments: Vec<String> = std::fs::read_dir(&wal)?
         .filter_map(Result::ok)
         .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|name| older_segment(name, timeline))
+        .filter(|name| before_fork(name, &forks))
         .collect();
     segments.sort();
     for segment in segments {
@@ -171,11 +178,50 @@ pub async fn push_older_timelines(
     Ok(())
 }
 
-/// A complete segment's name (24 hex digits) on a timeline before `timeline`.
-fn older_segment(name: &str, timeline: u32) -> bool {
-    name.len() == 24
-        && name.chars().all(|c| c.is_ascii_hexdigit())
-        && u32::from_str_radix(&name[..8], 16).is_ok_and(|t| t < timeline)
+/// WAL segment size (initdb's default; pgfleet does not change it).
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Each parent timeline of a history file with the segment its switch
+/// point is in (`1\t0/7000100\treason` → (1, 7)).
+fn fork_segments(history: &str) -> Vec<(u32, u64)> {
+    let mut forks = Vec::new();
+    for line in history.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(tli), Some(lsn)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((high, low)) = lsn.split_once('/') else {
+            continue;
+        };
+        let parsed = (
+            tli.parse::<u32>(),
+            u64::from_str_radix(high, 16),
+            u64::from_str_radix(low, 16),
+        );
+        if let (Ok(tli), Ok(high), Ok(low)) = parsed {
+            forks.push((tli, ((high << 32) | low) / SEGMENT_BYTES));
+        }
+    }
+    forks
+}
+
+/// A complete segment's name (24 hex digits) on a parent timeline, before
+/// the segment where that timeline forked.
+fn before_fork(name: &str, forks: &[(u32, u64)]) -> bool {
+    if name.len() != 24 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
+        return false;
+    }
+    let (Ok(tli), Ok(log), Ok(seg)) = (
+        u32::from_str_radix(&name[..8], 16),
+        u64::from_str_radix(&name[8..16], 16),
+        u64::from_str_radix(&name[16..24], 16),
+    ) else {
+        return false;
+    };
+    let segno = log * (0x1_0000_0000 / SEGMENT_BYTES) + seg;
+    forks
+        .iter()
+        .any(|(parent, fork_segno)| *parent == tli && segno < *fork_segno)
 }
 
 /// A backup of type `kind`. With `primary`, this node is a standby: its
@@ -339,11 +385,18 @@ mod tests {
     }
 
     #[test]
-    fn only_complete_segments_of_older_timelines_are_pushed_after_a_promotion() {
-        assert!(older_segment("000000010000000000000007", 2));
-        assert!(!older_segment("000000020000000000000007", 2));
-        assert!(!older_segment("000000010000000000000007.partial", 2));
-        assert!(!older_segment("00000002.history", 3));
+    fn only_complete_segments_of_parent_timelines_before_their_fork_are_pushed() {
+        let history = "1\t0/7000100\tno recovery target specified\n\n2\t1/2000000\tswitchover\n";
+        let forks = fork_segments(history);
+        assert_eq!(forks, vec![(1, 7), (2, 0x102)]);
+        assert!(before_fork("000000010000000000000006", &forks));
+        // The fork's own segment is the .partial one; later ones are recycled files.
+        assert!(!before_fork("000000010000000000000007", &forks));
+        assert!(!before_fork("000000010000000000000009", &forks));
+        assert!(before_fork("000000020000000100000001", &forks));
+        assert!(!before_fork("000000030000000000000006", &forks));
+        assert!(!before_fork("000000010000000000000006.partial", &forks));
+        assert!(!before_fork("00000002.history", &forks));
     }
 
     #[test]
