@@ -70,6 +70,9 @@ pub enum Command {
     /// lost hosts, failed tasks (signed, retried, delivered at least once).
     #[command(subcommand)]
     AlertTarget(crate::alert_targets::AlertTargetCommand),
+    /// Where backups go (pgBackRest repositories).
+    #[command(subcommand)]
+    BackupLocation(crate::backup_commands::BackupLocationCommand),
     /// Tell the product's story on a fresh local fleet, with timings.
     Demo(crate::demo::DemoArgs),
     /// Print the OpenAPI document.
@@ -219,6 +222,10 @@ pub enum DbCommand {
         database: Option<String>,
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        backup: crate::backup_commands::PolicyArgs,
+        #[command(flatten)]
+        restore: crate::backup_commands::RestoreArgs,
     },
     List {
         #[arg(long)]
@@ -263,6 +270,24 @@ pub enum DbCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take a backup now (from a healthy standby when there is one).
+    Backup {
+        db: String,
+        /// full (default), diff or incr.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Backups, WAL range and the recoverable window.
+    Backups {
+        db: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A database's backup policy.
+    #[command(subcommand)]
+    BackupPolicy(crate::backup_commands::BackupPolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]

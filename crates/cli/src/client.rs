@@ -9,6 +9,8 @@ use pgfleet_core::api::{
 use pgfleet_core::Task;
 use serde::de::DeserializeOwned;
 
+mod backup;
+
 #[derive(Clone)]
 pub struct Client {
     base: String,

@@ -81,7 +81,7 @@ pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// Waits for a task with a progress bar; fails with the task's error.
-async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
+pub(crate) async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
     let bar = output::progress_bar();
     let task = client
         .wait_task(task_id, Duration::from_secs(600), |task| {
@@ -193,6 +193,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Host(command) => host(&cli, command).await?,
         Command::Task(command) => task(&cli, command).await?,
         Command::AlertTarget(command) => crate::alert_targets::run(&cli, command).await?,
+        Command::BackupLocation(command) => crate::backup_commands::location(&cli, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -206,12 +207,16 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
             admin_user,
             database,
             no_wait,
+            backup,
+            restore,
         } => {
             let request = CreateDatabaseRequest {
                 name: name.clone(),
                 version: *version,
                 admin_user: admin_user.clone(),
                 database: database.clone(),
+                backup_policy: backup.request(),
+                restore: restore.request(),
             };
             let task = client.create_database(&request).await?;
             if *no_wait {
@@ -284,6 +289,13 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
                     println!("{event}");
                 }
             }
+        }
+        DbCommand::Backup { db, kind, no_wait } => {
+            crate::backup_commands::backup(cli, db, kind.as_deref(), *no_wait).await?
+        }
+        DbCommand::Backups { db, json } => crate::backup_commands::backups(cli, db, *json).await?,
+        DbCommand::BackupPolicy(command) => {
+            crate::backup_commands::set_policy(cli, command).await?
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! the local-fleet kit.
 
 pub mod alert_targets;
+pub mod backup_commands;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -150,6 +150,10 @@ async fn serve(
     let scheme = if args.insecure_http { "http" } else { "https" };
     let server_url = format!("{scheme}://{}", server.api_addr);
     crate::controlplane::record(&data_dir, &server_url, server.dns_addr, network.is_some())?;
+    // Backups work with no setup: a default location under the data dir.
+    if let Err(error) = pgfleet_server::backup::locations::ensure_local(&server.state).await {
+        println!("  note: no default backup location: {}", error.message);
+    }
 
     let first = u32::from(args.first_host_address);
     let mut hosts = Vec::new();

@@ -183,6 +183,8 @@ async fn actions_taken_as_soon_as_the_view_allows_them_are_accepted_and_complete
             admin_user: None,
             database: None,
             version: None,
+            backup_policy: None,
+            restore: None,
         })
         .await
         .unwrap();

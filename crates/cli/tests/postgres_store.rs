@@ -30,6 +30,7 @@ fn database(name: &str) -> Database {
         error: None,
         ha_generation: 0,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 

@@ -143,6 +143,8 @@ async fn bad_input_gets_clear_errors() {
             version: None,
             admin_user: None,
             database: None,
+            backup_policy: None,
+            restore: None,
         })
         .await
         .unwrap_err();

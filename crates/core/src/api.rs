@@ -19,6 +19,12 @@ pub struct CreateDatabaseRequest {
     /// Database owned by the admin role (default: connect to `postgres`).
     #[serde(default)]
     pub database: Option<String>,
+    /// Continuous archiving and scheduled backups (pgBackRest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<crate::backup::BackupPolicyRequest>,
+    /// Make the database from another one's backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup::RestoreRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -199,6 +205,9 @@ pub struct DatabaseView {
     /// plane is down).
     #[serde(default)]
     pub dns_servers: Vec<String>,
+    /// The backup policy, when the database has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_policy: Option<crate::backup::BackupPolicy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

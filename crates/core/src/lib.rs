@@ -2,6 +2,7 @@
 //! pure decision functions (name validation, placement) that have no I/O.
 
 pub mod api;
+pub mod backup;
 pub mod errors;
 pub mod model;
 pub mod names;

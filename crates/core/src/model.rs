@@ -143,6 +143,9 @@ pub struct Database {
     /// `e << 32`, above everything an older monitor handed out.
     #[serde(default)]
     pub monitor_epoch: u64,
+    /// Backup policy, the backup asked for, the restore that makes it.
+    #[serde(default, skip_serializing_if = "crate::backup::BackupIntent::is_empty")]
+    pub backup: crate::backup::BackupIntent,
 }
 
 impl Database {
@@ -209,6 +212,10 @@ pub enum TaskKind {
     /// A new monitor on another host, after its host was lost for longer
     /// than `--monitor-replace-after-secs` (submitted by the control plane).
     ReplaceMonitor,
+    /// A pgBackRest backup (on demand or scheduled).
+    Backup,
+    /// A new database made from another one's backups.
+    RestoreDatabase,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

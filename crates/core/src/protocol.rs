@@ -95,6 +95,12 @@ pub struct InstanceSpec {
     #[serde(default)]
     pub peers: Vec<PeerSpec>,
     pub generation: u64,
+    /// WAL archiving and backups (pgBackRest), when the database has a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupSpec>,
+    /// Make this (first) node by restoring another database's backups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup::RestoreSpec>,
 }
 
 /// A server certificate issued by the fleet CA. Its names include
@@ -183,6 +189,9 @@ pub struct InstanceObserved {
     #[serde(default)]
     pub ha_state: Option<String>,
     pub generation: u64,
+    /// Archiving and backups, when the spec has a backup policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup::BackupObserved>,
 }
 
 /// Intent for a monitor on a host.

@@ -76,6 +76,8 @@ fn create_database() -> impl Strategy<Value = CreateDatabaseRequest> {
                 version,
                 admin_user,
                 database,
+                backup_policy: None,
+                restore: None,
             },
         )
 }
@@ -254,7 +256,7 @@ proptest! {
     fn optional_fields_default_to_none(name in text()) {
         let db: CreateDatabaseRequest =
             serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
-        prop_assert_eq!(db, CreateDatabaseRequest { name: name.clone(), version: None, admin_user: None, database: None });
+        prop_assert_eq!(db, CreateDatabaseRequest { name: name.clone(), version: None, admin_user: None, database: None, backup_policy: None, restore: None });
         let replica: CreateReplicaRequest =
             serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
         prop_assert_eq!(replica, CreateReplicaRequest { name, priority: None });

@@ -228,6 +228,8 @@ fn instance_spec() -> BoxedStrategy<InstanceSpec> {
                 tls,
                 peers,
                 generation,
+                backup: None,
+                restore: None,
             },
         )
         .boxed()
@@ -294,6 +296,7 @@ fn instance_observed() -> BoxedStrategy<InstanceObserved> {
                 sync_standby_names,
                 ha_state,
                 generation,
+                backup: None,
             },
         )
         .boxed()

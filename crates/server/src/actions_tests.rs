@@ -50,6 +50,7 @@ fn database(status: DbStatus, nodes: Vec<Node>) -> Database {
         error: None,
         ha_generation: 0,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 
@@ -91,6 +92,7 @@ fn running(name: &str, primary: bool, ha_state: Option<&str>) -> InstanceObserve
         sync_standby_names: primary.then(|| "ANY 1 (r1, r2)".into()),
         ha_state: ha_state.map(str::to_string),
         generation: 1,
+        backup: None,
     }
 }
 

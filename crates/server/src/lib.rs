@@ -5,8 +5,9 @@
 //! (`tasks::engine`), the periodic DNS republish (`dns_sync::run`), with
 //! `--dns-update` the RFC 2136 publisher (`dns_sync::rfc2136::run`), the
 //! expiry of hosts that joined but never beat (`api::hosts::expire_joined`),
-//! the monitor replacer (`monitor_replacer::run`) and the alert loops
-//! (`alerts`: the watcher and the webhook delivery).
+//! the monitor replacer (`monitor_replacer::run`), the alert loops
+//! (`alerts`: the watcher and the webhook delivery) and the backup loop
+//! (`backup::schedule::run`: scheduled backups, archive failure events).
 //! Hosts are not reaped: a host's status (`connected`, `lost`) is derived
 //! from the age of its last heartbeat when asked
 //! (`observed::Observed::host_status`).
@@ -15,6 +16,7 @@ pub mod actions;
 pub mod alerts;
 pub mod api;
 pub mod auth;
+pub mod backup;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
@@ -135,6 +137,10 @@ pub async fn start(
         cancel.clone(),
     )));
     handles.push(tokio::spawn(alerts::run_watch(
+        state.clone(),
+        cancel.clone(),
+    )));
+    handles.push(tokio::spawn(backup::schedule::run(
         state.clone(),
         cancel.clone(),
     )));

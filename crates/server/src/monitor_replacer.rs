@@ -209,6 +209,7 @@ mod tests {
             error: None,
             ha_generation: 0,
             monitor_epoch: 0,
+            backup: Default::default(),
         }
     }
 

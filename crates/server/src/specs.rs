@@ -95,6 +95,8 @@ pub fn host_intent(
                 peers: data_peers(db, hosts),
                 tls: None,
                 generation: db.generation,
+                backup: crate::backup::instance_backup_spec(db, node),
+                restore: crate::backup::instance_restore_spec(db, node),
             });
         }
     }
@@ -140,6 +142,7 @@ mod tests {
             error: None,
             ha_generation: 0,
             monitor_epoch: 2,
+            backup: Default::default(),
         }
     }
 

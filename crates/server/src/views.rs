@@ -202,6 +202,7 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
             reasons.push(format!("replica {} is not replicating", node.name));
         }
     }
+    reasons.extend(crate::backup::health_reasons(db, ctx));
     let anti_affinity_holds = db.anti_affinity_holds();
     if !anti_affinity_holds {
         reasons.push("anti-affinity violated: two nodes share a host".into());
@@ -273,5 +274,6 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
         dns_servers: Vec::new(),
         error: db.error.clone(),
         actions: database_actions,
+        backup_policy: db.backup.policy.clone(),
     }
 }

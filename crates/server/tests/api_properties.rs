@@ -161,7 +161,7 @@ proptest! {
         database in prop::option::of(name()),
         version in prop::option::of(prop_oneof![any::<u32>(), 0u32..120]),
     ) {
-        let request = CreateDatabaseRequest { name: db_name, version, admin_user, database };
+        let request = CreateDatabaseRequest { name: db_name, version, admin_user, database, backup_policy: None, restore: None };
         let admin = request.admin_user.clone().unwrap_or_else(|| "pgadmin".into());
         let database_name = request.database.clone().unwrap_or_else(|| "postgres".into());
         let major = request.version.unwrap_or(15);

@@ -151,6 +151,7 @@ fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
         error: None,
         ha_generation: 0,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 

@@ -55,6 +55,7 @@ fn database(index: usize) -> Database {
         error: None,
         ha_generation: 1,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 

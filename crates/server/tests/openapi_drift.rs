@@ -27,6 +27,10 @@ fn every_route_is_documented() {
         "/api/v1/tasks",
         "/api/v1/tasks/{id}",
         "/api/v1/health",
+        "/api/v1/backup-locations",
+        "/api/v1/backup-locations/{name}",
+        "/api/v1/databases/{db}/backup-policy",
+        "/api/v1/databases/{db}/backups",
     ] {
         assert!(
             paths.contains_key(route),

@@ -77,6 +77,7 @@ fn database_on_a_silent_host(name: &str) -> Database {
         error: None,
         ha_generation: 0,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 

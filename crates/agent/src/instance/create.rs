@@ -1,7 +1,8 @@
 //! Making a node: a primary from the host's initdb template (`pg::template`;
 //! initdb when that fails) with its roles, the privilege model of
 //! `pg::roles` and the user's database; a replica with a clone of its
-//! upstream; then started. The `ready` marker says it is whole.
+//! upstream; a restored database's primary by `pgbackrest restore`
+//! (`restore.rs`); then started. The `ready` marker says it is whole.
 
 use pgfleet_core::protocol::InstanceSpec;
 use pgfleet_core::NodeRole;
@@ -16,6 +17,12 @@ use crate::pg::{roles, sql, template};
 impl Actor {
     pub(super) async fn create(&mut self, spec: &InstanceSpec) -> anyhow::Result<()> {
         let rt = self.runtime.clone();
+        if let (NodeRole::Primary, Some(restore)) = (spec.role, spec.restore.clone()) {
+            self.create_by_restore(spec, &restore).await?;
+            std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
+            tracing::info!(db = %spec.db, node = %spec.node, "instance created by restore");
+            return Ok(());
+        }
         if spec.role == NodeRole::Replica {
             let upstream = spec
                 .upstream

@@ -21,10 +21,12 @@ use crate::pg::user::PgUser;
 use crate::runtime::{AgentRuntime, InstanceHandle};
 use pgfleet_ha::NodeState;
 
+mod backup;
 mod client_tls;
 mod create;
 mod observe;
 mod rejoin;
+mod restore;
 use rejoin::{upstream_reachable, STALL_REJOIN};
 
 pub fn spawn(runtime: AgentRuntime, spec: InstanceSpec) -> InstanceHandle {
@@ -44,6 +46,7 @@ pub fn spawn(runtime: AgentRuntime, spec: InstanceSpec) -> InstanceHandle {
         sync_standby_names: None,
         ha_state: None,
         generation: 0,
+        backup: None,
     }));
     let actor = Actor::new(runtime, &spec, observed.clone());
     let task = tokio::spawn(actor.run(rx));
@@ -81,6 +84,8 @@ struct Actor {
     user: PgUser,
     /// The running server's files were checked to belong to `user`.
     owner_checked: bool,
+    /// pgBackRest jobs and results (`backup`).
+    backups: backup::BackupJobs,
 }
 
 impl Actor {
@@ -110,6 +115,7 @@ impl Actor {
             roles_secured: false,
             user,
             owner_checked: false,
+            backups: Default::default(),
         }
     }
 
@@ -242,6 +248,13 @@ impl Actor {
             synchronous_standby_names: sync,
             trusted: trusted_addresses(spec),
             tls: spec.tls.clone(),
+            archive: spec
+                .backup
+                .as_ref()
+                .map(|b| crate::pg::conf::ArchiveSettings {
+                    command: crate::pg::backrest::archive_command(&self.paths, &b.stanza),
+                    timeout_secs: b.archive_timeout_secs,
+                }),
         }
     }
 
@@ -325,7 +338,9 @@ impl Actor {
         }
         let mode = self.decide_mode(spec).await;
         self.apply_mode(spec, &mode).await?;
-        self.observe(spec, &mode).await
+        self.observe(spec, &mode).await?;
+        self.backup_cycle(spec).await;
+        Ok(())
     }
 
     /// Reports to the monitor (HA databases) and returns the mode to run in.

@@ -19,6 +19,18 @@ pub struct ServerSettings {
     pub trusted: Vec<String>,
     /// Server certificate and key from the fleet CA: TLS on when present.
     pub tls: Option<pgfleet_core::protocol::TlsMaterial>,
+    /// WAL archiving (`pg::backrest`), when the database has a backup policy.
+    pub archive: Option<ArchiveSettings>,
+}
+
+/// `archive_mode = on` on every data node, so a promoted standby archives
+/// from its promotion on without a restart (pgBackRest refuses `always`;
+/// segments the old primary had not pushed when it died are pushed by the
+/// new primary's agent: `instance::backup`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveSettings {
+    pub command: String,
+    pub timeout_secs: u32,
 }
 
 /// Slot names allow only `[a-z0-9_]`.
@@ -76,6 +88,11 @@ pub fn render(settings: &ServerSettings) -> String {
     }
     if settings.tls.as_ref().is_some_and(|t| t.client.is_some()) {
         put("ssl_ca_file", "pgfleet-ca.crt".into());
+    }
+    if let Some(archive) = &settings.archive {
+        put("archive_mode", "on".into());
+        put("archive_command", archive.command.clone());
+        put("archive_timeout", format!("{}s", archive.timeout_secs));
     }
     if let Some(conninfo) = &settings.primary_conninfo {
         put("primary_conninfo", conninfo.clone());
@@ -225,6 +242,7 @@ mod tests {
             synchronous_standby_names: String::new(),
             trusted: vec!["127.0.0.2".into()],
             tls: None,
+            archive: None,
         };
         let text = render(&settings);
         assert!(text.contains("listen_addresses = '127.0.0.3'"));

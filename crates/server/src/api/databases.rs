@@ -187,7 +187,7 @@ pub async fn create(
         while existing.iter().any(|d| d.port == port) {
             port += 1;
         }
-        let db = Database {
+        let mut db = Database {
             name: request.name.clone(),
             status: DbStatus::Creating,
             version,
@@ -204,10 +204,9 @@ pub async fn create(
             error: None,
             ha_generation: 0,
             monitor_epoch: 0,
+            backup: Default::default(),
         };
-        let params = TaskParams::CreateDatabase(params::CreateDatabase {
-            version: Some(version),
-        });
+        let params = crate::backup::api::prepare_create(&state, &request, &mut db).await?;
         let task = crate::tasks::queued_task(&params, &db.name);
         let stored = state.store.insert_database_with_task(&db, &task).await?;
         crate::tasks::queued(&state, &stored);

@@ -42,6 +42,22 @@ pub fn router(state: AppState) -> Router {
             "/databases/{db}/nodes/{node}/maintenance",
             post(databases::set_maintenance),
         )
+        .route(
+            "/backup-locations",
+            get(crate::backup::api::list_locations).post(crate::backup::api::create_location),
+        )
+        .route(
+            "/backup-locations/{name}",
+            get(crate::backup::api::show_location).delete(crate::backup::api::delete_location),
+        )
+        .route(
+            "/databases/{db}/backup-policy",
+            axum::routing::put(crate::backup::api::set_policy),
+        )
+        .route(
+            "/databases/{db}/backups",
+            get(crate::backup::api::list_backups).post(crate::backup::api::create_backup),
+        )
         .route("/dns", get(dns::show))
         .route("/hosts", get(hosts::list))
         .route("/hosts/join-tokens", post(hosts::create_join_token))

@@ -41,6 +41,7 @@ fn database(name: &str, primary_address: &str) -> Database {
         error: None,
         ha_generation: 0,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 

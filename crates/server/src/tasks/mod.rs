@@ -5,6 +5,7 @@
 //! type in `params`. `failover_recorder` is not a task kind: it records the
 //! primary changes monitors push, as finished `PromoteReplica` tasks.
 
+pub mod backup;
 pub mod create_database;
 pub mod create_replica;
 pub mod delete_database;
@@ -14,6 +15,7 @@ pub mod failover_recorder;
 pub mod maintenance;
 pub mod params;
 pub mod replace_monitor;
+pub mod restore;
 pub mod switchover;
 pub mod wait;
 
@@ -70,7 +72,7 @@ macro_rules! cleanup_fn {
 }
 
 /// Every task kind: its steps, how it runs, how a failure is cleaned up.
-pub static TASK_KINDS: [TaskKindEntry; 7] = [
+pub static TASK_KINDS: [TaskKindEntry; 9] = [
     TaskKindEntry {
         kind: TaskKind::CreateDatabase,
         steps: &[
@@ -136,6 +138,18 @@ pub static TASK_KINDS: [TaskKindEntry; 7] = [
         ],
         run: run_fn!(replace_monitor::run),
         on_failure: cleanup_fn!(replace_monitor::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::Backup,
+        steps: backup::STEPS,
+        run: run_fn!(backup::run),
+        on_failure: cleanup_fn!(backup::on_failure),
+    },
+    TaskKindEntry {
+        kind: TaskKind::RestoreDatabase,
+        steps: restore::STEPS,
+        run: run_fn!(restore::run),
+        on_failure: cleanup_fn!(create_database::on_failure),
     },
 ];
 
@@ -269,6 +283,8 @@ mod kind_table_tests {
             TaskKind::PromoteReplica,
             TaskKind::SetMaintenance,
             TaskKind::ReplaceMonitor,
+            TaskKind::Backup,
+            TaskKind::RestoreDatabase,
         ];
         for kind in kinds {
             let entries = TASK_KINDS.iter().filter(|e| e.kind == kind).count();

@@ -76,6 +76,31 @@ pub struct ReplaceMonitor {
     pub new_host: Option<String>,
 }
 
+/// `Backup`: pgBackRest's backup type (`full`, `diff`, `incr`); whether the
+/// schedule asked for it. The task stores the node it chose once it did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Backup {
+    pub kind: String,
+    #[serde(default)]
+    pub scheduled: bool,
+    /// The node whose agent runs it, once chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Whether it copies from that standby (`--backup-standby`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_standby: Option<bool>,
+    /// The backup's label, once taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+/// `RestoreDatabase`: the database whose backups are restored and the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreDatabase {
+    pub source: String,
+    pub target: pgfleet_core::backup::RestoreTarget,
+}
+
 /// A task's parameters; the variant is the task's kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskParams {
@@ -86,6 +111,8 @@ pub enum TaskParams {
     PromoteReplica(PromoteReplica),
     SetMaintenance(SetMaintenance),
     ReplaceMonitor(ReplaceMonitor),
+    Backup(Backup),
+    RestoreDatabase(RestoreDatabase),
 }
 
 /// Why a stored task's parameters do not fit its kind.
@@ -108,6 +135,8 @@ impl TaskParams {
             TaskParams::PromoteReplica(_) => TaskKind::PromoteReplica,
             TaskParams::SetMaintenance(_) => TaskKind::SetMaintenance,
             TaskParams::ReplaceMonitor(_) => TaskKind::ReplaceMonitor,
+            TaskParams::Backup(_) => TaskKind::Backup,
+            TaskParams::RestoreDatabase(_) => TaskKind::RestoreDatabase,
         }
     }
 
@@ -121,6 +150,8 @@ impl TaskParams {
             TaskParams::PromoteReplica(p) => serde_json::to_value(p),
             TaskParams::SetMaintenance(p) => serde_json::to_value(p),
             TaskParams::ReplaceMonitor(p) => serde_json::to_value(p),
+            TaskParams::Backup(p) => serde_json::to_value(p),
+            TaskParams::RestoreDatabase(p) => serde_json::to_value(p),
         };
         value.expect("task parameters serialize")
     }
@@ -136,6 +167,8 @@ impl TaskParams {
             TaskKind::PromoteReplica => serde_json::from_value(params).map(Self::PromoteReplica),
             TaskKind::SetMaintenance => serde_json::from_value(params).map(Self::SetMaintenance),
             TaskKind::ReplaceMonitor => serde_json::from_value(params).map(Self::ReplaceMonitor),
+            TaskKind::Backup => serde_json::from_value(params).map(Self::Backup),
+            TaskKind::RestoreDatabase => serde_json::from_value(params).map(Self::RestoreDatabase),
         };
         parsed.map_err(|source| BadParams {
             id: task.id,
@@ -153,7 +186,10 @@ impl TaskParams {
             TaskParams::SetMaintenance(p) => Some(&p.node),
             TaskParams::PromoteReplica(p) => p.node.as_deref().or(p.new_primary.as_deref()),
             TaskParams::ReplaceMonitor(p) => Some(&p.old_node),
-            TaskParams::CreateDatabase(_) | TaskParams::DeleteDatabase(_) => None,
+            TaskParams::CreateDatabase(_)
+            | TaskParams::DeleteDatabase(_)
+            | TaskParams::Backup(_)
+            | TaskParams::RestoreDatabase(_) => None,
         }
     }
 }

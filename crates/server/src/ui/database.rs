@@ -29,7 +29,7 @@ pub struct DbHead {
     pub version: u32,
     pub primary: String,
     pub degraded: bool,
-    /// `summary`, `cluster`, `tasks` or `events`.
+    /// `summary`, `cluster`, `tasks`, `events` or `backups`.
     pub tab: &'static str,
     /// This tab's address (the header polls it).
     pub url: String,

@@ -144,6 +144,8 @@ async fn submit_create(state: &AppState, form: &CreateForm) -> Result<i64, ApiEr
         version,
         admin_user: optional(&form.admin_user),
         database: optional(&form.database),
+        backup_policy: None,
+        restore: None,
     };
     let (_, Json(task)) =
         crate::api::databases::create(State(state.clone()), crate::api::ApiJson(request)).await?;

@@ -11,6 +11,7 @@
 //! and forms posted from other origins are refused (`csrf`).
 
 mod assets;
+mod backups;
 mod cluster;
 mod confirm;
 mod csrf;
@@ -51,6 +52,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/databases/{db}/cluster", get(cluster::show))
         .route("/databases/{db}/tasks", get(database::tasks))
         .route("/databases/{db}/events", get(database::events))
+        .route(
+            "/databases/{db}/backups",
+            get(backups::show).post(backups::create),
+        )
         .route(
             "/databases/{db}/replicas/new",
             get(node_actions::new_replica),

@@ -499,3 +499,59 @@ async fn a_metrics_token_opens_no_ui_session_but_scrapes() {
         .expect("body")
         .contains("# TYPE pgfleet_dns_answers_total counter"));
 }
+
+#[tokio::test]
+async fn the_backups_tab_shows_the_policy_and_back_up_now_answers_in_words() {
+    let ui = start().await;
+    let backups = ui._dir.path().join("backups/local").display().to_string();
+    crate::backup::locations::create(&ui.state, "local", &backups)
+        .await
+        .expect("location");
+    let request = pgfleet_core::api::CreateDatabaseRequest {
+        name: "kept".into(),
+        version: Some(15),
+        admin_user: None,
+        database: None,
+        backup_policy: Some(pgfleet_core::backup::BackupPolicyRequest {
+            location: "local".into(),
+            schedule: Some("0 2 * * *".into()),
+            retention_full: Some(3),
+            archive_timeout_secs: None,
+        }),
+        restore: None,
+    };
+    let (status, _) = crate::api::databases::create(
+        axum::extract::State(ui.state.clone()),
+        crate::api::ApiJson(request),
+    )
+    .await
+    .expect("database stored");
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+    let cookie = ui.session().await;
+    let tab = ui.get("/databases/kept/backups", &cookie).await;
+    assert_eq!(tab.status(), StatusCode::OK);
+    let html = tab.text().await.unwrap();
+    for shown in [
+        "Backup policy",
+        "0 2 * * *",
+        "Full backups kept",
+        "Back up now",
+        "No backup yet.",
+    ] {
+        assert!(html.contains(shown), "{shown} missing: {html}");
+    }
+    // No host ever ran the database: its creation failed.
+    let answer = post_form(&ui, &cookie, "/databases/kept/backups", &[]).await;
+    assert_eq!(answer.status(), StatusCode::SEE_OTHER);
+    assert_eq!(answer.headers()[LOCATION], "/databases/kept/backups");
+    let flashed = ui
+        .get("/databases/kept/backups", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        flashed.contains("backups are taken once it is online"),
+        "{flashed}"
+    );
+}

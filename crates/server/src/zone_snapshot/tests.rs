@@ -44,6 +44,7 @@ fn database(name: &str) -> Database {
         error: None,
         ha_generation: 7,
         monitor_epoch: 0,
+        backup: Default::default(),
     }
 }
 
