@@ -96,8 +96,10 @@ async fn every_route_refuses_strangers_viewers_and_garbage_without_server_errors
                 "{method} {path}: API tokens are not agent credentials"
             );
         } else if method == "GET" {
-            // Where alerts go is for admins only.
-            let reveals = path.ends_with("/uri") || path == "/api/v1/alert-targets";
+            // Where alerts go, and the external DNS server pgfleet feeds
+            // (its address, zone and errors), are for admins only.
+            let reveals =
+                path.ends_with("/uri") || path == "/api/v1/alert-targets" || path == "/api/v1/dns";
             assert!(
                 if reveals {
                     status == 403
