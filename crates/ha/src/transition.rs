@@ -194,6 +194,18 @@ fn closeness(
     cfg: &Config,
 ) -> Option<bool> {
     let r = &st.nodes[name];
+    // Pointed at the candidate with its promotion: it follows it already
+    // (its position may be past `pre`, on the new timeline); keep it.
+    let candidate = match &tr.phase {
+        Phase::Promoting { candidate } => Some(candidate.as_str()),
+        _ => None,
+    };
+    if r.assignment.state == NodeState::Secondary
+        && candidate.is_some()
+        && r.assignment.primary.as_deref() == candidate
+    {
+        return None;
+    }
     let pos = match r.assignment.state {
         NodeState::ReportLsn | NodeState::FastForward => tr.reports.get(name).copied(),
         NodeState::Secondary if tr.kind == TransitionKind::Switchover => Some(r.pos()),

@@ -45,6 +45,15 @@ fn switchover_happy_path() {
     );
     assert_eq!(sim.assignments_of("n1").last(), Some(&Primary));
     assert!(sim.assignments_of("n1").contains(&Promote));
+    // Synchronous throughout: n2 follows n1 from its promotion and stays in
+    // its sync set; n1 is never an asynchronous `wait_primary`.
+    assert!(!sim.assignments_of("n1").contains(&WaitPrimary));
+    let n2 = sim.assignments_of("n2");
+    let first_secondary = n2.iter().position(|s| *s == Secondary).unwrap();
+    assert!(
+        !n2[first_secondary..].contains(&Catchingup),
+        "n2 left the sync set: {n2:?}"
+    );
     assert_eq!(sim.sync(), (names(&["n0", "n2"]), 1));
     match sim.primary_changes().as_slice() {
         [Action::PrimaryChanged {
@@ -218,4 +227,30 @@ fn primary_crash_during_switchover_becomes_failover() {
         other => panic!("{other:?}"),
     }
     sim.expect(&[("n0", Demoted)]);
+}
+
+/// A standby pointed at the switchover target with its promotion, that
+/// already reports the target's new timeline when the switchover finishes,
+/// stays its synchronous standby (it is not sent back to `catchingup`, which
+/// would leave the new primary asynchronous).
+#[test]
+fn a_standby_already_following_the_target_stays_in_its_sync_set() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.write(7_000);
+    sim.run(400);
+    switchover(&mut sim, "n1").unwrap();
+    sim.report("n0");
+    sim.expect(&[("n1", Promote), ("n2", Secondary)]);
+    assert_eq!(
+        sim.state.assignment("n2").unwrap().primary.as_deref(),
+        Some("n1")
+    );
+    // n2 streams from n1 and is on its new timeline before n1 confirms.
+    sim.k("n2").timeline += 1;
+    sim.k("n2").lsn = 7_100;
+    sim.report("n2");
+    sim.run(1_000);
+    sim.expect(&[("n1", Primary), ("n2", Secondary)]);
+    assert!(!sim.assignments_of("n1").contains(&WaitPrimary));
+    assert!(sim.sync().0.contains(&"n2".to_string()), "{:?}", sim.sync());
 }

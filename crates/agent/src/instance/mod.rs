@@ -78,6 +78,8 @@ struct Actor {
     drained_generation: Option<u64>,
     /// Since when this standby has not been streaming from its upstream.
     stalled_since: Option<Instant>,
+    /// Replay stopped for want of WAL with no receiver (the last observation).
+    replay_final: bool,
     /// The roles' privilege model was checked on this server as a primary.
     roles_secured: bool,
     /// The OS user this database's servers run as (`PgUser::for_database`).
@@ -112,6 +114,7 @@ impl Actor {
             fence: FenceWatch::new(Instant::now()),
             drained_generation: None,
             stalled_since: None,
+            replay_final: false,
             roles_secured: false,
             user,
             owner_checked: false,
@@ -578,6 +581,11 @@ impl Actor {
             _ => {}
         }
         self.client = Some(client);
+        // `report_lsn` is reached once the position is final (observed after
+        // the receiver stopped and replay ran out of WAL), not at the reload.
+        if *mode == Mode::Detached && !self.replay_final {
+            return Ok(());
+        }
         self.mark_reached();
         Ok(())
     }

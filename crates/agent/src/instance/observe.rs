@@ -35,7 +35,17 @@ impl Actor {
         observed.error = None;
         observed.generation = spec.generation;
         observed.is_primary = Some(!obs.in_recovery);
-        observed.lsn = Some(obs.lsn);
+        // A standby reporting its final position for a failover reports
+        // what it replayed once replay has stopped for want of WAL: the
+        // receive pointer can run ahead of the WAL it can actually serve
+        // (a restarted receiver keeps its old flush pointer), and a
+        // candidate chosen on it could be behind another standby.
+        self.replay_final = obs.in_recovery && obs.replay_final;
+        observed.lsn = Some(if *mode == Mode::Detached {
+            obs.replay_lsn
+        } else {
+            obs.lsn
+        });
         observed.timeline = Some(obs.timeline);
         observed.wal_receiver_streaming = Some(obs.wal_receiver_streaming);
         observed.lag_bytes = obs.lag_bytes;

@@ -191,6 +191,11 @@ pub async fn sync_slots(
 pub struct Observation {
     pub in_recovery: bool,
     pub lsn: u64,
+    /// On a standby: the end of the last record replayed (WAL the server
+    /// really has and can serve), and whether replay has stopped for want
+    /// of WAL with no WAL receiver running: then it is final.
+    pub replay_lsn: u64,
+    pub replay_final: bool,
     pub timeline: u32,
     pub wal_receiver_streaming: bool,
     pub wal_receiver_upstream: Option<String>,
@@ -223,7 +228,10 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
                         (SELECT received_tli FROM pg_stat_wal_receiver LIMIT 1), \
                         (SELECT sender_host FROM pg_stat_wal_receiver LIMIT 1), \
                         CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
-                             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END",
+                             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
+                        NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AND EXISTS ( \
+                            SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' \
+                            AND wait_event IN ('RecoveryRetrieveRetryInterval', 'RecoveryWalStream'))",
                 &[],
             )
             .await?;
@@ -232,6 +240,8 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
         let status: Option<String> = row.get(2);
         let received_tli: Option<i32> = row.get(3);
         obs.lsn = received.max(replayed) as u64;
+        obs.replay_lsn = replayed.max(0) as u64;
+        obs.replay_final = row.get(6);
         if let Some(tli) = received_tli {
             obs.timeline = obs.timeline.max(tli as u32);
         }
