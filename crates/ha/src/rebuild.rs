@@ -98,6 +98,18 @@ fn newest_claim(reports: &[&RebuildReport]) -> Option<(String, u64)> {
             None
         };
         let Some(claimed) = claimed else { continue };
+        // A standby's word for a node that itself says it holds no writable
+        // or primary assignment (e.g. pointed at a candidate that never took
+        // `promote`) does not make that node the primary.
+        let denied = reports.iter().any(|r| {
+            r.report.node == claimed && {
+                let own = r.held();
+                !(own.state.is_writable() || own.state.is_primary_role())
+            }
+        });
+        if claimed != report.report.node && denied {
+            continue;
+        }
         let newer = match &best {
             None => true,
             Some((name, generation)) => {
@@ -194,6 +206,16 @@ pub fn rebuild(
     };
     let held_by_primary = report_of(&primary).map(|r| r.held());
     let (state, sync) = match &held_by_primary {
+        // A node that was being promoted is the primary now (so that, if it
+        // is down, the usual failover applies to it), under the most
+        // conservative sync setting.
+        Some(held) if held.state == NodeState::Promote => {
+            if others.is_empty() {
+                (NodeState::Single, SyncConfig::default())
+            } else {
+                (NodeState::Primary, everyone.clone())
+            }
+        }
         Some(held) if held.state.is_writable() || held.state.is_primary_role() => (
             held.state,
             SyncConfig {

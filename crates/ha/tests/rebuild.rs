@@ -279,3 +279,38 @@ proptest! {
         }
     }
 }
+
+/// The old monitor had chosen n2 and pointed n3 at it, then died before n2
+/// took `promote` (n2 still holds `report_lsn`): n3's word does not make n2
+/// the primary; the failover from the demoted n0 goes on, nobody writable
+/// but the one it promotes.
+#[test]
+fn a_standby_pointed_at_a_candidate_that_never_promoted_does_not_make_it_primary() {
+    let now = 10_000;
+    let reports = vec![
+        report("n0", NodeState::Demoted, 20, None, 500, now),
+        report("n1", NodeState::ReportLsn, 21, None, 480, now),
+        report("n2", NodeState::ReportLsn, 22, None, 500, now),
+        report("n3", NodeState::Secondary, 24, Some("n2"), 490, now),
+    ];
+    let (st, _) = rebuild(&reports, &spec(), Some("n0"), 1, now, &Config::default());
+    assert_ne!(st.primary.as_deref(), Some("n2"), "{st:?}");
+    assert!(writable(&st).is_empty(), "{:?}", writable(&st));
+    assert!(st.transition.is_some(), "the failover goes on");
+}
+
+/// A node the old monitor was promoting is the primary of the rebuilt
+/// state in a primary role, so a failover applies to it if it is down.
+#[test]
+fn a_node_that_was_being_promoted_is_rebuilt_as_primary() {
+    let now = 10_000;
+    let reports = vec![
+        report("n1", NodeState::Promote, 30, None, 500, now),
+        report("n2", NodeState::Secondary, 31, Some("n1"), 500, now),
+        report("n3", NodeState::Secondary, 31, Some("n1"), 490, now),
+    ];
+    let (st, _) = rebuild(&reports, &spec(), Some("n0"), 1, now, &Config::default());
+    assert_eq!(st.primary.as_deref(), Some("n1"));
+    let state = st.assignment("n1").unwrap().state;
+    assert!(state.is_primary_role(), "{state:?}");
+}
