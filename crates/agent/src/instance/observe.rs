@@ -40,7 +40,9 @@ impl Actor {
         // receive pointer can run ahead of the WAL it can actually serve
         // (a restarted receiver keeps its old flush pointer), and a
         // candidate chosen on it could be behind another standby.
-        self.replay_final = obs.in_recovery && obs.replay_final;
+        // Only an observation made after the receiver was told to stop
+        // counts (one from before may have seen a receiver between retries).
+        self.replay_final = *mode == Mode::Detached && obs.in_recovery && obs.replay_final;
         observed.lsn = Some(if *mode == Mode::Detached {
             obs.replay_lsn
         } else {

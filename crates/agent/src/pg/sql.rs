@@ -231,7 +231,9 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
                              ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8 END, \
                         NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver) AND EXISTS ( \
                             SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' \
-                            AND wait_event IN ('RecoveryRetrieveRetryInterval', 'RecoveryWalStream'))",
+                            AND wait_event IN ('RecoveryRetrieveRetryInterval', 'RecoveryWalStream')), \
+                        (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
+                            WHERE name ~ '^[0-9A-F]{8}([0-9A-F]{16}|\\.history)$')",
                 &[],
             )
             .await?;
@@ -243,6 +245,12 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
         obs.replay_lsn = replayed.max(0) as u64;
         obs.replay_final = row.get(6);
         if let Some(tli) = received_tli {
+            obs.timeline = obs.timeline.max(tli as u32);
+        }
+        // With the receiver stopped (a failover's final report) the last
+        // checkpoint's timeline can be older than the WAL replayed; the
+        // newest timeline among the WAL files and histories it holds is not.
+        if let Some(tli) = row.get::<_, Option<i32>>(7) {
             obs.timeline = obs.timeline.max(tli as u32);
         }
         obs.wal_receiver_streaming = status.as_deref() == Some("streaming");
