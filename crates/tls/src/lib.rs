@@ -82,6 +82,19 @@ pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> 
 /// the folder. Every failure is returned; callers that persist before acting
 /// (fencing state) must not act on an error.
 pub fn write_durable(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_durable_owned(path, bytes, None)
+}
+
+/// [`write_durable`], the file owned by `owner` (uid, gid) before it takes
+/// its name. Safe in a folder someone else owns (a database's OS user):
+/// the temporary file is made new (an existing name, a link included, is
+/// removed first and never followed), owned through its descriptor, and
+/// renamed over `path` (a link there is replaced, its target untouched).
+pub fn write_durable_owned(
+    path: &std::path::Path,
+    bytes: &[u8],
+    owner: Option<(u32, u32)>,
+) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let Some(name) = path.file_name() else {
@@ -93,12 +106,18 @@ pub fn write_durable(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
     let mut tmp_name = name.to_os_string();
     tmp_name.push(".tmp");
     let tmp = path.with_file_name(tmp_name);
+    match std::fs::remove_file(&tmp) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(&tmp)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+    }
     file.write_all(bytes)?;
     file.sync_all()?;
     drop(file);
@@ -133,5 +152,27 @@ mod tests {
         std::fs::create_dir_all(blocked.join("inside")).expect("folder");
         assert!(super::write_durable(&blocked, b"x").is_err());
         assert!(super::write_durable(&dir.path().join("missing/x.json"), b"x").is_err());
+    }
+
+    /// In a folder another user controls, links are never followed: one at
+    /// the temporary name or at the file's name leaves its target untouched.
+    #[test]
+    fn durable_writes_never_follow_links() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").expect("victim");
+        let path = dir.path().join("role");
+        std::os::unix::fs::symlink(&victim, dir.path().join("role.tmp")).expect("link");
+        super::write_durable(&path, b"primary").expect("write beside a planted link");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        std::fs::remove_file(&path).expect("remove");
+        std::os::unix::fs::symlink(&victim, &path).expect("link at the name");
+        super::write_durable(&path, b"standby").expect("write over a link");
+        assert_eq!(std::fs::read(&victim).expect("read"), b"precious");
+        assert!(!std::fs::symlink_metadata(&path)
+            .expect("metadata")
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&path).expect("read"), b"standby");
     }
 }

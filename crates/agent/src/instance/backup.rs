@@ -204,7 +204,7 @@ impl Actor {
         let files = BackrestPaths::of(&self.paths);
         match (job, output) {
             (Job::StanzaCreate(stanza), Ok(_)) => {
-                std::fs::write(files.dir.join("stanza"), &stanza)?;
+                pgfleet_tls::write_durable(&files.dir.join("stanza"), stanza.as_bytes())?;
                 tracing::info!(db = %spec.db, node = %spec.node, stanza = %stanza, "stanza ready");
                 self.backups.stanza_ready = Some(stanza);
                 self.backups.error = None;
@@ -230,7 +230,10 @@ impl Actor {
                     error,
                     label,
                 };
-                std::fs::write(files.dir.join("last-run.json"), serde_json::to_vec(&last)?)?;
+                pgfleet_tls::write_durable(
+                    &files.dir.join("last-run.json"),
+                    &serde_json::to_vec(&last)?,
+                )?;
                 self.backups.last_run = Some(last);
             }
             (Job::Info, Ok(Some(info))) => self.store_info(info),

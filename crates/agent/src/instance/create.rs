@@ -19,7 +19,7 @@ impl Actor {
         let rt = self.runtime.clone();
         if let (NodeRole::Primary, Some(restore)) = (spec.role, spec.restore.clone()) {
             self.create_by_restore(spec, &restore).await?;
-            std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
+            pgfleet_tls::write_durable(&self.paths.ready_marker(), spec.node.as_bytes())?;
             tracing::info!(db = %spec.db, node = %spec.node, "instance created by restore");
             return Ok(());
         }
@@ -89,7 +89,7 @@ impl Actor {
             self.roles_secured = true;
             client.batch_execute("CHECKPOINT").await?;
         }
-        std::fs::write(self.paths.ready_marker(), spec.node.as_bytes())?;
+        pgfleet_tls::write_durable(&self.paths.ready_marker(), spec.node.as_bytes())?;
         tracing::info!(db = %spec.db, node = %spec.node, role = ?spec.role, "instance created");
         Ok(())
     }

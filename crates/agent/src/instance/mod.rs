@@ -530,7 +530,7 @@ impl Actor {
                 tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot make the standbys' slots before promoting");
             }
             client.batch_execute("SELECT pg_promote(true, 30)").await?;
-            std::fs::write(self.paths.root.join("role"), "primary")?;
+            pgfleet_tls::write_durable(&self.paths.root.join("role"), b"primary")?;
             // Puts the new timeline into the control file soon (pg_rewind of the
             // old primary reads it; rejoin also checkpoints first). In the
             // background, so the keeper reports the promotion at once.
@@ -576,8 +576,12 @@ impl Actor {
             }
         }
         match mode {
-            Mode::Primary { .. } => std::fs::write(self.paths.root.join("role"), "primary")?,
-            Mode::Standby { .. } => std::fs::write(self.paths.root.join("role"), "standby")?,
+            Mode::Primary { .. } => {
+                pgfleet_tls::write_durable(&self.paths.root.join("role"), b"primary")?
+            }
+            Mode::Standby { .. } => {
+                pgfleet_tls::write_durable(&self.paths.root.join("role"), b"standby")?
+            }
             _ => {}
         }
         self.client = Some(client);

@@ -58,7 +58,7 @@ impl Actor {
             }
         }
         self.copy_timeline_history(spec, upstream).await?;
-        std::fs::write(self.paths.root.join("role"), "standby")?;
+        pgfleet_tls::write_durable(&self.paths.root.join("role"), b"standby")?;
         Ok(())
     }
 
@@ -69,7 +69,7 @@ impl Actor {
         upstream: &PrimaryRef,
     ) -> anyhow::Result<()> {
         self.clone_from(spec, upstream).await?;
-        std::fs::write(self.paths.root.join("role"), "standby")?;
+        pgfleet_tls::write_durable(&self.paths.root.join("role"), b"standby")?;
         tracing::info!(db = %spec.db, node = %spec.node, upstream = %upstream.node, "cloned again from the primary");
         Ok(())
     }
@@ -123,8 +123,7 @@ impl Actor {
             let bytes: Vec<u8> = row.get(1);
             let path = self.paths.data.join("pg_wal").join(&name);
             if !path.exists() {
-                std::fs::write(&path, bytes)?;
-                self.user.own(&path)?;
+                crate::pg::conf::write_owned_bytes(&path, &bytes, &self.user)?;
             }
         }
         Ok(())

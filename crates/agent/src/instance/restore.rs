@@ -54,7 +54,7 @@ impl Actor {
         self.user = own_user;
         restored?;
         self.user.own_tree(&self.paths.root)?;
-        std::fs::write(self.paths.root.join("role"), "primary")?;
+        pgfleet_tls::write_durable(&self.paths.root.join("role"), b"primary")?;
         tracing::info!(db = %spec.db, node = %spec.node, source = %restore.source_db, "restored and promoted");
         Ok(())
     }

@@ -143,11 +143,21 @@ pub fn render_hba(trusted: &[String], tls: Option<&pgfleet_core::protocol::TlsMa
     text
 }
 
+/// Writes `text` to `path` (0600, owned by `user`) without following links:
+/// the folder belongs to the database's OS user, who must not be able to
+/// make the agent write or chown anything else.
 pub fn write_owned(path: &Path, text: &str, user: &super::user::PgUser) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text).map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    user.own(path)
+    write_owned_bytes(path, text.as_bytes(), user)
+}
+
+pub fn write_owned_bytes(
+    path: &Path,
+    bytes: &[u8],
+    user: &super::user::PgUser,
+) -> anyhow::Result<()> {
+    let owner = user.uid.zip(user.gid);
+    pgfleet_tls::write_durable_owned(path, bytes, owner)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))
 }
 
 /// Writes pgfleet.conf and pg_hba.conf, makes sure postgresql.conf includes

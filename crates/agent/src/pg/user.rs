@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use nix::unistd::{Gid, Uid, User};
+use nix::unistd::{Uid, User};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgUser {
@@ -75,10 +75,11 @@ impl PgUser {
         }
     }
 
-    /// Makes `path` owned by the PostgreSQL user (no-op when not root).
+    /// Makes `path` owned by the PostgreSQL user (no-op when not root); a
+    /// link is changed itself, never its target.
     pub fn own(&self, path: &Path) -> anyhow::Result<()> {
         if let (Some(uid), Some(gid)) = (self.uid, self.gid) {
-            nix::unistd::chown(path, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
                 .map_err(|e| anyhow::anyhow!("chown {}: {e}", path.display()))?;
         }
         Ok(())
