@@ -111,9 +111,27 @@ pub async fn query_tcp(
     timeout: Duration,
 ) -> Result<Message, DnsError> {
     let bytes = request.to_vec()?;
-    let len = u16::try_from(bytes.len()).map_err(|_| DnsError::BadResponse {
+    let answer = exchange_tcp(server, &bytes, timeout).await?;
+    let response = Message::from_vec(&answer)?;
+    if !matches(request, &response) {
+        return Err(DnsError::BadResponse {
+            server,
+            reason: "response does not match the request",
+        });
+    }
+    Ok(response)
+}
+
+/// One length-prefixed request and answer on a fresh TCP connection
+/// (RFC 7766 framing), within `timeout`.
+pub(crate) async fn exchange_tcp(
+    server: SocketAddr,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, DnsError> {
+    let len = u16::try_from(request.len()).map_err(|_| DnsError::BadResponse {
         server,
-        reason: "query too large for TCP framing",
+        reason: "message too large for TCP framing",
     })?;
     let exchange = async {
         let io = |context| {
@@ -125,23 +143,19 @@ pub async fn query_tcp(
         };
         let mut stream = TcpStream::connect(server).await.map_err(io("connecting"))?;
         let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(&bytes);
+        framed.extend_from_slice(request);
         stream.write_all(&framed).await.map_err(io("sending"))?;
         let mut prefix = [0u8; 2];
         stream
             .read_exact(&mut prefix)
             .await
             .map_err(io("receiving"))?;
-        let mut buf = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-        stream.read_exact(&mut buf).await.map_err(io("receiving"))?;
-        let response = Message::from_vec(&buf)?;
-        if !matches(request, &response) {
-            return Err(DnsError::BadResponse {
-                server,
-                reason: "response does not match the query",
-            });
-        }
-        Ok(response)
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+        stream
+            .read_exact(&mut answer)
+            .await
+            .map_err(io("receiving"))?;
+        Ok(answer)
     };
     tokio::time::timeout(timeout, exchange)
         .await

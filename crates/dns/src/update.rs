@@ -16,8 +16,6 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, Updat
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 pub use crate::key::{KeyAlgorithm, KeyFileError, TsigKey};
 use crate::zone::parse_fqdn;
@@ -189,7 +187,7 @@ pub async fn send_update(
     let bytes = message
         .to_vec()
         .map_err(|error| UpdateError::Transport(error.into()))?;
-    let answer = exchange_tcp(server, &bytes, timeout)
+    let answer = crate::client::exchange_tcp(server, &bytes, timeout)
         .await
         .map_err(UpdateError::Transport)?;
     let response = Message::from_vec(&answer)
@@ -218,45 +216,6 @@ pub async fn send_update(
             reason: error.to_string(),
         })?;
     Ok(())
-}
-
-/// One length-prefixed request and answer on a fresh TCP connection.
-async fn exchange_tcp(
-    server: SocketAddr,
-    request: &[u8],
-    timeout: Duration,
-) -> Result<Vec<u8>, DnsError> {
-    let len = u16::try_from(request.len()).map_err(|_| DnsError::BadResponse {
-        server,
-        reason: "update too large for TCP framing",
-    })?;
-    let exchange = async {
-        let io = |context| {
-            move |source| DnsError::Io {
-                context,
-                server,
-                source,
-            }
-        };
-        let mut stream = TcpStream::connect(server).await.map_err(io("connecting"))?;
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(request);
-        stream.write_all(&framed).await.map_err(io("sending"))?;
-        let mut prefix = [0u8; 2];
-        stream
-            .read_exact(&mut prefix)
-            .await
-            .map_err(io("receiving"))?;
-        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
-        stream
-            .read_exact(&mut answer)
-            .await
-            .map_err(io("receiving"))?;
-        Ok(answer)
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| DnsError::Timeout { server, timeout })?
 }
 
 #[cfg(test)]
