@@ -14,23 +14,10 @@ use pgfleet_store::{Store, StoreError, Submission};
 
 fn database(name: &str) -> Database {
     Database {
-        name: name.into(),
         status: DbStatus::Creating,
         version: 15,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
-        replication_password: "repl".into(),
-        superuser_password: "su".into(),
-        monitor_token: "mt".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![],
-        error: None,
-        ha_generation: 0,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(name)
     }
 }
 

@@ -4,6 +4,8 @@
 pub mod api;
 pub mod backup;
 pub mod errors;
+#[cfg(any(test, feature = "fixtures"))]
+mod fixtures;
 pub mod model;
 pub mod names;
 pub mod placement;

@@ -34,23 +34,14 @@ fn node(name: &str, role: NodeRole, ready: bool) -> Node {
 
 fn database(status: DbStatus, nodes: Vec<Node>) -> Database {
     Database {
-        name: "d".into(),
         status,
-        version: 16,
-        port: 5432,
-        admin_user: "pgadmin".into(),
         admin_password: "x".into(),
         replication_password: "x".into(),
         superuser_password: "x".into(),
         monitor_token: "x".into(),
-        database_name: "postgres".into(),
         created_at_ms: 0,
-        generation: 1,
         nodes,
-        error: None,
-        ha_generation: 0,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture("d")
     }
 }
 

@@ -193,23 +193,15 @@ mod tests {
             nodes.push(node("d-monitor", NodeRole::Monitor, "h3"));
         }
         Database {
-            name: "d".into(),
             status,
-            version: 16,
-            port: 5432,
             admin_user: "a".into(),
             admin_password: "p".into(),
             replication_password: "p".into(),
             monitor_token: "t".into(),
             superuser_password: "s".into(),
-            database_name: "postgres".into(),
             created_at_ms: 0,
-            generation: 1,
             nodes,
-            error: None,
-            ha_generation: 0,
-            monitor_epoch: 0,
-            backup: Default::default(),
+            ..Database::fixture("d")
         }
     }
 

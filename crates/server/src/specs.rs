@@ -106,7 +106,7 @@ pub fn host_intent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgfleet_core::{DbStatus, Node};
+    use pgfleet_core::Node;
 
     fn node(name: &str, role: NodeRole, host: &str, desired: Desired) -> Node {
         Node {
@@ -126,23 +126,16 @@ mod tests {
 
     fn database(nodes: Vec<Node>) -> Database {
         Database {
-            name: "d".into(),
-            status: DbStatus::Online,
-            version: 16,
-            port: 5432,
             admin_user: "a".into(),
             admin_password: "p".into(),
             replication_password: "p".into(),
             monitor_token: "t".into(),
             superuser_password: "s".into(),
-            database_name: "postgres".into(),
             created_at_ms: 0,
             generation: 4,
             nodes,
-            error: None,
-            ha_generation: 0,
             monitor_epoch: 2,
-            backup: Default::default(),
+            ..Database::fixture("d")
         }
     }
 

@@ -121,20 +121,8 @@ async fn an_unreachable_dns_server_is_reported_with_its_cause() {
 }
 
 fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
-    use pgfleet_core::{Database, DbStatus, Desired, Node, NodeRole};
+    use pgfleet_core::{Database, Desired, Node, NodeRole};
     Database {
-        name: name.into(),
-        status: DbStatus::Online,
-        version: 16,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
-        replication_password: "repl".into(),
-        superuser_password: "su".into(),
-        monitor_token: "mt".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![Node {
             name: format!("{name}-1"),
             role: NodeRole::Primary,
@@ -148,10 +136,7 @@ fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
             removing: false,
             created_at_ms: 1,
         }],
-        error: None,
-        ha_generation: 0,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(name)
     }
 }
 

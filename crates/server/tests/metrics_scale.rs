@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pgfleet_core::protocol::HeartbeatRequest;
-use pgfleet_core::{Database, DbStatus, Desired, Host, Node, NodeRole};
+use pgfleet_core::{Database, Desired, Host, Node, NodeRole};
 use pgfleet_server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -34,28 +34,18 @@ fn database(index: usize) -> Database {
     let first = index % HOSTS;
     let host = |offset: usize| (first + offset) % HOSTS + 1;
     Database {
-        name: format!("db-{index}"),
-        status: DbStatus::Online,
         version: 15,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
         replication_password: "secret".into(),
         monitor_token: "secret".into(),
         superuser_password: "secret".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![
             node("p", NodeRole::Primary, host(0)),
             node("r1", NodeRole::Replica, host(1)),
             node("r2", NodeRole::Replica, host(2)),
             node("monitor", NodeRole::Monitor, host(3)),
         ],
-        error: None,
         ha_generation: 1,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(&format!("db-{index}"))
     }
 }
 

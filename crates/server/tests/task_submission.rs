@@ -3,7 +3,7 @@
 //! no database behind, and concurrent requests on one database queue one
 //! task (the busy check and the insert are one transaction).
 
-use pgfleet_core::{Database, DbStatus, Desired, Node, NodeRole};
+use pgfleet_core::{Database, Desired, Node, NodeRole};
 use pgfleet_server::{RunningServer, ServerConfig};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
@@ -49,18 +49,6 @@ async fn start() -> ControlPlane {
 /// A database with a primary on a host that never reports: its tasks wait.
 fn database_on_a_silent_host(name: &str) -> Database {
     Database {
-        name: name.into(),
-        status: DbStatus::Online,
-        version: 16,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
-        replication_password: "repl".into(),
-        superuser_password: "su".into(),
-        monitor_token: "mt".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![Node {
             name: format!("{name}-1"),
             role: NodeRole::Primary,
@@ -74,10 +62,7 @@ fn database_on_a_silent_host(name: &str) -> Database {
             removing: false,
             created_at_ms: 1,
         }],
-        error: None,
-        ha_generation: 0,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(name)
     }
 }
 

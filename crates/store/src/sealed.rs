@@ -331,23 +331,14 @@ mod tests {
 
     fn database(name: &str) -> Database {
         Database {
-            name: name.into(),
             status: pgfleet_core::DbStatus::Creating,
             version: 15,
-            port: 5432,
-            admin_user: "pgadmin".into(),
             admin_password: "admin-secret".into(),
             replication_password: "repl-secret".into(),
             superuser_password: "su-secret".into(),
             monitor_token: "monitor-secret".into(),
-            database_name: "postgres".into(),
-            created_at_ms: 1,
-            generation: 1,
             nodes: vec![],
-            error: None,
-            ha_generation: 0,
-            monitor_epoch: 0,
-            backup: Default::default(),
+            ..Database::fixture(name)
         }
     }
 

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pgfleet_core::{Database, DbStatus, Desired, Host, Node, NodeRole, Task};
+use pgfleet_core::{Database, Desired, Host, Node, NodeRole, Task};
 use pgfleet_store::{EventDoc, SqliteStore, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -13,18 +13,6 @@ use crate::ServerConfig;
 
 fn database(name: &str, primary_address: &str) -> Database {
     Database {
-        name: name.into(),
-        status: DbStatus::Online,
-        version: 16,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
-        replication_password: "repl".into(),
-        superuser_password: "su".into(),
-        monitor_token: "mt".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![Node {
             name: format!("{name}-1"),
             role: NodeRole::Primary,
@@ -38,10 +26,7 @@ fn database(name: &str, primary_address: &str) -> Database {
             removing: false,
             created_at_ms: 1,
         }],
-        error: None,
-        ha_generation: 0,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(name)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The snapshot's content, digest and size.
 
-use pgfleet_core::{Database, DbStatus, Desired, Host, Node, NodeRole};
+use pgfleet_core::{Database, Desired, Host, Node, NodeRole};
 
 use super::{build, digest};
 
@@ -23,28 +23,14 @@ fn node(name: &str, role: NodeRole, host: usize) -> Node {
 /// A database of three data nodes and a monitor on hosts 1..=4.
 fn database(name: &str) -> Database {
     Database {
-        name: name.into(),
-        status: DbStatus::Online,
-        version: 16,
-        port: 5432,
-        admin_user: "pgadmin".into(),
-        admin_password: "secret".into(),
-        replication_password: "repl".into(),
-        superuser_password: "su".into(),
-        monitor_token: "mt".into(),
-        database_name: "postgres".into(),
-        created_at_ms: 1,
-        generation: 1,
         nodes: vec![
             node(&format!("{name}-1"), NodeRole::Primary, 1),
             node(&format!("{name}-2"), NodeRole::Replica, 2),
             node(&format!("{name}-3"), NodeRole::Replica, 3),
             node(&format!("{name}-monitor"), NodeRole::Monitor, 4),
         ],
-        error: None,
         ha_generation: 7,
-        monitor_epoch: 0,
-        backup: Default::default(),
+        ..Database::fixture(name)
     }
 }
 
