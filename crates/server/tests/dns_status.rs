@@ -121,21 +121,14 @@ async fn an_unreachable_dns_server_is_reported_with_its_cause() {
 }
 
 fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
-    use pgfleet_core::{Database, Desired, Node, NodeRole};
+    use pgfleet_core::{Database, Node, NodeRole};
     Database {
-        nodes: vec![Node {
-            name: format!("{name}-1"),
-            role: NodeRole::Primary,
-            host: "host-1".into(),
-            address: primary_address.into(),
-            port: 5432,
-            desired: Desired::Running,
-            priority: 50,
-            maintenance: false,
-            ready: true,
-            removing: false,
-            created_at_ms: 1,
-        }],
+        nodes: vec![Node::fixture(
+            &format!("{name}-1"),
+            NodeRole::Primary,
+            "host-1",
+            primary_address,
+        )],
         ..Database::fixture(name)
     }
 }

@@ -3,7 +3,7 @@
 //! no database behind, and concurrent requests on one database queue one
 //! task (the busy check and the insert are one transaction).
 
-use pgfleet_core::{Database, Desired, Node, NodeRole};
+use pgfleet_core::{Database, Node, NodeRole};
 use pgfleet_server::{RunningServer, ServerConfig};
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
@@ -49,19 +49,12 @@ async fn start() -> ControlPlane {
 /// A database with a primary on a host that never reports: its tasks wait.
 fn database_on_a_silent_host(name: &str) -> Database {
     Database {
-        nodes: vec![Node {
-            name: format!("{name}-1"),
-            role: NodeRole::Primary,
-            host: "silent-host".into(),
-            address: "127.3.0.1".into(),
-            port: 5432,
-            desired: Desired::Running,
-            priority: 50,
-            maintenance: false,
-            ready: true,
-            removing: false,
-            created_at_ms: 1,
-        }],
+        nodes: vec![Node::fixture(
+            &format!("{name}-1"),
+            NodeRole::Primary,
+            "silent-host",
+            "127.3.0.1",
+        )],
         ..Database::fixture(name)
     }
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pgfleet_core::{Database, Desired, Host, Node, NodeRole, Task};
+use pgfleet_core::{Database, Host, Node, NodeRole, Task};
 use pgfleet_store::{EventDoc, SqliteStore, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -13,19 +13,12 @@ use crate::ServerConfig;
 
 fn database(name: &str, primary_address: &str) -> Database {
     Database {
-        nodes: vec![Node {
-            name: format!("{name}-1"),
-            role: NodeRole::Primary,
-            host: "host-1".into(),
-            address: primary_address.into(),
-            port: 5432,
-            desired: Desired::Running,
-            priority: 50,
-            maintenance: false,
-            ready: true,
-            removing: false,
-            created_at_ms: 1,
-        }],
+        nodes: vec![Node::fixture(
+            &format!("{name}-1"),
+            NodeRole::Primary,
+            "host-1",
+            primary_address,
+        )],
         ..Database::fixture(name)
     }
 }
