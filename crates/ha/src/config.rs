@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::HaError;
+use crate::error::HaError;
 
 /// Configuration of the monitor's decision core. `Config::default()` is the product default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

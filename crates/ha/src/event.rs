@@ -1,17 +1,9 @@
-//! Inputs ([`Event`]), outputs ([`Action`]) and errors ([`HaError`]) of [`crate::step`].
+//! Inputs ([`Event`]) and outputs ([`Action`]) of [`crate::step`]; its refusals are
+//! [`crate::HaError`].
 
 use serde::{Deserialize, Serialize};
 
-use crate::states::{Assignment, NodeState, TransitionKind};
-
-/// A standby the primary sees in `pg_stat_replication` (state `streaming`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamingStandby {
-    /// The standby's node name (its `application_name`).
-    pub name: String,
-    /// `flush_lsn` of that standby as seen by the primary.
-    pub flush_lsn: u64,
-}
+use crate::states::{Assignment, NodeState, StreamingStandby, TransitionKind};
 
 /// What a keeper sends on every report (every `report_interval_ms`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,33 +111,4 @@ pub enum Action {
         kind: TransitionKind,
         reason: String,
     },
-}
-
-/// Refusals. On error the input state is unchanged and no action is produced.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum HaError {
-    #[error("unknown node {0}")]
-    UnknownNode(String),
-    #[error("node {0} already exists")]
-    NodeExists(String),
-    #[error("priority {0} out of range 0..=100")]
-    InvalidPriority(u8),
-    #[error("node {0} is the primary; switch over first")]
-    IsPrimary(String),
-    #[error("a failover or switchover is in progress")]
-    TransitionInProgress,
-    #[error("no primary")]
-    NoPrimary,
-    #[error("primary {0} is not healthy")]
-    PrimaryUnhealthy(String),
-    #[error("switchover target {target} is not eligible: {reason}")]
-    TargetNotEligible { target: String, reason: String },
-    #[error("report from {node} claims generation {seen} but the cluster is at {current}")]
-    FutureGeneration {
-        node: String,
-        seen: u64,
-        current: u64,
-    },
-    #[error("invalid config: {0}")]
-    InvalidConfig(String),
 }

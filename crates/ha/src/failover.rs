@@ -14,11 +14,11 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+use crate::assign::assign;
 use crate::config::Config;
 use crate::event::Action;
+use crate::phase::{new_transition, Next};
 use crate::states::{ClusterState, LsnPos, NodeState, Transition, TransitionKind};
-use crate::step::assign;
-use crate::transition::{new_transition, Next};
 
 /// Starts a failover of the current primary if some reachable secondary with
 /// priority > 0 exists. Returns whether it started.

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::reconcile::primary_failed;
+use crate::detect::primary_failed;
 use crate::states::{ClusterState, NodeState, Phase, TransitionKind};
 
 /// How commits are protected right now.

@@ -54,13 +54,20 @@
 //!   accepting writes (self-fencing): that is what makes an unconfirmed `demoted`
 //!   safe.
 //!
-//! Modules: states (data), event (in/out), step (entry points), reconcile (steady
-//! state, failure detection), transition / failover / switchover, health (query).
+//! Modules, each using only those listed before it (no cycle): error, config,
+//! states (data), event (in/out), assign (setting assignments), detect (failure
+//! detection), phase (transition building blocks), failover / switchover (their
+//! phases), transition (the driver shared by both), reconcile (steady state),
+//! step (entry points), health (query), rebuild (a replaced monitor's state).
 
+mod assign;
 mod config;
+mod detect;
+mod error;
 mod event;
 mod failover;
 mod health;
+mod phase;
 mod rebuild;
 mod reconcile;
 mod states;
@@ -69,12 +76,13 @@ mod switchover;
 mod transition;
 
 pub use config::Config;
-pub use event::{Action, Event, HaError, KeeperReport, PromotionReason, StreamingStandby};
+pub use detect::primary_failed;
+pub use error::HaError;
+pub use event::{Action, Event, KeeperReport, PromotionReason};
 pub use health::{health, ClusterHealth, NodeHealth, SyncMode, TransitionStatus};
 pub use rebuild::{generation_floor, rebuild, HeldAssignment, RebuildReport, SpecNode};
-pub use reconcile::primary_failed;
 pub use states::{
-    Assignment, ClusterState, LsnPos, NodeRecord, NodeState, Phase, SyncConfig, SyncEntry,
-    Transition, TransitionKind,
+    Assignment, ClusterState, LsnPos, NodeRecord, NodeState, Phase, StreamingStandby, SyncConfig,
+    SyncEntry, Transition, TransitionKind,
 };
 pub use step::{after_restart, step};

@@ -25,10 +25,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::assign::{assign, assign_full};
 use crate::config::Config;
 use crate::event::{Action, KeeperReport};
 use crate::states::{ClusterState, NodeRecord, NodeState, SyncConfig, SyncEntry};
-use crate::step::{assign, assign_full};
 
 /// The assignment a keeper persisted (the last one it accepted, from
 /// whichever monitor made it).

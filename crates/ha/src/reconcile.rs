@@ -12,12 +12,13 @@
 //!   no standby at all. The primary is only re-configured while it is reachable
 //!   (or when its sync set names a removed / maintenance node).
 //! - `demoted` (old primary) -> `catchingup` once it reported `demoted` (rule 5).
-//! - Failure (rule 2): see [`primary_failed`].
+//! - Failure (rule 2): see [`crate::primary_failed`] (`detect.rs`).
 
+use crate::assign::{assign, assign_full, primary_assignment};
 use crate::config::Config;
+use crate::detect::primary_failed;
 use crate::event::Action;
-use crate::states::{ClusterState, NodeRecord, NodeState, SyncConfig};
-use crate::step::{assign, assign_full};
+use crate::states::{ClusterState, NodeRecord, NodeState};
 use crate::{failover, transition};
 
 /// Runs the decision rules until nothing changes (bounded).
@@ -35,24 +36,6 @@ pub(crate) fn reconcile(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<A
             break;
         }
     }
-}
-
-/// Rule 2: the primary has failed when BOTH (a) the monitor has had no evidence that
-/// its PostgreSQL is up (keeper report with `pg_running`, or health check ok) for
-/// `failure_timeout_ms`, AND (b) no other node reported, within
-/// `failure_timeout_ms`, a WAL receiver that is streaming. Evaluated at
-/// `st.now_ms` (the last event's time).
-pub fn primary_failed(st: &ClusterState, cfg: &Config) -> bool {
-    let now = st.now_ms;
-    let Some(p) = st.primary_record() else {
-        return false;
-    };
-    if !p.assignment.state.is_primary_role() || p.pg_alive(now, cfg) {
-        return false;
-    }
-    !st.nodes
-        .values()
-        .any(|n| n.name != p.name && !n.is_dropped() && n.reports_streaming(now, cfg))
 }
 
 /// One pass of the steady-state rules (no transition running).
@@ -117,35 +100,4 @@ fn caught_up(rec: &NodeRecord, prec: &NodeRecord, now: u64, cfg: &Config) -> boo
         && rec.wal_receiver_streaming
         && same_tl
         && prec.lsn.saturating_sub(rec.lsn) <= cfg.catchup_lag_bytes
-}
-
-/// Rule 1: the writable state and sync setting the primary `p` should have now.
-pub(crate) fn primary_assignment(
-    st: &ClusterState,
-    p: &str,
-    cfg: &Config,
-) -> (NodeState, SyncConfig, Vec<String>) {
-    let now = st.now_ms;
-    let others = st.others(p);
-    let healthy: Vec<String> = others
-        .iter()
-        .filter(|n| {
-            let r = &st.nodes[n.as_str()];
-            r.assignment.state == NodeState::Secondary
-                && r.assignment.primary.as_deref() == Some(p)
-                && r.sync_member(&st.nodes[p], now, cfg)
-        })
-        .cloned()
-        .collect();
-    if others.is_empty() {
-        (NodeState::Single, SyncConfig::default(), others)
-    } else if healthy.is_empty() {
-        (NodeState::WaitPrimary, SyncConfig::default(), others)
-    } else {
-        let sync = SyncConfig {
-            standbys: healthy,
-            quorum: 1,
-        };
-        (NodeState::Primary, sync, others)
-    }
 }

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::event::StreamingStandby;
 
 /// The state of a data node, both as assigned by the monitor and as reported by
 /// the keeper. Serialized in snake_case (`wait_primary`, `report_lsn`, ...).
@@ -355,4 +354,13 @@ impl ClusterState {
             .map(|n| n.name.clone())
             .collect()
     }
+}
+
+/// A standby the primary sees in `pg_stat_replication` (state `streaming`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamingStandby {
+    /// The standby's node name (its `application_name`).
+    pub name: String,
+    /// `flush_lsn` of that standby as seen by the primary.
+    pub flush_lsn: u64,
 }

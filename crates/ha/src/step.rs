@@ -4,10 +4,12 @@
 //! operator command), then runs the reconcile loop (`reconcile::reconcile`) which
 //! derives every assignment change from the state.
 
+use crate::assign::assign;
 use crate::config::Config;
-use crate::event::{Action, Event, HaError, KeeperReport};
+use crate::error::HaError;
+use crate::event::{Action, Event, KeeperReport};
 use crate::reconcile;
-use crate::states::{ClusterState, NodeRecord, NodeState, SyncConfig, SyncEntry};
+use crate::states::{ClusterState, NodeRecord, NodeState};
 
 /// Applies one event. Pure: same inputs, same outputs. On `Err` nothing changed.
 ///
@@ -233,72 +235,4 @@ fn remove_node(
     st.nodes.get_mut(node).expect("checked").maintenance = false;
     assign(st, node, NodeState::Dropped, None, actions);
     Ok(())
-}
-
-/// Sets a standby-style assignment (no sync settings). No-op when unchanged.
-pub(crate) fn assign(
-    st: &mut ClusterState,
-    node: &str,
-    state: NodeState,
-    primary: Option<String>,
-    actions: &mut Vec<Action>,
-) -> bool {
-    assign_full(
-        st,
-        node,
-        state,
-        primary,
-        SyncConfig::default(),
-        vec![],
-        actions,
-    )
-}
-
-/// Sets a full assignment; bumps the generation and emits `Action::Assign` when
-/// anything differs from the current one. Returns whether it changed.
-pub(crate) fn assign_full(
-    st: &mut ClusterState,
-    node: &str,
-    state: NodeState,
-    primary: Option<String>,
-    sync: SyncConfig,
-    standbys: Vec<String>,
-    actions: &mut Vec<Action>,
-) -> bool {
-    let now = st.now_ms;
-    let next = st.generation + 1;
-    let Some(rec) = st.nodes.get_mut(node) else {
-        return false;
-    };
-    let a = &rec.assignment;
-    if a.generation > 0
-        && a.state == state
-        && a.primary == primary
-        && a.sync_standbys == sync.standbys
-        && a.sync_quorum == sync.quorum
-        && a.standbys == standbys
-    {
-        return false;
-    }
-    rec.assignment.state = state;
-    rec.assignment.generation = next;
-    rec.assignment.primary = primary;
-    rec.assignment.sync_standbys = sync.standbys;
-    rec.assignment.sync_quorum = sync.quorum;
-    rec.assignment.standbys = standbys;
-    rec.assigned_ms = now;
-    if state.is_primary_role() || state == NodeState::Promote {
-        // Keep every sync setting the node may apply until it confirms a newer
-        // one (a promoting node is writable under its own).
-        rec.sync_history.push(SyncEntry {
-            generation: next,
-            config: SyncConfig {
-                standbys: rec.assignment.sync_standbys.clone(),
-                quorum: rec.assignment.sync_quorum,
-            },
-        });
-    }
-    st.generation = next;
-    actions.push(Action::Assign(rec.assignment.clone()));
-    true
 }

@@ -8,12 +8,13 @@
 //! an unreachable target is `demoted` and the switchover rolled back to the drained
 //! old primary (see `transition.rs`).
 
+use crate::assign::assign_full;
 use crate::config::Config;
-use crate::event::{Action, HaError};
-use crate::reconcile::primary_failed;
+use crate::detect::primary_failed;
+use crate::error::HaError;
+use crate::event::Action;
+use crate::phase::{new_transition, Next};
 use crate::states::{ClusterState, NodeState, SyncConfig, Transition, TransitionKind};
-use crate::step::assign_full;
-use crate::transition::{new_transition, Next};
 
 /// Validates and starts a switchover to `target`.
 pub(crate) fn start_switchover(

@@ -5,46 +5,19 @@
 //! Rule 4 (single writer) is enforced here: `promote` is only assigned when no other
 //! node holds a writable assignment (the old primary is `demoted` or `draining`).
 
-use std::collections::BTreeMap;
-
+use crate::assign::primary_assignment;
+use crate::assign::{assign, assign_full};
 use crate::config::Config;
+use crate::detect::primary_failed;
 use crate::event::{Action, PromotionReason};
 use crate::failover::{
     collect, enroll, fast_forward, old_primary_back, record_reports, start_failover,
 };
-use crate::reconcile::{primary_assignment, primary_failed};
+use crate::phase::Next;
 use crate::states::{
     ClusterState, LsnPos, NodeState, Phase, SyncConfig, Transition, TransitionKind,
 };
-use crate::step::{assign, assign_full};
 use crate::switchover::draining;
-
-pub(crate) fn new_transition(
-    kind: TransitionKind,
-    old: String,
-    now: u64,
-    pos: LsnPos,
-) -> Transition {
-    Transition {
-        kind,
-        old_primary: old,
-        target: None,
-        started_ms: now,
-        phase: if kind == TransitionKind::Failover {
-            Phase::CollectLsn
-        } else {
-            Phase::Draining
-        },
-        old_primary_pos: pos,
-        sync_ack_lsn: None,
-        quorum_sets: vec![],
-        participants: vec![],
-        reports: BTreeMap::new(),
-        drain_pos: None,
-        waiting_on: vec![],
-        blocked: None,
-    }
-}
 
 /// Advances the running transition by one decision.
 pub(crate) fn advance(st: &mut ClusterState, cfg: &Config, actions: &mut Vec<Action>) {
@@ -242,15 +215,6 @@ fn promote_sync(st: &ClusterState, tr: &Transition, candidate: &str, cfg: &Confi
             quorum: 1,
         }
     }
-}
-
-pub(crate) enum Next {
-    Wait,
-    Abort(String),
-    AbortPromotion(String, String),
-    FastForward(String, String, LsnPos),
-    Promote(String),
-    Finish(String),
 }
 
 /// The candidate confirmed its promotion: it becomes the primary.
