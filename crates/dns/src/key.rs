@@ -17,8 +17,10 @@ use base64::Engine;
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::TSigner;
 
-use crate::update::TSIG_FUDGE_SECS;
 use crate::zone::parse_fqdn;
+
+/// Seconds of clock difference the server may accept (RFC 8945 suggests 300).
+pub const TSIG_FUDGE_SECS: u16 = 300;
 
 /// The HMAC algorithms we sign with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

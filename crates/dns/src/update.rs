@@ -34,8 +34,7 @@ pub struct NameChange {
 /// Well under TCP's 64 KiB frame, leaving room for the TSIG record.
 pub const MAX_UPDATE_BYTES: usize = 16 * 1024;
 
-/// Seconds of clock difference the server may accept (RFC 8945 suggests 300).
-pub const TSIG_FUDGE_SECS: u16 = 300;
+pub use crate::key::TSIG_FUDGE_SECS;
 
 /// The UPDATE messages for `changes` in `zone` (the zone section's name),
 /// records with `ttl`. Each name's change sits whole in one message: its A
