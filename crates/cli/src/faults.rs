@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::netns::{self, Network, INNER_DEV};
 
 /// The record of active faults, in the data dir.
-pub const FILE: &str = "faults.json";
+pub const FILE: &str = netns::FAULTS_FILE;
 /// A locally administered unicast address no interface of the fleet has.
 const NOWHERE_MAC: &str = "02:70:67:66:00:00";
 

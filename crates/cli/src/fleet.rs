@@ -245,3 +245,10 @@ pub fn reap() {
         }
     }
 }
+
+/// Whether any agent or PostgreSQL server of the fleet still runs.
+pub fn processes_alive(data_dir: &Path) -> bool {
+    list_hosts(data_dir).iter().any(|host| {
+        agent_pid(data_dir, host).is_some() || !postgres_pids(data_dir, host).is_empty()
+    })
+}

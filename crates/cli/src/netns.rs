@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 /// The record of a fleet's network, in the data dir.
 pub const FILE: &str = "netns.json";
+/// The network faults in force (`faults.rs`), forgotten with the network.
+pub const FAULTS_FILE: &str = "faults.json";
 /// Serialises allocation of subnets between fleets on this machine.
 const LOCK: &str = "/run/pgfleet-netns.lock";
 /// /24s in 198.18.0.0/15.
@@ -155,25 +157,21 @@ fn lock() -> anyhow::Result<nix::fcntl::Flock<File>> {
         .map_err(|(_, errno)| anyhow::anyhow!("locking {LOCK}: {errno}"))
 }
 
-/// Whether any agent or PostgreSQL server of the fleet still runs.
-pub fn fleet_processes_alive(data_dir: &Path) -> bool {
-    crate::fleet::list_hosts(data_dir).iter().any(|host| {
-        crate::fleet::agent_pid(data_dir, host).is_some()
-            || !crate::fleet::postgres_pids(data_dir, host).is_empty()
-    })
-}
-
 /// Creates the network of a fleet of `hosts` hosts in `data_dir`. When the
-/// fleet's processes still run (the control plane was killed and restarts)
+/// fleet's processes still run (`processes_alive`, `fleet::processes_alive`: the control plane was killed and restarts)
 /// its recorded network is kept and completed; otherwise leftovers of an
 /// earlier fleet of this data dir are removed first. Returns the network
 /// and whether it was adopted.
-pub fn setup(data_dir: &Path, hosts: u32) -> anyhow::Result<(Network, bool)> {
+pub fn setup(
+    data_dir: &Path,
+    hosts: u32,
+    processes_alive: bool,
+) -> anyhow::Result<(Network, bool)> {
     check_available()?;
     let _lock = lock()?;
     let previous = load(data_dir);
     if let Some(old) = &previous {
-        if fleet_processes_alive(data_dir) {
+        if processes_alive {
             let network = Network::plan(old.id, hosts.max(old.hosts.len() as u32))?;
             save(data_dir, &network)?;
             create(&network)?;
@@ -324,7 +322,7 @@ pub fn teardown_recorded(data_dir: &Path) -> anyhow::Result<Option<Network>> {
     let _lock = lock()?;
     teardown(&network)?;
     let _ = std::fs::remove_file(data_dir.join(FILE));
-    let _ = std::fs::remove_file(data_dir.join(crate::faults::FILE));
+    let _ = std::fs::remove_file(data_dir.join(FAULTS_FILE));
     Ok(Some(network))
 }
 

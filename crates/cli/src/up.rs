@@ -82,13 +82,14 @@ pub async fn run(args: UpArgs, api: SocketAddr) -> anyhow::Result<()> {
     pgfleet_agent::pg::user::PgUser::detect()?.check_reachable(&data_dir.join("hosts"))?;
     crate::controlplane::ensure_not_running(&data_dir)?;
     let network = if args.netns {
-        let (network, adopted) = netns::setup(&data_dir, args.hosts)
-            .context("pgfleet up --netns: cannot create the fleet's network")?;
+        let (network, adopted) =
+            netns::setup(&data_dir, args.hosts, fleet::processes_alive(&data_dir))
+                .context("pgfleet up --netns: cannot create the fleet's network")?;
         Some((network, adopted))
     } else {
         if netns::load(&data_dir).is_some() {
             anyhow::ensure!(
-                !netns::fleet_processes_alive(&data_dir),
+                !fleet::processes_alive(&data_dir),
                 "the fleet in {} still runs in network namespaces: start it with --netns",
                 data_dir.display()
             );
