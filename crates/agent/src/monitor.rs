@@ -471,6 +471,7 @@ async fn run(
             let password = spec.superuser_password.clone();
             let pg_tls = spec.pg_tls.clone();
             checks.push(tokio::spawn(async move {
+                let started = std::time::Instant::now();
                 let ok = match crate::pg::sql::connect_tcp(
                     &peer.address,
                     peer.port,
@@ -483,7 +484,10 @@ async fn run(
                     Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
                     Err(_) => false,
                 };
-                (peer.node, ok)
+                // A probe that timed out met something slow, not something gone.
+                let quick = started.elapsed() < Duration::from_millis(400);
+                let refused = !ok && quick && nothing_listens(&peer.address, peer.port).await;
+                (peer.node, ok, refused)
             }));
         }
         let mut results = Vec::new();
@@ -495,11 +499,12 @@ async fn run(
         let actions = {
             let mut core = monitor.core.lock().await;
             let mut actions = Vec::new();
-            for (node, ok) in results {
+            for (node, ok, refused) in results {
                 if core.state.nodes.contains_key(&node) {
                     actions.extend(core.apply(Event::HealthCheck {
                         node,
                         ok,
+                        refused,
                         now_ms: now_ms(),
                     }));
                 }
@@ -512,6 +517,18 @@ async fn run(
             changed = rx.changed() => { if changed.is_err() { return; } }
             _ = tokio::time::sleep(interval) => {}
         }
+    }
+}
+
+/// Whether a TCP connection to the node's PostgreSQL port is actively
+/// refused (reset: nothing listens), the evidence the HA core's fast
+/// detection needs. A timeout, an unreachable network or a slow accept is
+/// not a refusal.
+async fn nothing_listens(address: &str, port: u16) -> bool {
+    let connect = tokio::net::TcpStream::connect((address, port));
+    match tokio::time::timeout(Duration::from_millis(300), connect).await {
+        Ok(Err(error)) => error.kind() == std::io::ErrorKind::ConnectionRefused,
+        _ => false,
     }
 }
 

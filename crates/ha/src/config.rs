@@ -30,6 +30,14 @@ pub struct Config {
     /// A switchover that has not reached the promotion step after this long is
     /// aborted (old primary becomes writable again). Default 30000.
     pub switchover_timeout_ms: u64,
+    /// Detection with evidence: a primary whose PostgreSQL port has refused
+    /// every health check (nothing listens) for this long, whose keeper has
+    /// been silent as long, and from which no standby reports streaming, has
+    /// failed without waiting for `failure_timeout_ms`. A host that is slow,
+    /// saturated or paused never refuses connections, so it still gets the
+    /// whole `failure_timeout_ms`. Capped at `failure_timeout_ms`; 0 turns it
+    /// off. Default 600.
+    pub refused_failure_ms: u64,
 }
 
 impl Default for Config {
@@ -40,6 +48,7 @@ impl Default for Config {
             catchup_lag_bytes: 16 * 1024 * 1024,
             report_lsn_timeout_ms: 5000,
             switchover_timeout_ms: 30_000,
+            refused_failure_ms: 600,
         }
     }
 }
@@ -63,6 +72,11 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How long refusals must last before they count as a failure (0: never).
+    pub(crate) fn refused_window_ms(&self) -> Option<u64> {
+        (self.refused_failure_ms > 0).then(|| self.refused_failure_ms.min(self.failure_timeout_ms))
     }
 
     /// `true` when `then` is within `failure_timeout_ms` of `now`.

@@ -38,6 +38,12 @@ pub enum Event {
     HealthCheck {
         node: String,
         ok: bool,
+        /// The probe failed because nothing listens on the node's PostgreSQL
+        /// port: the connection was actively refused (TCP reset), not timed
+        /// out. Evidence that PostgreSQL is gone, which a slow or paused host
+        /// never gives (see `Config::refused_failure_ms`).
+        #[serde(default)]
+        refused: bool,
         now_ms: u64,
     },
     Tick {

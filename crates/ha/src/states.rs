@@ -148,6 +148,11 @@ pub struct NodeRecord {
     /// Highest LSN known acknowledged by the sync quorum (from the primary's
     /// `streaming_standbys` flush LSNs). Reset when the node becomes primary.
     pub sync_ack_lsn: Option<u64>,
+    /// Since when every health check found nothing listening on the node's
+    /// PostgreSQL port (cleared by any sign of life: a check that did not
+    /// end in a refusal, a report of a running PostgreSQL, a restart).
+    #[serde(default)]
+    pub refused_since_ms: Option<u64>,
 }
 
 impl NodeRecord {
@@ -183,6 +188,7 @@ impl NodeRecord {
             applied_sync: SyncConfig::default(),
             sync_history: vec![],
             sync_ack_lsn: None,
+            refused_since_ms: None,
         }
     }
 
@@ -208,6 +214,22 @@ impl NodeRecord {
     /// Some evidence within `failure_timeout_ms` that PostgreSQL is up.
     pub fn pg_alive(&self, now: u64, cfg: &Config) -> bool {
         cfg.recent(now, self.last_pg_ok_ms)
+    }
+
+    /// The node's PostgreSQL has refused connections, and its keeper has been
+    /// silent, for the whole of `Config::refused_failure_ms`: its processes
+    /// are gone (killed, crashed with their host), not merely slow.
+    pub fn gone_with_evidence(&self, now: u64, cfg: &Config) -> bool {
+        let Some(window) = cfg.refused_window_ms() else {
+            return false;
+        };
+        let refused_long = self
+            .refused_since_ms
+            .is_some_and(|since| now.saturating_sub(since) >= window);
+        let keeper_silent = self
+            .last_report_ms
+            .is_none_or(|at| now.saturating_sub(at) >= window);
+        refused_long && keeper_silent
     }
 
     /// Own recent report says "WAL receiver streaming" (used for rule 2b).

@@ -26,7 +26,9 @@ pub fn step(
     let mut actions = Vec::new();
     match event {
         Event::KeeperReport(r) => ingest_report(&mut st, r)?,
-        Event::HealthCheck { node, ok, .. } => {
+        Event::HealthCheck {
+            node, ok, refused, ..
+        } => {
             let rec = live_node(&mut st, node)?;
             if *ok {
                 rec.last_health_ok_ms = max_opt(rec.last_health_ok_ms, at);
@@ -34,6 +36,12 @@ pub fn step(
             } else {
                 rec.last_health_fail_ms = max_opt(rec.last_health_fail_ms, at);
             }
+            // Only an unbroken run of refusals is evidence; a timeout or a
+            // failed query says nothing about whether anything listens.
+            rec.refused_since_ms = match (*ok, *refused) {
+                (false, true) => Some(rec.refused_since_ms.unwrap_or(at)),
+                _ => None,
+            };
         }
         Event::Tick { .. } => {}
         Event::AddNode { node, priority, .. } => add_node(&mut st, node, *priority, &mut actions)?,
@@ -74,6 +82,7 @@ pub fn after_restart(state: &ClusterState, now_ms: u64) -> ClusterState {
             }
         }
         rec.last_health_fail_ms = rec.last_health_fail_ms.map(|_| now_ms);
+        rec.refused_since_ms = None;
         rec.assigned_ms = now_ms;
     }
     if let Some(tr) = st.transition.as_mut() {
@@ -126,6 +135,7 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
     rec.last_report_ms = max_opt(rec.last_report_ms, at);
     if r.pg_running {
         rec.last_pg_ok_ms = max_opt(rec.last_pg_ok_ms, at);
+        rec.refused_since_ms = None;
     }
     if r.pg_running && r.is_in_recovery && r.wal_receiver_streaming {
         rec.last_streaming_ms = max_opt(rec.last_streaming_ms, at);

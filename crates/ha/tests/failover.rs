@@ -128,6 +128,7 @@ fn successful_health_checks_keep_the_primary_alive() {
         sim.apply(Event::HealthCheck {
             node: "n0".into(),
             ok: true,
+            refused: false,
             now_ms: now,
         })
         .unwrap();

@@ -33,7 +33,8 @@ enum Op {
     Round(u16),
     Report(usize),
     Tick(u16),
-    Health(usize, bool),
+    /// A health probe: ok, or failed (refused: nothing listened).
+    Health(usize, bool, bool),
     Write(u16),
     /// A keeper's LSN moves ahead on its own (it received more WAL than others).
     Bump(usize, u16),
@@ -64,7 +65,8 @@ fn op() -> impl Strategy<Value = Op> {
         12 => (100u16..700).prop_map(Op::Round),
         6 => n.clone().prop_map(Op::Report),
         3 => (0u16..3000).prop_map(Op::Tick),
-        2 => (n.clone(), any::<bool>()).prop_map(|(n, ok)| Op::Health(n, ok)),
+        2 => (n.clone(), any::<bool>(), any::<bool>())
+            .prop_map(|(n, ok, refused)| Op::Health(n, ok, refused && !ok)),
         3 => (1u16..5000).prop_map(Op::Write),
         2 => (n.clone(), 1u16..3000).prop_map(|(n, b)| Op::Bump(n, b)),
         2 => n.clone().prop_map(Op::Crash),
@@ -107,10 +109,11 @@ fn run(ops: &[Op]) -> Sim {
                 sim.now += u64::from(dt);
                 sim.tick();
             }
-            Op::Health(i, ok) => {
+            Op::Health(i, ok, refused) => {
                 let _ = sim.apply(Event::HealthCheck {
                     node: NODES[i].into(),
                     ok,
+                    refused,
                     now_ms: now,
                 });
             }
