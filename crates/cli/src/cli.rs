@@ -292,11 +292,17 @@ pub enum DbCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ReplicaCommand {
-    /// Add a read replica (the first one also deploys the monitor).
+    /// Add a read replica, or `--count N` at once (the first one also
+    /// deploys the monitor).
     Create {
         db: String,
+        /// The replica's name (default: the next free `pg-replica-N`).
+        #[arg(long, conflicts_with = "count")]
+        name: Option<String>,
+        /// Add this many replicas at once (1..=8), each on a host of its
+        /// own, cloned in parallel by one task; named `pg-replica-N`.
         #[arg(long)]
-        name: String,
+        count: Option<u8>,
         #[arg(long)]
         priority: Option<u8>,
         #[arg(long)]

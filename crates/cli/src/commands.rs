@@ -307,15 +307,18 @@ async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
         ReplicaCommand::Create {
             db,
             name,
+            count,
             priority,
             no_wait,
         } => {
+            let before = client.database(db, false).await?;
             let task = client
                 .create_replica(
                     db,
                     &CreateReplicaRequest {
-                        name: name.clone(),
+                        name: name.clone().unwrap_or_default(),
                         priority: *priority,
+                        count: *count,
                     },
                 )
                 .await?;
@@ -325,8 +328,21 @@ async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
             }
             wait(&client, task.task_id).await?;
             let view = client.database(db, false).await?;
+            let added: Vec<&str> = view
+                .nodes
+                .iter()
+                .filter(|n| !before.nodes.iter().any(|b| b.name == n.name))
+                .filter(|n| n.role == pgfleet_core::NodeRole::Replica)
+                .map(|n| n.name.as_str())
+                .collect();
+            let (noun, verb) = if added.len() == 1 {
+                ("replica", "is")
+            } else {
+                ("replicas", "are")
+            };
             println!(
-                "replica {name} of {db} is streaming; HA status {}",
+                "{noun} {} of {db} {verb} streaming; HA status {}",
+                added.join(", "),
                 output::lower(&view.ha_status)
             );
         }

@@ -202,7 +202,7 @@ async fn actions_taken_as_soon_as_the_view_allows_them_are_accepted_and_complete
         .await;
         let request = CreateReplicaRequest {
             name: replica.into(),
-            priority: None,
+            ..Default::default()
         };
         let task = client
             .create_replica(DB, &request)

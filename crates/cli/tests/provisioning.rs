@@ -77,3 +77,50 @@ async fn databases_on_one_host_are_template_copies_with_identities_of_their_own(
         "a database kept the template's identity"
     );
 }
+
+/// `replica create --count 2` makes a standalone database HA Complete in one
+/// task: the monitor and two replicas named `pg-replica-1` and
+/// `pg-replica-2`, each on a host of its own, both streaming and
+/// synchronous candidates. A name together with a count is refused and
+/// changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_at_once_make_the_database_complete() {
+    use pgfleet_core::api::ReplicationStatus;
+    use pgfleet_core::{HaStatus, NodeRole};
+    let fleet = Fleet::up(4);
+    fleet.cli_ok(&["db", "create", "cnt-db"]);
+    let refused = fleet.cli(&[
+        "replica", "create", "cnt-db", "--name", "r9", "--count", "2",
+    ]);
+    assert!(!refused.status.success(), "a name names one replica");
+    let output = fleet.cli_ok(&["replica", "create", "cnt-db", "--count", "2"]);
+    assert!(
+        output.contains("replicas pg-replica-1, pg-replica-2 of cnt-db are streaming"),
+        "{output}"
+    );
+    common::wait_ha_settled(&fleet, "cnt-db", std::time::Duration::from_secs(30)).await;
+    let view = fleet.client().database("cnt-db", false).await.unwrap();
+    assert_eq!(view.ha_status, HaStatus::Complete, "{view:?}");
+    let replicas: Vec<_> = view
+        .nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Replica)
+        .collect();
+    assert_eq!(replicas.len(), 2);
+    for replica in &replicas {
+        assert!(
+            matches!(replica.replication_status, Some(ReplicationStatus::Active)),
+            "{replica:?}"
+        );
+    }
+    let mut hosts: Vec<&str> = view.nodes.iter().map(|n| n.host.as_str()).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 4, "primary, two replicas and monitor apart");
+    let tasks = fleet.cli_ok(&["task", "list"]);
+    assert_eq!(
+        tasks.matches("CreateReplica").count(),
+        1,
+        "one task: {tasks}"
+    );
+}

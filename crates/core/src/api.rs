@@ -27,14 +27,25 @@ pub struct CreateDatabaseRequest {
     pub restore: Option<crate::backup::RestoreRequest>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateReplicaRequest {
+    /// The new replica's name. Left out (or empty), the replicas get the next
+    /// free names `pg-replica-1`, `pg-replica-2`, …; it must be left out with
+    /// a `count` above 1.
+    #[serde(default)]
     pub name: String,
     /// Failover candidate priority 0..=100 (0 = never promoted automatically).
     #[serde(default)]
     pub priority: Option<u8>,
+    /// How many replicas to add at once, 1..=8 (default 1): placed on
+    /// distinct hosts and cloned in parallel by one task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u8>,
 }
+
+/// Most replicas one request adds.
+pub const MAX_REPLICAS_AT_ONCE: u8 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -52,8 +52,36 @@ pub fn validate_node_name(name: &str) -> Result<(), NameError> {
     validate_database_name(name)
 }
 
+/// The next `count` free replica names `pg-replica-<k>` (k from 1, skipping
+/// every name in `taken`): what the API gives replicas created without a
+/// name and what the web UI suggests.
+pub fn next_replica_names<'a>(
+    taken: impl IntoIterator<Item = &'a str> + Clone,
+    count: usize,
+) -> Vec<String> {
+    let mut names = Vec::with_capacity(count);
+    let mut number = 1;
+    while names.len() < count {
+        let name = format!("pg-replica-{number}");
+        if !taken.clone().into_iter().any(|t| t == name) {
+            names.push(name);
+        }
+        number += 1;
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn replica_names_fill_gaps_and_skip_taken_ones() {
+        let taken = ["pg-replica-1", "pg-replica-3", "other"];
+        assert_eq!(
+            super::next_replica_names(taken, 3),
+            vec!["pg-replica-2", "pg-replica-4", "pg-replica-5"]
+        );
+    }
+
     use super::*;
     use proptest::prelude::*;
 

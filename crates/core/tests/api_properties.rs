@@ -83,8 +83,11 @@ fn create_database() -> impl Strategy<Value = CreateDatabaseRequest> {
 }
 
 fn create_replica() -> impl Strategy<Value = CreateReplicaRequest> {
-    (text(), prop::option::of(any::<u8>()))
-        .prop_map(|(name, priority)| CreateReplicaRequest { name, priority })
+    (text(), prop::option::of(any::<u8>())).prop_map(|(name, priority)| CreateReplicaRequest {
+        name,
+        priority,
+        count: None,
+    })
 }
 
 fn maintenance() -> impl Strategy<Value = MaintenanceRequest> {
@@ -193,7 +196,7 @@ where
 }
 
 const CREATE_DATABASE: &[&str] = &["name", "version", "admin_user", "database"];
-const CREATE_REPLICA: &[&str] = &["name", "priority"];
+const CREATE_REPLICA: &[&str] = &["name", "priority", "count"];
 const MAINTENANCE: &[&str] = &["on"];
 
 proptest! {
@@ -204,7 +207,7 @@ proptest! {
     #[test]
     fn request_bodies_accept_only_their_shape(tree in request_like()) {
         request_parse::<CreateDatabaseRequest>(&tree, CREATE_DATABASE, &["name"])?;
-        request_parse::<CreateReplicaRequest>(&tree, CREATE_REPLICA, &["name"])?;
+        request_parse::<CreateReplicaRequest>(&tree, CREATE_REPLICA, &[])?;
         request_parse::<MaintenanceRequest>(&tree, MAINTENANCE, &["on"])?;
     }
 
@@ -259,9 +262,10 @@ proptest! {
         prop_assert_eq!(db, CreateDatabaseRequest { name: name.clone(), version: None, admin_user: None, database: None, backup_policy: None, restore: None });
         let replica: CreateReplicaRequest =
             serde_json::from_value(serde_json::json!({ "name": name })).unwrap();
-        prop_assert_eq!(replica, CreateReplicaRequest { name, priority: None });
+        prop_assert_eq!(replica, CreateReplicaRequest { name, priority: None, count: None });
+        // Everything may be left out: one replica with the next free name.
         let empty = serde_json::from_value::<CreateReplicaRequest>(Value::Object(Default::default()));
-        prop_assert!(empty.is_err());
+        prop_assert_eq!(empty.unwrap(), CreateReplicaRequest::default());
     }
 
     /// A priority is accepted exactly when it fits a `u8` (the server then limits it to

@@ -187,9 +187,11 @@ proptest! {
     /// (default 50) is at most 100; the answer is that priority.
     #[test]
     fn create_replica_validation_follows_its_rule(node in name(), priority in prop::option::of(any::<u8>())) {
-        let request = CreateReplicaRequest { name: node, priority };
+        let request = CreateReplicaRequest { name: node, priority, count: None };
         let expected = priority.unwrap_or(50);
-        let valid = validate_node_name(&request.name).is_ok() && expected <= 100;
+        // An empty name asks for the next free pg-replica-N.
+        let valid = (request.name.is_empty() || validate_node_name(&request.name).is_ok())
+            && expected <= 100;
         match validate_replica(&request) {
             Ok(accepted) => {
                 prop_assert!(valid);

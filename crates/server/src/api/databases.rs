@@ -103,10 +103,25 @@ pub fn choose_version(
     }
 }
 
-/// Checks a create-replica request (pure): the node name and the failover priority
+/// Checks a create-replica request (pure): the node name (when given), the
+/// count (1..=8; a name names one replica only) and the failover priority
 /// 0..=100 (default 50). Returns the priority.
 pub fn validate_replica(request: &CreateReplicaRequest) -> Result<u8, ApiError> {
-    validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if !request.name.is_empty() {
+        validate_node_name(&request.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    let count = request.count.unwrap_or(1);
+    if count == 0 || count > pgfleet_core::api::MAX_REPLICAS_AT_ONCE {
+        return Err(ApiError::bad_request(format!(
+            "invalid count {count}: 1..={} replicas at once",
+            pgfleet_core::api::MAX_REPLICAS_AT_ONCE
+        )));
+    }
+    if count > 1 && !request.name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "a name names one replica: leave it out to add {count} (they are named pg-replica-N)"
+        )));
+    }
     let priority = request.priority.unwrap_or(50);
     if priority > 100 {
         return Err(ApiError::bad_request(format!(
@@ -333,16 +348,27 @@ pub async fn create_replica(
     let db = load(&state, &name).await?;
     let view = current_view(&state, &db).await?;
     refusal(&view.actions, ActionKind::CreateReplica)?;
-    if db.nodes.iter().any(|n| n.name == request.name) || request.name == format!("{name}-monitor")
-    {
+    let monitor_name = format!("{name}-monitor");
+    let mut names = if request.name.is_empty() {
+        let taken = db
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .chain([monitor_name.as_str()]);
+        pgfleet_core::names::next_replica_names(taken, usize::from(request.count.unwrap_or(1)))
+    } else {
+        vec![request.name.clone()]
+    };
+    if db.nodes.iter().any(|n| n.name == request.name) || request.name == monitor_name {
         return Err(ApiError::conflict(format!(
             "node {:?} already exists in database {name:?}",
             request.name
         )));
     }
     let params = TaskParams::CreateReplica(params::CreateReplica {
-        node: request.name.clone(),
+        node: names.remove(0),
         priority,
+        more: names,
     });
     let task = submit_if_idle(&state, params, &name).await?;
     Ok((StatusCode::ACCEPTED, Json(TaskRef { task_id: task.id })))

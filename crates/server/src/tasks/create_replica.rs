@@ -1,6 +1,8 @@
-//! `CreateReplica`: place the replica (and, with the first replica, the
-//! monitor) on hosts without a node of the database, wait for the monitor to
-//! run and for the replica to clone and stream, then mark both ready.
+//! `CreateReplica`: place the replicas (one, or several asked for at once,
+//! each on a host of its own) and, with the first replicas, the monitor, on
+//! hosts without a node of the database, in one store write; wait for the
+//! monitor to run and for every replica to clone and stream (they clone in
+//! parallel), then mark them ready.
 //! If anything fails, the new nodes are removed again: nothing changes.
 
 use std::time::Duration;
@@ -18,37 +20,49 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
     let state = run.state.clone();
     let name = run.task.target.clone();
     let super::params::CreateReplica {
-        node: node_name,
+        node: first,
         priority,
+        more,
     } = run.params()?;
+    let names: Vec<String> = std::iter::once(first).chain(more).collect();
     let step_timeout = Duration::from_millis(state.config.step_timeout_ms);
     for index in run.task.current_step..run.task.steps.len() {
         run.begin_step(index).await?;
         let db = run.database().await?;
         match index {
             0 => {
-                if db.node(&node_name).is_some() {
+                // All placed in one write below: present means placed.
+                if db.node(&names[0]).is_some() {
                     run.finish_step(index).await?;
                     continue;
                 }
                 let hosts = candidates(&state).await?;
-                let request = data_node_request(&state, &db, &[]).await?;
-                let replica_host =
-                    place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
+                let mut placed: Vec<(String, String, String)> = Vec::new();
+                let mut taken: Vec<String> = Vec::new();
+                for node_name in &names {
+                    let request = data_node_request(&state, &db, &taken).await?;
+                    let host =
+                        place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?;
+                    let address = host_address(&state, &host).await?;
+                    taken.push(host.clone());
+                    placed.push((node_name.clone(), host, address));
+                }
                 let mut monitor_host = None;
                 if db.monitor().is_none() {
-                    let request =
-                        request_for(&state, &db, std::slice::from_ref(&replica_host)).await?;
+                    let request = request_for(&state, &db, &taken).await?;
                     monitor_host = Some(
                         place(&hosts, &request).map_err(|e| TaskError::Refused(e.to_string()))?,
                     );
                 }
-                let replica_address = host_address(&state, &replica_host).await?;
                 let monitor_address = match &monitor_host {
                     Some(host) => Some(host_address(&state, host).await?),
                     None => None,
                 };
-                run.message(format!("placing {node_name} on {replica_host}"))
+                let placing: Vec<String> = placed
+                    .iter()
+                    .map(|(node, host, _)| format!("{node} on {host}"))
+                    .collect();
+                run.message(format!("placing {}", placing.join(", ")))
                     .await?;
                 state
                     .update_database(&name, |db| {
@@ -71,19 +85,21 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                             });
                         }
                         let port = db.port;
-                        db.nodes.push(Node {
-                            name: node_name.clone(),
-                            role: NodeRole::Replica,
-                            host: replica_host.clone(),
-                            address: replica_address.clone(),
-                            port,
-                            desired: Desired::Running,
-                            priority,
-                            maintenance: false,
-                            ready: false,
-                            removing: false,
-                            created_at_ms: now_ms(),
-                        });
+                        for (node_name, host, address) in &placed {
+                            db.nodes.push(Node {
+                                name: node_name.clone(),
+                                role: NodeRole::Replica,
+                                host: host.clone(),
+                                address: address.clone(),
+                                port,
+                                desired: Desired::Running,
+                                priority,
+                                maintenance: false,
+                                ready: false,
+                                removing: false,
+                                created_at_ms: now_ms(),
+                            });
+                        }
                     })
                     .await?;
             }
@@ -108,40 +124,44 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 }
             }
             2 => {
-                let replica = db
-                    .node(&node_name)
-                    .cloned()
-                    .ok_or_else(|| TaskError::Refused(format!("node {node_name:?} missing")))?;
-                wait::until(
-                    &state,
-                    step_timeout,
-                    &format!("{node_name} to clone and stream"),
-                    |state| {
-                        let (status, observed) =
-                            wait::instance(state, &replica.host, &replica.name);
-                        if status != HostStatus::Connected {
-                            return Check::Wait;
-                        }
-                        match observed {
-                            Some(obs)
-                                if obs.phase == InstancePhase::Running
-                                    && obs.wal_receiver_streaming == Some(true) =>
-                            {
-                                Check::Done(())
+                // They clone in parallel; waiting for each in turn costs
+                // no more than the slowest.
+                for node_name in &names {
+                    let replica = db
+                        .node(node_name)
+                        .cloned()
+                        .ok_or_else(|| TaskError::Refused(format!("node {node_name:?} missing")))?;
+                    wait::until(
+                        &state,
+                        step_timeout,
+                        &format!("{node_name} to clone and stream"),
+                        |state| {
+                            let (status, observed) =
+                                wait::instance(state, &replica.host, &replica.name);
+                            if status != HostStatus::Connected {
+                                return Check::Wait;
                             }
-                            Some(obs) if obs.phase == InstancePhase::Failed => {
-                                Check::Fail(format!(
-                                    "{} on {} failed: {}",
-                                    replica.name,
-                                    replica.host,
-                                    obs.error.unwrap_or_default()
-                                ))
+                            match observed {
+                                Some(obs)
+                                    if obs.phase == InstancePhase::Running
+                                        && obs.wal_receiver_streaming == Some(true) =>
+                                {
+                                    Check::Done(())
+                                }
+                                Some(obs) if obs.phase == InstancePhase::Failed => {
+                                    Check::Fail(format!(
+                                        "{} on {} failed: {}",
+                                        replica.name,
+                                        replica.host,
+                                        obs.error.unwrap_or_default()
+                                    ))
+                                }
+                                _ => Check::Wait,
                             }
-                            _ => Check::Wait,
-                        }
-                    },
-                )
-                .await?;
+                        },
+                    )
+                    .await?;
+                }
             }
             _ => {
                 state

@@ -27,6 +27,10 @@ pub struct CreateReplica {
     pub node: String,
     #[serde(default = "default_priority")]
     pub priority: u8,
+    /// Further replicas created beside `node` by the same task (a request
+    /// with a `count`), each on a host of its own, cloned in parallel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
 }
 
 /// `DeleteReplica`: the replica to remove.
@@ -245,7 +249,8 @@ mod tests {
             priority,
             TaskParams::CreateReplica(CreateReplica {
                 node: "r1".into(),
-                priority: 50
+                priority: 50,
+                more: vec![],
             })
         );
         let failover = TaskParams::of(&stored(

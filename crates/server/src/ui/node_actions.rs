@@ -44,14 +44,8 @@ fn wizard(
     form: ReplicaForm,
     error: Option<String>,
 ) -> ReplicaWizard {
-    let mut number = 1;
-    while view
-        .nodes
-        .iter()
-        .any(|n| n.name == format!("pg-replica-{number}"))
-    {
-        number += 1;
-    }
+    let taken = view.nodes.iter().map(|n| n.name.as_str());
+    let suggestion = pgfleet_core::names::next_replica_names(taken, 1).remove(0);
     let monitor = match view.nodes.iter().find(|n| n.role == NodeRole::Monitor) {
         Some(monitor) => format!("{} on {} (existing)", monitor.name, monitor.host),
         None => format!("{}-monitor, created now on a host of its own", view.name),
@@ -60,7 +54,7 @@ fn wizard(
         layout,
         head: head(view, "cluster"),
         name: form.name,
-        suggestion: format!("pg-replica-{number}"),
+        suggestion,
         monitor,
         priority: form.priority,
         error,
@@ -126,6 +120,7 @@ pub async fn create_replica(
             let request = CreateReplicaRequest {
                 name: name.clone(),
                 priority: Some(priority),
+                count: None,
             };
             crate::api::databases::create_replica(
                 State(state.clone()),
