@@ -36,6 +36,11 @@ pub struct ZoneDatabase {
     /// The last monitor generation whose primary change the control plane
     /// applied (`Database::ha_generation`); older changes are refused.
     pub ha_generation: u64,
+    /// When the database was created (`Database::created_at_ms`): a
+    /// database deleted and created again under its name is another one,
+    /// whose generations start over.
+    #[serde(default)]
+    pub created_at_ms: i64,
     /// Data nodes: name → address.
     pub nodes: Vec<ZoneNode>,
     /// SHA-256 fingerprints of the host certificates (current and renewed)

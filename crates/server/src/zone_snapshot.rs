@@ -35,6 +35,7 @@ pub fn build(
         .map(|db| ZoneDatabase {
             db: db.name.clone(),
             ha_generation: db.ha_generation,
+            created_at_ms: db.created_at_ms,
             nodes: db
                 .nodes
                 .iter()

@@ -71,6 +71,47 @@ pub fn accept(
     Ok(())
 }
 
+/// A snapshot older than the one held for some database (a late answer, a
+/// control plane whose view lags): the primary the held snapshot serves for
+/// that database becomes a local change at the held generation, so the name
+/// never moves back to an older primary; it is dropped again once a
+/// snapshot reaches that generation ([`merge`]). Only for the same database
+/// (same creation time); local changes already ahead are kept.
+pub fn keep_newer_primaries(
+    held: &ZoneSnapshot,
+    incoming: &ZoneSnapshot,
+    local: &mut LocalChanges,
+) {
+    for old in &held.databases {
+        let Some(new) = incoming.database(&old.db) else {
+            continue;
+        };
+        if new.created_at_ms != old.created_at_ms || new.ha_generation >= old.ha_generation {
+            continue;
+        }
+        if local
+            .get(&old.db)
+            .is_some_and(|l| l.generation >= old.ha_generation)
+        {
+            continue;
+        }
+        let name = format!("primary.{}.{}", old.db, held.zone);
+        let Some(address) = held.records.get(&name).and_then(|a| a.first()) else {
+            continue;
+        };
+        let Some(node) = old.nodes.iter().find(|n| &n.address == address) else {
+            continue;
+        };
+        local.insert(
+            old.db.clone(),
+            LocalPrimary {
+                generation: old.ha_generation,
+                primary: node.name.clone(),
+            },
+        );
+    }
+}
+
 /// The records to serve and the local changes still ahead of `snapshot`.
 /// A local change the snapshot reached (its `ha_generation` is at least the
 /// change's), or whose database or node the snapshot no longer has, is

@@ -33,6 +33,7 @@ fn snapshot(ha_generation: u64, primary: &str) -> ZoneSnapshot {
         databases: vec![ZoneDatabase {
             db: "app".into(),
             ha_generation,
+            created_at_ms: 1,
             nodes: ["app-1", "app-2", "app-3"]
                 .iter()
                 .map(|n| ZoneNode {
@@ -161,4 +162,45 @@ fn a_local_change_of_a_database_or_node_that_is_gone_is_dropped() {
     let (records, ahead) = merge(&snap, &local(6, "app-2"));
     assert!(ahead.is_empty());
     assert_eq!(primary_of(&records), ("10.0.0.1".into(), "10.0.0.1".into()));
+}
+
+/// A late or lagging snapshot (generation 5, primary app-1) after the held
+/// one (generation 7, primary app-3): app-3 stays the answer until a
+/// snapshot reaches generation 7 (before, DNS moved back to app-1).
+#[test]
+fn an_older_snapshot_never_moves_the_primary_back() {
+    let held = snapshot(7, "app-3");
+    let late = snapshot(5, "app-1");
+    let mut local = LocalChanges::new();
+    keep_newer_primaries(&held, &late, &mut local);
+    let (records, ahead) = merge(&late, &local);
+    assert_eq!(primary_of(&records), ("10.0.0.3".into(), "10.0.0.3".into()));
+    assert_eq!(ahead, self::local(7, "app-3"));
+    // Caught up: the snapshot's answer again, nothing kept.
+    let (records, ahead) = merge(&snapshot(7, "app-3"), &ahead);
+    assert_eq!(primary_of(&records), ("10.0.0.3".into(), "10.0.0.3".into()));
+    assert!(ahead.is_empty());
+}
+
+/// A database deleted and created again under its name starts its
+/// generations over: its lower generation is not "older".
+#[test]
+fn a_recreated_database_is_not_an_older_snapshot() {
+    let held = snapshot(7, "app-3");
+    let mut recreated = snapshot(0, "app-1");
+    recreated.databases[0].created_at_ms = 2;
+    let mut local = LocalChanges::new();
+    keep_newer_primaries(&held, &recreated, &mut local);
+    assert!(local.is_empty());
+    let (records, _) = merge(&recreated, &local);
+    assert_eq!(primary_of(&records), ("10.0.0.1".into(), "10.0.0.1".into()));
+}
+
+/// A local change already ahead of the held snapshot is kept as it is.
+#[test]
+fn a_local_change_ahead_survives_an_older_snapshot() {
+    let held = snapshot(7, "app-3");
+    let mut local = self::local(8, "app-2");
+    keep_newer_primaries(&held, &snapshot(5, "app-1"), &mut local);
+    assert_eq!(local, self::local(8, "app-2"));
 }

@@ -122,6 +122,9 @@ impl AgentDns {
     /// still ahead of it and served.
     pub fn apply_snapshot(&self, snapshot: ZoneSnapshot) {
         let mut saved = self.saved.lock().expect("dns lock");
+        if let Some(held) = saved.snapshot.take() {
+            merge::keep_newer_primaries(&held, &snapshot, &mut saved.local);
+        }
         saved.snapshot = Some(snapshot);
         self.install(&mut saved);
     }

@@ -42,6 +42,7 @@ fn snapshot(ha_generation: u64) -> ZoneSnapshot {
         databases: vec![ZoneDatabase {
             db: "app".into(),
             ha_generation,
+            created_at_ms: 1,
             nodes: vec![
                 ZoneNode {
                     name: "app-1".into(),
