@@ -471,8 +471,7 @@ async fn run(
             let password = spec.superuser_password.clone();
             let pg_tls = spec.pg_tls.clone();
             checks.push(tokio::spawn(async move {
-                let started = std::time::Instant::now();
-                let ok = match crate::pg::sql::connect_tcp(
+                let (ok, refused) = match crate::pg::sql::connect_tcp(
                     &peer.address,
                     peer.port,
                     &password,
@@ -481,12 +480,9 @@ async fn run(
                 )
                 .await
                 {
-                    Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-                    Err(_) => false,
+                    Ok(client) => (client.simple_query("SELECT 1").await.is_ok(), false),
+                    Err(error) => (false, refused(&error)),
                 };
-                // A probe that timed out met something slow, not something gone.
-                let quick = started.elapsed() < Duration::from_millis(400);
-                let refused = !ok && quick && nothing_listens(&peer.address, peer.port).await;
                 (peer.node, ok, refused)
             }));
         }
@@ -520,21 +516,46 @@ async fn run(
     }
 }
 
-/// Whether a TCP connection to the node's PostgreSQL port is actively
-/// refused (reset: nothing listens), the evidence the HA core's fast
-/// detection needs. A timeout, an unreachable network or a slow accept is
+/// Whether a failed probe's connection was actively refused (TCP reset:
+/// nothing listens on the port), the evidence the HA core's fast detection
+/// needs. A timeout, an unreachable network, a failed handshake or query is
 /// not a refusal.
-async fn nothing_listens(address: &str, port: u16) -> bool {
-    let connect = tokio::net::TcpStream::connect((address, port));
-    match tokio::time::timeout(Duration::from_millis(300), connect).await {
-        Ok(Err(error)) => error.kind() == std::io::ErrorKind::ConnectionRefused,
-        _ => false,
-    }
+fn refused(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The probe's own error tells a port nothing listens on (refused: the
+    /// fast detection's evidence) from one that accepts and never answers
+    /// (a frozen server: a timeout, no evidence).
+    #[tokio::test]
+    async fn a_refused_probe_is_told_from_one_that_times_out() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let error =
+            crate::pg::sql::connect_tcp("127.0.0.1", port, "x", None, Duration::from_millis(500))
+                .await
+                .err()
+                .expect("nothing listens");
+        assert!(refused(&error), "{error:#}");
+
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let error =
+            crate::pg::sql::connect_tcp("127.0.0.1", port, "x", None, Duration::from_millis(200))
+                .await
+                .err()
+                .expect("nothing answers");
+        assert!(!refused(&error), "{error:#}");
+    }
     use proptest::prelude::*;
 
     const STATES: [NodeState; 13] = [

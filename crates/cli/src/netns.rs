@@ -158,7 +158,8 @@ fn lock() -> anyhow::Result<nix::fcntl::Flock<File>> {
 }
 
 /// Creates the network of a fleet of `hosts` hosts in `data_dir`. When the
-/// fleet's processes still run (`processes_alive`, `fleet::processes_alive`: the control plane was killed and restarts)
+/// fleet's processes still run (`processes_alive`, from
+/// `fleet::processes_alive`: the control plane was killed and restarts)
 /// its recorded network is kept and completed; otherwise leftovers of an
 /// earlier fleet of this data dir are removed first. Returns the network
 /// and whether it was adopted.

@@ -172,19 +172,7 @@ mod tests {
     use pgfleet_core::{Desired, Node, NodeRole};
 
     fn db(status: DbStatus, monitor: bool) -> Database {
-        let node = |name: &str, role, host: &str| Node {
-            name: name.into(),
-            role,
-            host: host.into(),
-            address: "127.0.0.1".into(),
-            port: 5432,
-            desired: Desired::Running,
-            priority: 50,
-            maintenance: false,
-            ready: true,
-            removing: false,
-            created_at_ms: 0,
-        };
+        let node = |name: &str, role, host: &str| Node::fixture(name, role, host, "127.0.0.1");
         let mut nodes = vec![
             node("d", NodeRole::Primary, "h1"),
             node("r1", NodeRole::Replica, "h2"),

@@ -121,16 +121,10 @@ async fn an_unreachable_dns_server_is_reported_with_its_cause() {
 }
 
 fn database(name: &str, primary_address: &str) -> pgfleet_core::Database {
-    use pgfleet_core::{Database, Node, NodeRole};
-    Database {
-        nodes: vec![Node::fixture(
-            &format!("{name}-1"),
-            NodeRole::Primary,
-            "host-1",
-            primary_address,
-        )],
-        ..Database::fixture(name)
-    }
+    use pgfleet_core::Database;
+    let mut db = Database::fixture(name);
+    db.nodes[0].address = primary_address.into();
+    db
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use pgfleet_core::protocol::HeartbeatRequest;
-use pgfleet_core::{Database, Desired, Host, Node, NodeRole};
+use pgfleet_core::{Database, Host, Node, NodeRole};
 use pgfleet_server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -15,19 +15,12 @@ const DATABASES: usize = 50;
 const HOSTS: usize = 4;
 
 fn node(name: &str, role: NodeRole, host: usize) -> Node {
-    Node {
-        name: name.into(),
+    Node::fixture(
+        name,
         role,
-        host: format!("host-{host}"),
-        address: format!("127.0.0.{}", host + 10),
-        port: 5432,
-        desired: Desired::Running,
-        priority: 50,
-        maintenance: false,
-        ready: true,
-        removing: false,
-        created_at_ms: 1,
-    }
+        &format!("host-{host}"),
+        &format!("127.0.0.{}", host + 10),
+    )
 }
 
 fn database(index: usize) -> Database {

@@ -93,21 +93,7 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("meta.db"))
             .await
             .unwrap();
-        let task = Task {
-            id: 0,
-            kind: TaskKind::CreateDatabase,
-            target: "db".into(),
-            state: TaskState::Queued,
-            steps: vec![],
-            current_step: 0,
-            progress: 0,
-            params: serde_json::json!({}),
-            created_at_ms: 0,
-            started_at_ms: None,
-            finished_at_ms: None,
-            error: None,
-            message: None,
-        };
+        let task = Task::fixture(TaskKind::CreateDatabase, "db");
         let first = store.insert_task(&task).await.unwrap();
         let mut second = store.insert_task(&task).await.unwrap();
         assert!(second.id > first.id);

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pgfleet_core::{Database, Host, Node, NodeRole, Task};
+use pgfleet_core::{Database, Host, Task};
 use pgfleet_store::{EventDoc, SqliteStore, Store};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -12,15 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::ServerConfig;
 
 fn database(name: &str, primary_address: &str) -> Database {
-    Database {
-        nodes: vec![Node::fixture(
-            &format!("{name}-1"),
-            NodeRole::Primary,
-            "host-1",
-            primary_address,
-        )],
-        ..Database::fixture(name)
-    }
+    let mut db = Database::fixture(name);
+    db.nodes[0].address = primary_address.into();
+    db
 }
 
 /// Concurrent publishes, each after its own store change, always leave the

@@ -1,23 +1,16 @@
 //! The snapshot's content, digest and size.
 
-use pgfleet_core::{Database, Desired, Host, Node, NodeRole};
+use pgfleet_core::{Database, Host, Node, NodeRole};
 
 use super::{build, digest};
 
 fn node(name: &str, role: NodeRole, host: usize) -> Node {
-    Node {
-        name: name.into(),
+    Node::fixture(
+        name,
         role,
-        host: format!("host-{host}"),
-        address: format!("10.0.0.{host}"),
-        port: 5432,
-        desired: Desired::Running,
-        priority: 50,
-        maintenance: false,
-        ready: true,
-        removing: false,
-        created_at_ms: 1,
-    }
+        &format!("host-{host}"),
+        &format!("10.0.0.{host}"),
+    )
 }
 
 /// A database of three data nodes and a monitor on hosts 1..=4.
