@@ -540,22 +540,25 @@ mod tests {
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let error =
+        let Err(error) =
             crate::pg::sql::connect_tcp("127.0.0.1", port, "x", None, Duration::from_millis(500))
                 .await
-                .err()
-                .expect("nothing listens");
+        else {
+            panic!("nothing listens");
+        };
         assert!(refused(&error), "{error:#}");
 
         let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = silent.local_addr().unwrap().port();
-        let error =
+        let Err(error) =
             crate::pg::sql::connect_tcp("127.0.0.1", port, "x", None, Duration::from_millis(200))
                 .await
-                .err()
-                .expect("nothing answers");
+        else {
+            panic!("nothing answers");
+        };
         assert!(!refused(&error), "{error:#}");
     }
+
     use proptest::prelude::*;
 
     const STATES: [NodeState; 13] = [
