@@ -139,8 +139,18 @@ where
         request: axum::extract::Request,
         state: &S,
     ) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
+        // Bodies are JSON objects (as the API document says): serde's derive
+        // would also read a struct from an array of its fields, so `[]`
+        // was a whole request for a type whose fields all have defaults.
+        match Json::<serde_json::Value>::from_request(request, state).await {
+            Ok(Json(value)) if !value.is_object() => Err(crate::error::ApiError::bad_request(
+                "invalid request body: expected a JSON object",
+            )),
+            Ok(Json(value)) => serde_json::from_value(value)
+                .map(ApiJson)
+                .map_err(|error| {
+                    crate::error::ApiError::bad_request(format!("invalid request body: {error}"))
+                }),
             Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(crate::error::ApiError {
                     status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
