@@ -146,11 +146,9 @@ where
             Ok(Json(value)) if !value.is_object() => Err(crate::error::ApiError::bad_request(
                 "invalid request body: expected a JSON object",
             )),
-            Ok(Json(value)) => serde_json::from_value(value)
-                .map(ApiJson)
-                .map_err(|error| {
-                    crate::error::ApiError::bad_request(format!("invalid request body: {error}"))
-                }),
+            Ok(Json(value)) => serde_json::from_value(value).map(ApiJson).map_err(|error| {
+                crate::error::ApiError::bad_request(format!("invalid request body: {error}"))
+            }),
             Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(crate::error::ApiError {
                     status: axum::http::StatusCode::PAYLOAD_TOO_LARGE,
