@@ -126,6 +126,7 @@ pub async fn start(
             crate::dns::push::ROUTE,
             post(crate::dns::push::primary_changed),
         )
+        .route(crate::wake::ROUTE, post(crate::wake::route))
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime.clone());
     let ca_pem = runtime.identity().peer_cas_pem();

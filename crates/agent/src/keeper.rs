@@ -22,6 +22,9 @@ pub struct KeeperReport {
     pub pg_running: bool,
     pub is_in_recovery: bool,
     pub wal_receiver_streaming: bool,
+    /// How long ago the streaming receiver last heard from its upstream.
+    #[serde(default)]
+    pub upstream_silent_ms: Option<u64>,
     pub streaming_standbys: Vec<pgfleet_ha::StreamingStandby>,
     /// The assignment the keeper persisted (`assignment.json`), whichever
     /// monitor made it: a replacement monitor rebuilds its state from these.

@@ -20,6 +20,7 @@ pub mod monitor_clock;
 pub mod monitor_rebuild;
 pub mod pg;
 pub mod runtime;
+pub mod wake;
 
 pub use config::AgentConfig;
 

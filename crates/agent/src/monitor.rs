@@ -205,13 +205,26 @@ impl Core {
 impl MonitorShared {
     /// Constant-time check of a presented monitor token.
     pub fn token_matches(&self, presented: &str) -> bool {
-        !self.token.is_empty()
-            && presented.len() == self.token.len()
-            && presented
-                .bytes()
-                .zip(self.token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        !self.token.is_empty() && pgfleet_core::secrets::same_secret(presented, &self.token)
+    }
+
+    /// Tells `node`'s keeper at once that it has a new assignment.
+    fn wake_keeper(&self, node: &str) {
+        let peer = {
+            let monitors = self.runtime.monitors.lock().expect("monitors lock");
+            monitors.get(&self.db).and_then(|handle| {
+                handle
+                    .spec
+                    .borrow()
+                    .nodes
+                    .iter()
+                    .find(|p| p.node == node)
+                    .cloned()
+            })
+        };
+        if let Some(peer) = peer {
+            crate::wake::wake(&self.runtime, &self.db, &peer, &self.token);
+        }
     }
 
     /// Superseded (by a monitor of a newer epoch): answers and reports nothing.
@@ -244,6 +257,7 @@ impl MonitorShared {
             pg_running: report.pg_running,
             is_in_recovery: report.is_in_recovery,
             wal_receiver_streaming: report.wal_receiver_streaming,
+            upstream_silent_ms: report.upstream_silent_ms,
             streaming_standbys: report.streaming_standbys.clone(),
             now_ms: now_ms(),
         };
@@ -295,6 +309,7 @@ impl MonitorShared {
             match action {
                 Action::Assign(assignment) => {
                     tracing::info!(db = %self.db, node = %assignment.node, state = %state_name(assignment.state), generation = assignment.generation, "assigned");
+                    self.wake_keeper(&assignment.node);
                 }
                 Action::PrimaryChanged {
                     old,

@@ -143,6 +143,7 @@ mod tests {
             pg_running: true,
             is_in_recovery: !state.is_writable(),
             wal_receiver_streaming: false,
+            upstream_silent_ms: None,
             streaming_standbys: vec![],
             held: Some(held),
         };
@@ -155,6 +156,7 @@ mod tests {
             pg_running: true,
             is_in_recovery: !state.is_writable(),
             wal_receiver_streaming: false,
+            upstream_silent_ms: None,
             streaming_standbys: vec![],
             now_ms: 100,
         };

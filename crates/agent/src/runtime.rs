@@ -16,6 +16,8 @@ use crate::pg::user::PgUser;
 pub struct InstanceHandle {
     pub spec: watch::Sender<InstanceSpec>,
     pub observed: Arc<Mutex<InstanceObserved>>,
+    /// Makes the actor run its next step now (its monitor has news).
+    pub wake: Arc<tokio::sync::Notify>,
     pub task: tokio::task::JoinHandle<()>,
 }
 

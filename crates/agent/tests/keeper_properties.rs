@@ -130,6 +130,7 @@ fn report() -> BoxedStrategy<KeeperReport> {
                 pg_running,
                 is_in_recovery,
                 wal_receiver_streaming,
+                upstream_silent_ms: wal_receiver_streaming.then_some(lsn % 5_000),
                 streaming_standbys,
                 held: None,
             },
@@ -249,7 +250,7 @@ proptest! {
     /// Unknown fields are ignored; all fields but `primary` are required.
     #[test]
     fn field_presence_rules(report in report(), assignment in assignment(), key in text(), extra in json_value()) {
-        field_rules(&report, &["held"], &key, &extra)?;
+        field_rules(&report, &["held", "upstream_silent_ms"], &key, &extra)?;
         field_rules(&assignment, &["primary"], &key, &extra)?;
         if let Some(primary) = &assignment.primary {
             field_rules(primary, &[], &key, &extra)?;

@@ -176,6 +176,43 @@ async fn every_agent_serves_the_zone_and_takes_primary_changes_only_from_the_mon
         "the answer did not move"
     );
     assert_eq!(answers(primary_dns, &names).await, expected);
+
+    // Waking a keeper (the monitor's "you have a new assignment") needs the
+    // database's monitor token: another fleet host without it is refused,
+    // a node the host does not run is unknown, and a client without a
+    // certificate does not get through TLS.
+    let wake = |node: &str| {
+        format!(
+            "https://{}:7071/keeper/zdb/{node}/wake",
+            host_address(&view, &primary.host)
+        )
+    };
+    let peer = client_as(&fleet, &replica.host);
+    let bare = peer.post(wake(&primary.name)).send().await.unwrap();
+    assert_eq!(bare.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let guessed = peer
+        .post(wake(&primary.name))
+        .bearer_auth("not-the-monitor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(guessed.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let elsewhere = peer
+        .post(wake(&replica.name))
+        .bearer_auth("not-the-monitor-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), reqwest::StatusCode::NOT_FOUND);
+    let anonymous = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .post(wake(&primary.name))
+        .send()
+        .await;
+    assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
 }
 
 /// Control plane killed, then the primary's host: the monitor fails over,

@@ -21,6 +21,17 @@ pub fn generate_password() -> String {
     random_token(32)
 }
 
+/// Whether `given` is `expected`, compared in time independent of where
+/// they differ (the length is not secret).
+pub fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

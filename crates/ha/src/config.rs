@@ -38,6 +38,16 @@ pub struct Config {
     /// whole `failure_timeout_ms`. Capped at `failure_timeout_ms`; 0 turns it
     /// off. Default 600.
     pub refused_failure_ms: u64,
+    /// A standby's "I am streaming" counts as proof that its upstream is
+    /// alive only while its WAL receiver heard from it (WAL or keepalive)
+    /// within this long (`KeeperReport::upstream_silent_ms`). An alive
+    /// upstream is heard at least every half `wal_receiver_timeout` (the
+    /// receiver asks for a keepalive then; 1 s here), while a frozen or cut
+    /// one is not: without this bound its standbys say "streaming" until
+    /// their receivers time out. Capped at `failure_timeout_ms`; 0 turns it
+    /// off (a streaming report counts for the whole failure timeout).
+    /// Default 1500.
+    pub stream_silence_ms: u64,
 }
 
 impl Default for Config {
@@ -49,6 +59,7 @@ impl Default for Config {
             report_lsn_timeout_ms: 5000,
             switchover_timeout_ms: 30_000,
             refused_failure_ms: 600,
+            stream_silence_ms: 1500,
         }
     }
 }
@@ -72,6 +83,12 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// How long a standby's upstream may have been silent for its stream
+    /// to still count as proof that the upstream is alive (`None`: no bound).
+    pub(crate) fn stream_silence_window_ms(&self) -> Option<u64> {
+        (self.stream_silence_ms > 0).then(|| self.stream_silence_ms.min(self.failure_timeout_ms))
     }
 
     /// How long refusals must last before they count as a failure (0: never).

@@ -23,6 +23,11 @@ pub struct KeeperReport {
     pub is_in_recovery: bool,
     /// Standby: `pg_stat_wal_receiver.status = 'streaming'`.
     pub wal_receiver_streaming: bool,
+    /// Standby with a streaming receiver: how long ago it last heard from
+    /// its upstream (`pg_stat_wal_receiver.last_msg_receipt_time`), when
+    /// the keeper knows (see `Config::stream_silence_ms`).
+    #[serde(default)]
+    pub upstream_silent_ms: Option<u64>,
     /// Primary: standbys streaming from it (`pg_stat_replication`).
     pub streaming_standbys: Vec<StreamingStandby>,
     /// Receive time on the monitor.

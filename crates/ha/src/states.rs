@@ -153,6 +153,10 @@ pub struct NodeRecord {
     /// end in a refusal, a report of a running PostgreSQL, a restart).
     #[serde(default)]
     pub refused_since_ms: Option<u64>,
+    /// When (monitor clock) this standby's WAL receiver last heard from its
+    /// upstream, as of its last report (`None`: the keeper did not say).
+    #[serde(default)]
+    pub upstream_heard_ms: Option<u64>,
 }
 
 impl NodeRecord {
@@ -189,6 +193,7 @@ impl NodeRecord {
             sync_history: vec![],
             sync_ack_lsn: None,
             refused_since_ms: None,
+            upstream_heard_ms: None,
         }
     }
 
@@ -234,7 +239,19 @@ impl NodeRecord {
 
     /// Own recent report says "WAL receiver streaming" (used for rule 2b).
     pub fn reports_streaming(&self, now: u64, cfg: &Config) -> bool {
-        self.keeper_alive(now, cfg) && self.wal_receiver_streaming && self.is_in_recovery
+        self.keeper_alive(now, cfg)
+            && self.wal_receiver_streaming
+            && self.is_in_recovery
+            && self.upstream_heard_recently(now, cfg)
+    }
+
+    /// The standby's receiver heard from its upstream within
+    /// `Config::stream_silence_ms` (true when unbounded or not reported).
+    fn upstream_heard_recently(&self, now: u64, cfg: &Config) -> bool {
+        match (cfg.stream_silence_window_ms(), self.upstream_heard_ms) {
+            (Some(window), Some(heard)) => now.saturating_sub(heard) <= window,
+            _ => true,
+        }
     }
 
     /// A standby usable for the sync set: not in maintenance, PostgreSQL up, and

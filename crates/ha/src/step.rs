@@ -145,6 +145,7 @@ fn ingest_report(st: &mut ClusterState, r: &KeeperReport) -> Result<(), HaError>
     rec.pg_running = r.pg_running;
     rec.is_in_recovery = r.is_in_recovery;
     rec.wal_receiver_streaming = r.wal_receiver_streaming;
+    rec.upstream_heard_ms = r.upstream_silent_ms.map(|silent| at.saturating_sub(silent));
     rec.streaming_standbys = r.streaming_standbys.clone();
     if !is_primary {
         return Ok(());

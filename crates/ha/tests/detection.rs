@@ -134,3 +134,57 @@ fn zero_turns_detection_with_evidence_off() {
     run_probing(&mut sim, 1_800, Probe::Refused);
     assert!(sim.state.transition.is_none());
 }
+
+/// Runs until a failover has started (or `limit` ms passed); returns how
+/// long after `since` it started.
+fn failover_started_after(sim: &mut Sim, since: u64, limit: u64) -> Option<u64> {
+    while sim.now < since + limit {
+        run_probing(sim, sim.cfg.report_interval_ms, Probe::TimedOut);
+        if sim.state.transition.is_some() {
+            return Some(sim.now - since);
+        }
+    }
+    None
+}
+
+/// A frozen primary (SIGSTOP, or cut from everyone) sends nothing, but its
+/// standbys' receivers say "streaming" until `wal_receiver_timeout`. Their
+/// reports also say how long the receiver has heard nothing, so the
+/// stream stops vouching for the primary after `stream_silence_ms`: the
+/// failover starts when the failure timeout ends, not when the receivers
+/// time out and report it.
+#[test]
+fn a_silent_stream_does_not_vouch_for_a_frozen_primary() {
+    let mut sim = cluster();
+    let frozen_at = sim.now;
+    sim.k("n0").silent_since = Some(frozen_at);
+    let started = failover_started_after(&mut sim, frozen_at, 5_000).expect("failover");
+    assert!(
+        started <= sim.cfg.failure_timeout_ms + sim.cfg.report_interval_ms,
+        "failover started {started} ms after the freeze"
+    );
+    run_probing(&mut sim, 3_000, Probe::TimedOut);
+    assert_ne!(sim.state.primary.as_deref(), Some("n0"));
+    assert_eq!(sim.primary_changes().len(), 1);
+
+    // Without the bound the stream vouches until the receivers time out
+    // and report it: later.
+    let mut old = cluster();
+    old.cfg.stream_silence_ms = 0;
+    let frozen_at = old.now;
+    old.k("n0").silent_since = Some(frozen_at);
+    let later = failover_started_after(&mut old, frozen_at, 5_000).expect("failover");
+    assert!(later > started, "{later} ms vs {started} ms");
+}
+
+/// The monitor alone lost the primary (its probes time out, no reports)
+/// while the standbys still hear from it (keepalives at least every half
+/// receiver timeout): the stream keeps vouching and nothing fails over.
+#[test]
+fn a_stream_that_still_hears_its_primary_vouches_for_it() {
+    let mut sim = cluster();
+    sim.k("n0").visible = false;
+    let since = sim.now;
+    assert_eq!(failover_started_after(&mut sim, since, 6_000), None);
+    assert_eq!(sim.state.primary.as_deref(), Some("n0"));
+}

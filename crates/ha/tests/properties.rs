@@ -141,6 +141,7 @@ fn run(ops: &[Op]) -> Sim {
                     pg_running: flags & 2 != 0,
                     is_in_recovery: flags & 4 != 0,
                     wal_receiver_streaming: flags & 8 != 0,
+                    upstream_silent_ms: (flags & 16 != 0).then_some(u64::from(lsn) * 8),
                     streaming_standbys: vec![],
                     now_ms: now,
                 };

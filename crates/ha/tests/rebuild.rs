@@ -43,6 +43,7 @@ fn report(
             pg_running: running,
             is_in_recovery: running && !writable,
             wal_receiver_streaming: running && !writable && primary.is_some(),
+            upstream_silent_ms: None,
             streaming_standbys: vec![],
             now_ms: now,
         },

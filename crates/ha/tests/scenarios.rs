@@ -103,6 +103,7 @@ fn stale_generation_report_does_not_count() {
         pg_running: true,
         is_in_recovery: true,
         wal_receiver_streaming: true,
+        upstream_silent_ms: None,
         streaming_standbys: vec![],
         now_ms: sim.now,
     };

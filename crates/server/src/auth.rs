@@ -73,13 +73,7 @@ fn hash(token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+use pgfleet_core::secrets::same_secret as same;
 
 pub fn write_secret(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;

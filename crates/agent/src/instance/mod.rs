@@ -48,11 +48,13 @@ pub fn spawn(runtime: AgentRuntime, spec: InstanceSpec) -> InstanceHandle {
         generation: 0,
         backup: None,
     }));
-    let actor = Actor::new(runtime, &spec, observed.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let actor = Actor::new(runtime, &spec, observed.clone(), wake.clone());
     let task = tokio::spawn(actor.run(rx));
     InstanceHandle {
         spec: tx,
         observed,
+        wake,
         task,
     }
 }
@@ -80,6 +82,11 @@ struct Actor {
     stalled_since: Option<Instant>,
     /// Replay stopped for want of WAL with no receiver (the last observation).
     replay_final: bool,
+    /// Rung when the monitor has a new assignment for this node.
+    wake: Arc<tokio::sync::Notify>,
+    /// When the streaming receiver last heard from its upstream, as of the
+    /// last observation (reported as a silence to the monitor).
+    upstream_heard: Option<Instant>,
     /// The roles' privilege model was checked on this server as a primary.
     roles_secured: bool,
     /// The OS user this database's servers run as (`PgUser::for_database`).
@@ -95,6 +102,7 @@ impl Actor {
         runtime: AgentRuntime,
         spec: &InstanceSpec,
         observed: Arc<Mutex<InstanceObserved>>,
+        wake: Arc<tokio::sync::Notify>,
     ) -> Actor {
         let paths = InstancePaths::new(&runtime.host_dir, &spec.node, &spec.address, spec.port);
         let assignment = keeper::load(&paths.root);
@@ -115,6 +123,8 @@ impl Actor {
             drained_generation: None,
             stalled_since: None,
             replay_final: false,
+            wake,
+            upstream_heard: None,
             roles_secured: false,
             user,
             owner_checked: false,
@@ -161,6 +171,7 @@ impl Actor {
             tokio::select! {
                 _ = self.runtime.stopping.cancelled() => {}
                 changed = rx.changed() => { if changed.is_err() { self.stop_server().await; return; } }
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
             }
         }
@@ -361,6 +372,9 @@ impl Actor {
             pg_running: observed.phase == InstancePhase::Running,
             is_in_recovery: observed.is_primary == Some(false),
             wal_receiver_streaming: observed.wal_receiver_streaming.unwrap_or(false),
+            upstream_silent_ms: self
+                .upstream_heard
+                .map(|heard| heard.elapsed().as_millis() as u64),
             streaming_standbys: observed
                 .standbys
                 .iter()

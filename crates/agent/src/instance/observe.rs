@@ -43,6 +43,10 @@ impl Actor {
         // Only an observation made after the receiver was told to stop
         // counts (one from before may have seen a receiver between retries).
         self.replay_final = *mode == Mode::Detached && obs.in_recovery && obs.replay_final;
+        self.upstream_heard = obs
+            .wal_receiver_silent_ms
+            .filter(|_| obs.wal_receiver_streaming)
+            .and_then(|ms| Instant::now().checked_sub(std::time::Duration::from_millis(ms)));
         observed.lsn = Some(if *mode == Mode::Detached {
             obs.replay_lsn
         } else {

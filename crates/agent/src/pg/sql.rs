@@ -199,6 +199,9 @@ pub struct Observation {
     pub timeline: u32,
     pub wal_receiver_streaming: bool,
     pub wal_receiver_upstream: Option<String>,
+    /// How long ago the WAL receiver last heard from its upstream (WAL or
+    /// keepalive), as the server's clock tells.
+    pub wal_receiver_silent_ms: Option<u64>,
     pub lag_bytes: Option<u64>,
     pub lag_seconds: Option<f64>,
     pub standbys: Vec<StandbyObserved>,
@@ -233,7 +236,9 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
                             SELECT 1 FROM pg_stat_activity WHERE backend_type = 'startup' \
                             AND wait_event IN ('RecoveryRetrieveRetryInterval', 'RecoveryWalStream')), \
                         (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir() \
-                            WHERE name ~ '^[0-9A-F]{8}([0-9A-F]{16}|\\.history)$')",
+                            WHERE name ~ '^[0-9A-F]{8}([0-9A-F]{16}|\\.history)$'), \
+                        (SELECT (EXTRACT(EPOCH FROM clock_timestamp() - last_msg_receipt_time) * 1000)::bigint \
+                            FROM pg_stat_wal_receiver LIMIT 1)",
                 &[],
             )
             .await?;
@@ -255,6 +260,7 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
         }
         obs.wal_receiver_streaming = status.as_deref() == Some("streaming");
         obs.wal_receiver_upstream = row.get(4);
+        obs.wal_receiver_silent_ms = row.get::<_, Option<i64>>(8).map(|ms| ms.max(0) as u64);
         obs.lag_bytes = Some((received - replayed).max(0) as u64);
         obs.lag_seconds = row.get::<_, Option<f64>>(5).map(|s| s.max(0.0));
     } else {

@@ -14,6 +14,12 @@ use pgfleet_ha::{
     NodeState, StreamingStandby,
 };
 
+/// A standby's report first says its receiver gave up on a silent upstream
+/// this long after the upstream fell silent: `wal_receiver_timeout` (2 s as
+/// the agent configures it), the receiver's next wake-up (it naps up to
+/// 100 ms) and the keeper's next observation.
+pub const RECEIVER_TIMEOUT_MS: u64 = 2_300;
+
 /// One simulated node: PostgreSQL + keeper.
 #[derive(Debug, Clone)]
 pub struct Keeper {
@@ -25,6 +31,10 @@ pub struct Keeper {
     pub link: bool,
     /// The keeper applies the assignment it receives when reporting.
     pub apply: bool,
+    /// Frozen (SIGSTOP) or cut from everyone since then: no reports, no
+    /// WAL, but its standbys' receivers still say "streaming" (hearing
+    /// nothing) until `RECEIVER_TIMEOUT_MS` has passed.
+    pub silent_since: Option<u64>,
     pub applied: Option<Assignment>,
     pub lsn: u64,
     pub timeline: u32,
@@ -38,6 +48,7 @@ impl Default for Keeper {
             visible: true,
             link: true,
             apply: true,
+            silent_since: None,
             applied: None,
             lsn: 0,
             timeline: 1,
@@ -146,7 +157,7 @@ impl Sim {
     pub fn keeper_report(&mut self, node: &str) -> Option<KeeperReport> {
         let assignment = self.state.assignment(node).cloned();
         let k = self.keepers.get_mut(node)?;
-        if !k.alive || !k.visible {
+        if !k.alive || !k.visible || k.silent_since.is_some() {
             return None;
         }
         if k.apply {
@@ -188,6 +199,10 @@ impl Sim {
             pg_running: !stopped,
             is_in_recovery: !primary_like && !stopped,
             wal_receiver_streaming: upstream.is_some(),
+            upstream_silent_ms: upstream.as_ref().map(|u| {
+                let since = self.keepers[u].silent_since.unwrap_or(self.now);
+                self.now.saturating_sub(since)
+            }),
             streaming_standbys,
             now_ms: self.now,
         })
@@ -206,7 +221,11 @@ impl Sim {
         );
         let u = a.primary.clone()?;
         let up = self.keepers.get(&u)?;
+        let receiver_timed_out = up
+            .silent_since
+            .is_some_and(|t| self.now.saturating_sub(t) > RECEIVER_TIMEOUT_MS);
         let up_running = up.alive
+            && !receiver_timed_out
             && up
                 .applied
                 .as_ref()
@@ -223,7 +242,10 @@ impl Sim {
     /// Writes `bytes` of WAL on whichever simulated node thinks it is writable.
     pub fn write(&mut self, bytes: u64) {
         for k in self.keepers.values_mut() {
-            if k.alive && k.applied.as_ref().is_some_and(|a| a.state.is_writable()) {
+            if k.alive
+                && k.silent_since.is_none()
+                && k.applied.as_ref().is_some_and(|a| a.state.is_writable())
+            {
                 k.lsn += bytes;
             }
         }

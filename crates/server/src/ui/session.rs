@@ -56,15 +56,7 @@ fn sessions() -> &'static Mutex<HashMap<String, SessionData>> {
     SESSIONS.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// Compares secrets in time independent of where they differ.
-pub fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len()
-        && given
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
+pub use pgfleet_core::secrets::same_secret;
 
 /// Opens a session for a browser that presented a valid API `token`;
 /// returns the `Set-Cookie` value.
