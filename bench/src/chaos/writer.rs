@@ -15,6 +15,17 @@ use serde::{Deserialize, Serialize};
 /// The client-side deadline of every connect and statement.
 pub const DEADLINE: Duration = Duration::from_secs(1);
 
+/// While a writer has no connection, a new attempt (a fresh DNS answer, its
+/// own [`DEADLINE`]) starts this often even if earlier ones still hang, as
+/// the requests that keep arriving at an application's pool would start
+/// them; the first to connect is used. Without it every writer's attempts
+/// stay in step with the fault (all of them hang at once and time out
+/// together), which measures the client's deadline more than the failover.
+pub const HEDGE: Duration = Duration::from_millis(250);
+
+/// A pause after an attempt failed at once (refused, no answer from DNS).
+const RETRY: Duration = Duration::from_millis(50);
+
 /// One acknowledged insert. Times are ms since the run's origin (monotonic).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
@@ -97,6 +108,52 @@ impl Writers {
     }
 }
 
+/// Connects to whatever `primary.<db>.<zone>` names, with hedged attempts
+/// (see [`HEDGE`]); `None` once the writers are stopped.
+async fn connect_hedged(
+    target: &Target,
+    stop: &AtomicBool,
+) -> Option<(tokio_postgres::Client, Ipv4Addr)> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next_start = tokio::time::Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_start) => {
+                let target = target.clone();
+                attempts.spawn(async move { attempt(&target).await });
+                next_start = tokio::time::Instant::now() + HEDGE;
+            }
+            Some(done) = attempts.join_next() => match done {
+                Ok(Some(connected)) => return Some(connected),
+                _ => next_start = next_start.min(tokio::time::Instant::now() + RETRY),
+            },
+        }
+    }
+}
+
+/// One connection attempt: resolve, then connect within [`DEADLINE`].
+async fn attempt(target: &Target) -> Option<(tokio_postgres::Client, Ipv4Addr)> {
+    let server = resolve_any(&target.dns, &target.primary_name, DEADLINE)
+        .await
+        .first()
+        .copied()?;
+    let address = target
+        .uri
+        .replace(&target.primary_name, &server.to_string());
+    let (client, connection) = tokio::time::timeout(
+        DEADLINE,
+        tokio_postgres::connect(&address, target.tls.clone()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    tokio::spawn(connection);
+    Some((client, server))
+}
+
 pub fn ms_since(origin: Instant) -> f64 {
     origin.elapsed().as_secs_f64() * 1000.0
 }
@@ -111,27 +168,9 @@ async fn write_loop(
 ) {
     let mut next = i64::from(writer) + 1;
     while !stop.load(Ordering::SeqCst) {
-        let Some(server) = resolve_any(&target.dns, &target.primary_name, DEADLINE)
-            .await
-            .first()
-            .copied()
-        else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let Some((client, server)) = connect_hedged(&target, &stop).await else {
+            return;
         };
-        let address = target
-            .uri
-            .replace(&target.primary_name, &server.to_string());
-        let connected = tokio::time::timeout(
-            DEADLINE,
-            tokio_postgres::connect(&address, target.tls.clone()),
-        )
-        .await;
-        let Ok(Ok((client, connection))) = connected else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        tokio::spawn(connection);
         while !stop.load(Ordering::SeqCst) {
             let id = next;
             next += i64::from(writers);
