@@ -343,6 +343,7 @@ impl MonitorShared {
                 Action::Fence { node } => {
                     tracing::warn!(db = %self.db, %node, "fencing old primary (its keeper stops it when it reports)")
                 }
+                Action::AwaitReport { node } => self.wake_keeper(&node),
                 Action::TransitionAborted { kind, reason } => {
                     tracing::warn!(db = %self.db, ?kind, %reason, "transition aborted")
                 }

@@ -122,4 +122,8 @@ pub enum Action {
         kind: TransitionKind,
         reason: String,
     },
+    /// The running transition now waits on `node`'s next report (with no
+    /// new assignment for it): a driver may ask its keeper to report now
+    /// rather than at its next interval. Purely an optimisation.
+    AwaitReport { node: String },
 }

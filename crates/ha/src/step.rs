@@ -60,7 +60,30 @@ pub fn step(
         }
     }
     reconcile::reconcile(&mut st, config, &mut actions);
+    await_reports(state, &st, &mut actions);
     Ok((st, actions))
+}
+
+/// Nodes the transition has just started waiting on, that no assignment
+/// of this step tells anyway ([`Action::AwaitReport`]).
+fn await_reports(before: &ClusterState, after: &ClusterState, actions: &mut Vec<Action>) {
+    let Some(tr) = &after.transition else {
+        return;
+    };
+    let waited_before = before
+        .transition
+        .as_ref()
+        .filter(|old| old.started_ms == tr.started_ms && old.kind == tr.kind)
+        .map(|old| old.waiting_on.as_slice())
+        .unwrap_or_default();
+    for node in &tr.waiting_on {
+        let assigned = actions
+            .iter()
+            .any(|a| matches!(a, Action::Assign(x) if &x.node == node));
+        if !waited_before.contains(node) && !assigned {
+            actions.push(Action::AwaitReport { node: node.clone() });
+        }
+    }
 }
 
 /// Call once after loading a persisted state (monitor restart): every last-seen

@@ -254,3 +254,32 @@ fn a_standby_already_following_the_target_stays_in_its_sync_set() {
     assert!(!sim.assignments_of("n1").contains(&WaitPrimary));
     assert!(sim.sync().0.contains(&"n2".to_string()), "{:?}", sim.sync());
 }
+
+/// The drained primary's report leaves the switchover waiting on the
+/// target's position: the core says so once ([`Action::AwaitReport`]), so
+/// that its driver can ask the target to report now instead of at its next
+/// interval; the target's report then starts the promotion.
+#[test]
+fn a_switchover_waiting_on_the_target_asks_for_its_report_once() {
+    let mut sim = Sim::cluster(&[("n0", 50), ("n1", 50), ("n2", 50)]);
+    sim.write(7_000);
+    sim.run(400);
+    sim.write(500); // n1 has not reported this yet
+    switchover(&mut sim, "n1").unwrap();
+    let awaits = |actions: &[Action]| -> Vec<String> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::AwaitReport { node } => Some(node.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let drained = sim.report("n0").unwrap();
+    sim.expect(&[("n0", Draining), ("n1", Secondary)]);
+    assert_eq!(awaits(&drained), vec!["n1".to_string()]);
+    let again = sim.report("n0").unwrap();
+    assert!(awaits(&again).is_empty(), "asked once: {again:?}");
+    sim.report("n1");
+    sim.expect(&[("n1", Promote)]);
+}

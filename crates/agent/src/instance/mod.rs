@@ -543,7 +543,7 @@ impl Actor {
             if let Err(error) = observe::sync_peer_slots(&client, spec).await {
                 tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot make the standbys' slots before promoting");
             }
-            client.batch_execute("SELECT pg_promote(true, 30)").await?;
+            promote(&client).await?;
             pgfleet_tls::write_durable(&self.paths.root.join("role"), b"primary")?;
             // Puts the new timeline into the control file soon (pg_rewind of the
             // old primary reads it; rejoin also checkpoints first). In the
@@ -655,4 +655,26 @@ fn log_tail(path: &std::path::Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().rev().take(3).collect();
     lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// Promotes the standby `client` is connected to and returns once it takes
+/// writes. `pg_promote(true)` checks only every 100 ms whether recovery
+/// ended; asking `pg_is_in_recovery()` every 5 ms returns up to ~100 ms
+/// sooner (a switchover's and a failover's write gap).
+async fn promote(client: &Client) -> anyhow::Result<()> {
+    client.batch_execute("SELECT pg_promote(false)").await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let in_recovery: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if !in_recovery {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("promotion did not end within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
