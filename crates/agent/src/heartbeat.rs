@@ -76,6 +76,7 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = runtime.beat_now.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
     }

@@ -47,6 +47,10 @@ pub struct Inner {
     pub stopping: CancellationToken,
     /// The agent's DNS server for the zone.
     pub dns: crate::dns::AgentDns,
+    /// Rung when an instance's phase changed: the heartbeat loop beats at
+    /// once (a task step waits on that observation) instead of at its
+    /// next interval.
+    pub beat_now: tokio::sync::Notify,
 }
 
 #[derive(Clone)]
@@ -92,6 +96,7 @@ impl AgentRuntime {
                 monitors: Mutex::new(HashMap::new()),
                 stopping,
                 dns,
+                beat_now: tokio::sync::Notify::new(),
             }),
         })
     }

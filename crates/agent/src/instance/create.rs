@@ -38,6 +38,11 @@ impl Actor {
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
             self.start(spec).await?;
         } else {
+            let began = std::time::Instant::now();
+            let mut phases: Vec<(&str, u128)> = Vec::new();
+            let lap = |name: &'static str, phases: &mut Vec<(&str, u128)>| {
+                phases.push((name, began.elapsed().as_millis()));
+            };
             if self.paths.data.exists() {
                 std::fs::remove_dir_all(&self.paths.data)?;
             }
@@ -57,9 +62,11 @@ impl Actor {
                 }
                 process::initdb(&rt.bin, &self.user, &self.paths, &spec.superuser_password).await?;
             }
+            lap("copied", &mut phases);
             let mode = Self::spec_mode(spec);
             conf::write_all(&self.paths.data, &self.settings(spec, &mode), &self.user)?;
             let client = self.start(spec).await?;
+            lap("started", &mut phases);
             let version = roles::server_version_num(&client).await?;
             sql::ensure_role(
                 &client,
@@ -81,13 +88,18 @@ impl Actor {
                     spec.admin_user
                 ))
                 .await?;
+            lap("roles", &mut phases);
             // Before the user's database is made: it is a copy of template1.
             self.secure_roles(spec, &client).await?;
+            lap("secured", &mut phases);
             if spec.database_name != "postgres" {
                 sql::ensure_database(&client, &spec.database_name, &spec.admin_user).await?;
             }
+            lap("database", &mut phases);
             self.roles_secured = true;
             client.batch_execute("CHECKPOINT").await?;
+            lap("checkpoint", &mut phases);
+            tracing::info!(db = %spec.db, node = %spec.node, ?phases, "primary made (ms since the start, per phase)");
         }
         pgfleet_tls::write_durable(&self.paths.ready_marker(), spec.node.as_bytes())?;
         tracing::info!(db = %spec.db, node = %spec.node, role = ?spec.role, "instance created");
@@ -106,22 +118,30 @@ impl Actor {
         if spec.database_name != "postgres" {
             databases.push(&spec.database_name);
         }
+        let mut present = Vec::new();
         for dbname in databases {
             let exists = client
                 .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
                 .await?
                 .is_some();
-            if !exists {
-                continue;
+            if exists {
+                present.push(dbname);
             }
-            let connection = sql::connect_to(
-                &self.paths.socket_dir,
-                spec.port,
-                &spec.superuser_password,
-                dbname,
-            )
-            .await?;
-            roles::install_functions(&connection, &spec.admin_user).await?;
+        }
+        // One connection per database, all at once (each is an
+        // authenticated session of its own).
+        let mut installs = tokio::task::JoinSet::new();
+        for dbname in present {
+            let (socket_dir, port) = (self.paths.socket_dir.clone(), spec.port);
+            let password = spec.superuser_password.clone();
+            let (dbname, admin) = (dbname.to_string(), spec.admin_user.clone());
+            installs.spawn(async move {
+                let connection = sql::connect_to(&socket_dir, port, &password, &dbname).await?;
+                roles::install_functions(&connection, &admin).await
+            });
+        }
+        while let Some(result) = installs.join_next().await {
+            result??;
         }
         Ok(())
     }

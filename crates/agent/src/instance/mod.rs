@@ -179,6 +179,9 @@ impl Actor {
 
     fn set_phase(&self, spec: &InstanceSpec, phase: InstancePhase, error: Option<String>) {
         let mut observed = self.observed.lock().expect("observed lock");
+        if observed.phase != phase {
+            self.runtime.beat_now.notify_one();
+        }
         observed.phase = phase;
         observed.error = error;
         observed.generation = spec.generation;

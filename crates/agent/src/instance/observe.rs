@@ -31,6 +31,9 @@ impl Actor {
             self.stalled_since = None;
         }
         let mut observed = self.observed.lock().expect("observed lock");
+        if observed.phase != InstancePhase::Running {
+            self.runtime.beat_now.notify_one();
+        }
         observed.phase = InstancePhase::Running;
         observed.error = None;
         observed.generation = spec.generation;
@@ -53,15 +56,23 @@ impl Actor {
             obs.lsn
         });
         observed.timeline = Some(obs.timeline);
+        let previous_streaming = observed.wal_receiver_streaming;
         observed.wal_receiver_streaming = Some(obs.wal_receiver_streaming);
         observed.lag_bytes = obs.lag_bytes;
         observed.lag_seconds = obs.lag_seconds;
         observed.standbys = obs.standbys;
         observed.sync_standby_names = Some(obs.sync_standby_names);
-        observed.ha_state = self
+        let ha_state = self
             .assignment
             .as_ref()
             .map(|a| crate::keeper::state_name(a.state));
+        // The control plane follows roles and HA states from heartbeats
+        // (DNS, a task waiting for a replica to stream): tell it at once.
+        let streaming = observed.wal_receiver_streaming;
+        if observed.ha_state != ha_state || streaming != previous_streaming {
+            self.runtime.beat_now.notify_one();
+        }
+        observed.ha_state = ha_state;
         Ok(())
     }
 }
