@@ -35,7 +35,17 @@ pub enum Injected {
         spinners: Vec<std::thread::JoinHandle<()>>,
         pgbench: Option<Child>,
     },
+    /// The primary host's agent stopped and continued in a loop.
+    AgentStalls {
+        stalling: Arc<AtomicBool>,
+        staller: std::thread::JoinHandle<u32>,
+    },
 }
+
+/// How long the stall-primary-agent round stops the agent each time, and
+/// how long it lets it run between two stops.
+pub const AGENT_STALL: std::time::Duration = std::time::Duration::from_millis(1_500);
+pub const AGENT_RUNS: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The netem the slow-primary round asks for.
 pub const SLOW: Slowness = Slowness {
@@ -144,7 +154,44 @@ pub fn inject(
             )
         }
         Kind::CpuSaturation => saturate(fleet, uri)?,
+        Kind::StallPrimaryAgent => stall_agent(fleet, primary)?,
     })
+}
+
+/// Stops the agent of `host` (SIGSTOP: its keeper, heartbeats and DNS
+/// server pause; its PostgreSQL servers run on) for [`AGENT_STALL`], lets
+/// it run for [`AGENT_RUNS`], and again, until healed.
+fn stall_agent(fleet: &Fleet, host: &str) -> anyhow::Result<(Injected, String)> {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let pid = pgfleet::fleet::agent_pid(fleet.dir(), host)
+        .with_context(|| format!("host {host} has no running agent"))?;
+    let stalling = Arc::new(AtomicBool::new(true));
+    let staller = {
+        let stalling = stalling.clone();
+        std::thread::spawn(move || {
+            let mut stalls = 0;
+            while stalling.load(Ordering::SeqCst) {
+                if kill(Pid::from_raw(pid), Signal::SIGSTOP).is_err() {
+                    break;
+                }
+                stalls += 1;
+                std::thread::sleep(AGENT_STALL);
+                let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+                std::thread::sleep(AGENT_RUNS);
+            }
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+            stalls
+        })
+    };
+    Ok((
+        Injected::AgentStalls { stalling, staller },
+        format!(
+            "agent of {host} (pid {pid}) stopped for {} ms every {} ms",
+            AGENT_STALL.as_millis(),
+            (AGENT_STALL + AGENT_RUNS).as_millis()
+        ),
+    ))
 }
 
 /// Busy loops on every core, and pgbench (8 clients) on the primary from
@@ -232,6 +279,11 @@ pub fn heal(fleet: &Fleet, injected: Injected) -> anyhow::Result<String> {
                 let _ = child.wait();
             }
             "busy loops and pgbench stopped".into()
+        }
+        Injected::AgentStalls { stalling, staller } => {
+            stalling.store(false, Ordering::SeqCst);
+            let stalls = staller.join().unwrap_or(0);
+            format!("agent running again after {stalls} stalls")
         }
     })
 }

@@ -23,6 +23,7 @@ pub enum Kind {
     KillControlPlane,
     KillControlPlaneThenPrimary,
     CpuSaturation,
+    StallPrimaryAgent,
 }
 
 /// What a round of a kind must show.
@@ -38,7 +39,7 @@ pub enum Expectation {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::KillPrimary,
         Kind::FreezePrimary,
         Kind::IsolatePrimary,
@@ -52,6 +53,7 @@ impl Kind {
         Kind::KillControlPlane,
         Kind::KillControlPlaneThenPrimary,
         Kind::CpuSaturation,
+        Kind::StallPrimaryAgent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +71,7 @@ impl Kind {
             Kind::KillControlPlane => "kill-control-plane",
             Kind::KillControlPlaneThenPrimary => "kill-control-plane-then-primary",
             Kind::CpuSaturation => "cpu-saturation",
+            Kind::StallPrimaryAgent => "stall-primary-agent",
         }
     }
 
@@ -88,7 +91,10 @@ impl Kind {
             | Kind::KillMonitorHost
             | Kind::IsolateStandby
             | Kind::KillControlPlane
-            | Kind::CpuSaturation => Expectation::NoFailover,
+            | Kind::CpuSaturation
+            // The keeper, heartbeats and the host's DNS pause; PostgreSQL
+            // does not.
+            | Kind::StallPrimaryAgent => Expectation::NoFailover,
         }
     }
 
