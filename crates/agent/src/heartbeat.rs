@@ -9,6 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::AgentRuntime;
 
+/// The shortest time between two beats when beats are asked for early
+/// (an observation changed, the control plane has new intent).
+const MIN_SPACING: Duration = Duration::from_millis(20);
+
 pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
     let url = format!(
         "{}/api/v1/agents/heartbeat",
@@ -74,9 +78,13 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                 }
             }
         }
+        let beaten = tokio::time::Instant::now();
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = runtime.beat_now.notified() => {}
+            _ = runtime.beat_now.notified() => {
+                // However often it is asked, at most one beat per MIN_SPACING.
+                tokio::time::sleep_until(beaten + MIN_SPACING).await;
+            }
             _ = tokio::time::sleep(interval) => {}
         }
     }

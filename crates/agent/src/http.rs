@@ -127,6 +127,13 @@ pub async fn start(
             post(crate::dns::push::primary_changed),
         )
         .route(crate::wake::ROUTE, post(crate::wake::route))
+        .route(
+            "/intent-changed",
+            post(|State(runtime): State<AgentRuntime>| async move {
+                runtime.beat_now.notify_one();
+                StatusCode::NO_CONTENT
+            }),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(runtime.clone());
     let ca_pem = runtime.identity().peer_cas_pem();

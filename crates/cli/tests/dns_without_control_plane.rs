@@ -213,6 +213,24 @@ async fn every_agent_serves_the_zone_and_takes_primary_changes_only_from_the_mon
         .send()
         .await;
     assert!(anonymous.is_err(), "no client certificate: {anonymous:?}");
+    // "Beat now" (the control plane's nudge after an intent change) carries
+    // nothing and is taken from any fleet certificate; strangers do not get
+    // through TLS.
+    let nudge = format!(
+        "https://{}:7071/intent-changed",
+        host_address(&view, &primary.host)
+    );
+    let nudged = peer.post(&nudge).send().await.unwrap();
+    assert_eq!(nudged.status(), reqwest::StatusCode::NO_CONTENT);
+    let stranger = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+        .post(&nudge)
+        .send()
+        .await;
+    assert!(stranger.is_err(), "no client certificate: {stranger:?}");
 }
 
 /// Control plane killed, then the primary's host: the monitor fails over,

@@ -23,6 +23,7 @@ pub mod error;
 pub mod host_identity;
 pub mod metrics;
 pub mod monitor_replacer;
+pub mod nudge;
 pub mod observed;
 pub mod openapi;
 pub mod specs;

@@ -163,10 +163,15 @@ impl AppState {
         let Some(mut db) = self.store.get_database(name).await? else {
             return Ok(None);
         };
+        let mut hosts: Vec<String> = db.nodes.iter().map(|n| n.host.clone()).collect();
         change(&mut db);
         db.generation += 1;
         self.store.put_database(&db).await?;
         drop(guard);
+        hosts.extend(db.nodes.iter().map(|n| n.host.clone()));
+        hosts.sort();
+        hosts.dedup();
+        crate::nudge::hosts(self, &hosts).await;
         if let Err(error) = crate::dns_sync::publish(self).await {
             tracing::error!(error = %crate::error::error_chain(&error), "dns publish failed");
         }
