@@ -364,7 +364,7 @@ pub async fn run(args: Options) -> anyhow::Result<Report> {
     let text = checker::render(&report);
     std::fs::write(out.join("report.txt"), &text)?;
     print!("{text}");
-    if report.failed() {
+    if report.failed() || report.total(|k| k.false_failovers) > 0 {
         fleet.keep = true;
         println!("fleet kept for inspection in {}", fleet.dir().display());
     } else {

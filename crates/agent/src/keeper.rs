@@ -127,6 +127,9 @@ pub fn persist(root: &Path, assignment: &Assignment) -> std::io::Result<()> {
     pgfleet_tls::write_durable(&root.join("assignment.json"), &text)
 }
 
+/// How long a report waits for the monitor's answer.
+pub const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(800);
+
 /// Sends the report; `None` when the monitor cannot be reached.
 pub async fn report(
     runtime: &AgentRuntime,
@@ -143,7 +146,7 @@ pub async fn report(
         .peer_http()
         .post(&url)
         .bearer_auth(token)
-        .timeout(std::time::Duration::from_millis(800))
+        .timeout(REPORT_TIMEOUT)
         .json(report)
         .send()
         .await

@@ -389,15 +389,17 @@ impl Actor {
                 .collect(),
             held: self.assignment.clone(),
         };
-        if let Some(assignment) = keeper::report(
+        let started = Instant::now();
+        let answer = keeper::report(
             &self.runtime,
             &monitor,
             &spec.db,
             &spec.monitor_token,
             &report,
         )
-        .await
-        {
+        .await;
+        let mut answered = false;
+        if let Some(assignment) = answer {
             let newer = self
                 .assignment
                 .as_ref()
@@ -406,6 +408,7 @@ impl Actor {
             // the monitor's current word (a retired monitor's is not).
             if newer {
                 self.fence.monitor_answered(Instant::now());
+                answered = true;
             }
             if newer && self.assignment.as_ref() != Some(&assignment) {
                 tracing::info!(db = %spec.db, node = %spec.node, state = %keeper::state_name(assignment.state), generation = assignment.generation, "new assignment");
@@ -429,16 +432,46 @@ impl Actor {
         // accepting writes by itself: the monitor may be promoting another node.
         let watched = (matches!(mode, Mode::Primary { .. }) && spec.peers.len() > 1)
             .then(|| format!("{}:{}", monitor.address, monitor.port));
+        if !answered {
+            self.fence.monitor_unanswered(started, Instant::now());
+        }
         let now = Instant::now();
         self.fence.watch(watched, now);
         let timeout = Duration::from_millis(self.runtime.config.failure_timeout_ms);
-        if self.fence.decide(now, timeout) {
+        if self.fence.silent(now, timeout) {
+            // What the node last heard may be old (its process paused):
+            // look at the standbys now, before deciding.
+            let streaming = self.standby_streaming_now().await;
+            if let Some(streaming) = streaming {
+                self.fence.standbys_seen(Instant::now(), streaming);
+            }
+            tracing::info!(db = %spec.db, node = %spec.node, answered, report_ms = now.saturating_duration_since(started).as_millis() as u64, ?streaming, "primary heard nobody for the failure timeout; looked at its standbys afresh");
+        }
+        if self.fence.decide(Instant::now(), timeout) {
             tracing::warn!(db = %spec.db, node = %spec.node, "isolated primary: fencing itself");
         }
         if self.fence.fenced() {
             return Mode::Stopped;
         }
         mode
+    }
+
+    /// Whether a standby streams from this server now: no when there is no
+    /// connection to it or the question fails, unknown (`None`) when it
+    /// takes longer than half a second.
+    async fn standby_streaming_now(&self) -> Option<bool> {
+        let Some(client) = self.client.as_ref() else {
+            return Some(false);
+        };
+        let query = client.query_one(
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
+            &[],
+        );
+        match tokio::time::timeout(Duration::from_millis(500), query).await {
+            Ok(Ok(row)) => Some(row.get::<_, i64>(0) > 0),
+            Ok(Err(_)) => Some(false),
+            Err(_) => None,
+        }
     }
 
     async fn apply_mode(&mut self, spec: &InstanceSpec, mode: &Mode) -> anyhow::Result<()> {

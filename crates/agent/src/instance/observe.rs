@@ -19,9 +19,8 @@ impl Actor {
         let obs = sql::observe(client).await?;
         if !obs.in_recovery {
             sync_peer_slots(client, spec).await?;
-            if obs.standbys.iter().any(|s| s.state == "streaming") {
-                self.fence.standby_streams(Instant::now());
-            }
+            let streaming = obs.standbys.iter().any(|s| s.state == "streaming");
+            self.fence.standbys_seen(Instant::now(), streaming);
         }
         let stalled =
             obs.in_recovery && !obs.wal_receiver_streaming && matches!(mode, Mode::Standby { .. });
