@@ -52,7 +52,10 @@
 //! - A node in a primary role (`single`/`wait_primary`/`primary`) that cannot reach
 //!   the monitor for `failure_timeout_ms` *and* has no streaming standby must stop
 //!   accepting writes (self-fencing): that is what makes an unconfirmed `demoted`
-//!   safe.
+//!   safe. "Cannot reach" means tried and failed, after the silence began:
+//!   time the keeper itself was paused is not silence (it asks again first).
+//!   Acknowledged writes do not depend on the fence's timing: a primary cut
+//!   from its standbys cannot satisfy its synchronous setting.
 //!
 //! Modules, each using only those listed before it (no cycle): error, config,
 //! states (data), event (in/out), assign (setting assignments), detect (failure
