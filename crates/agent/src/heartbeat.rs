@@ -8,12 +8,14 @@ use pgfleet_core::protocol::{HeartbeatRequest, HeartbeatResponse, HostRegistrati
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::AgentRuntime;
+use crate::supervisor::Supervisor;
 
 /// The shortest time between two beats when beats are asked for early
 /// (an observation changed, the control plane has new intent).
 const MIN_SPACING: Duration = Duration::from_millis(20);
 
-pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
+pub async fn run(supervisor: Supervisor, cancel: CancellationToken) {
+    let runtime = &supervisor.runtime;
     let url = format!(
         "{}/api/v1/agents/heartbeat",
         runtime.config.server_url.trim_end_matches('/')
@@ -31,8 +33,8 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                 dns_port: runtime.config.dns_port,
             },
             pg_version: runtime.bin.version,
-            instances: runtime.observed_instances(),
-            monitors: runtime.observed_monitors(),
+            instances: supervisor.observed_instances(),
+            monitors: supervisor.observed_monitors(),
             zone_digest: runtime.dns.digest(),
         };
         let result = runtime
@@ -52,12 +54,12 @@ pub async fn run(runtime: AgentRuntime, cancel: CancellationToken) {
                         failures = 0;
                         interval =
                             Duration::from_millis(intent.heartbeat_interval_ms.clamp(50, 10_000));
-                        runtime.apply_intent(intent.instances, intent.monitors);
+                        supervisor.apply_intent(intent.instances, intent.monitors);
                         if let Some(zone) = intent.zone {
                             runtime.dns.apply_snapshot(zone);
                         }
                         if intent.renew_certificate {
-                            renew_certificate(&runtime, &mut last_renewal).await;
+                            renew_certificate(runtime, &mut last_renewal).await;
                         }
                     }
                     Err(error) => {

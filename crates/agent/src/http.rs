@@ -1,7 +1,7 @@
 //! The agent's HTTPS endpoint on `<address>:<agent port>`: keepers of other
 //! hosts report to the monitors this agent runs, the control plane asks
 //! them for switchovers, and monitors' hosts push primary changes to this
-//! agent's DNS (`dns::push`, admitted by the zone snapshot's monitor host). Mutual TLS: the endpoint presents the host
+//! agent's DNS (`dns_push`, admitted by the zone snapshot's monitor host). Mutual TLS: the endpoint presents the host
 //! certificate and accepts only clients with a certificate from the host CA
 //! or the fleet CA (the control plane's client certificate, and hosts not
 //! yet renewed since the host CA came); each monitor then admits only the certificates its spec lists (the
@@ -17,17 +17,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::keeper::{Assignment, KeeperReport};
 use crate::runtime::AgentRuntime;
+use crate::supervisor::Supervisor;
 
 /// The monitor of `db` if the request comes with a client certificate the
 /// monitor's spec lists and presents that database's monitor token.
 fn authorized_monitor(
-    runtime: &AgentRuntime,
+    supervisor: &Supervisor,
     db: &str,
     peer: Option<&PeerCertificate>,
     headers: &HeaderMap,
 ) -> Result<std::sync::Arc<crate::monitor::MonitorShared>, StatusCode> {
     let (monitor, client_listed) = {
-        let monitors = runtime.monitors.lock().expect("monitors lock");
+        let monitors = supervisor.monitors.lock().expect("monitors lock");
         match monitors.get(db) {
             Some(handle) => {
                 let listed =
@@ -53,13 +54,13 @@ fn authorized_monitor(
 }
 
 async fn report(
-    State(runtime): State<AgentRuntime>,
+    State(supervisor): State<Supervisor>,
     Path(db): Path<String>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     Json(report): Json<KeeperReport>,
 ) -> Result<Json<Assignment>, StatusCode> {
-    let monitor = authorized_monitor(&runtime, &db, peer.as_deref(), &headers)?;
+    let monitor = authorized_monitor(&supervisor, &db, peer.as_deref(), &headers)?;
     match monitor.keeper_report(report).await {
         Some(assignment) => Ok(Json(assignment)),
         None => Err(StatusCode::SERVICE_UNAVAILABLE),
@@ -72,13 +73,13 @@ struct SwitchoverRequest {
 }
 
 async fn switchover(
-    State(runtime): State<AgentRuntime>,
+    State(supervisor): State<Supervisor>,
     Path(db): Path<String>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
     Json(request): Json<SwitchoverRequest>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let monitor = match authorized_monitor(&runtime, &db, peer.as_deref(), &headers) {
+    let monitor = match authorized_monitor(&supervisor, &db, peer.as_deref(), &headers) {
         Ok(monitor) => monitor,
         Err(status) => {
             return (
@@ -99,21 +100,22 @@ async fn switchover(
 }
 
 async fn state(
-    State(runtime): State<AgentRuntime>,
+    State(supervisor): State<Supervisor>,
     Path(db): Path<String>,
     peer: Option<Extension<PeerCertificate>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, StatusCode> {
-    let monitor = authorized_monitor(&runtime, &db, peer.as_deref(), &headers)?;
+    let monitor = authorized_monitor(&supervisor, &db, peer.as_deref(), &headers)?;
     Ok(Json(
         monitor.observed().map(|o| o.state).unwrap_or_default(),
     ))
 }
 
 pub async fn start(
-    runtime: AgentRuntime,
+    supervisor: Supervisor,
     cancel: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let runtime = supervisor.runtime.clone();
     let address = format!("{}:{}", runtime.config.address, runtime.config.agent_port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -123,8 +125,8 @@ pub async fn start(
         .route("/monitor/{db}/state", get(state))
         .route("/monitor/{db}/switchover", post(switchover))
         .route(
-            crate::dns::push::ROUTE,
-            post(crate::dns::push::primary_changed),
+            crate::dns_push::ROUTE,
+            post(crate::dns_push::primary_changed),
         )
         .route(crate::wake::ROUTE, post(crate::wake::route))
         .route(
@@ -135,7 +137,7 @@ pub async fn start(
             }),
         )
         .route("/health", get(|| async { "ok" }))
-        .with_state(runtime.clone());
+        .with_state(supervisor.clone());
     let ca_pem = runtime.identity().peer_cas_pem();
     let tls = runtime
         .server_cert

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod dns;
+pub mod dns_push;
 pub mod fence;
 pub mod heartbeat;
 pub mod http;
@@ -20,6 +21,7 @@ pub mod monitor_clock;
 pub mod monitor_rebuild;
 pub mod pg;
 pub mod runtime;
+pub mod supervisor;
 pub mod wake;
 
 pub use config::AgentConfig;
@@ -34,10 +36,11 @@ pub async fn run(mut config: AgentConfig, cancel: CancellationToken) -> anyhow::
     config.credential = identity.credential.clone();
     let runtime = runtime::AgentRuntime::new(config, identity)?;
     runtime.dns.start();
-    let http = http::start(runtime.clone(), cancel.clone()).await?;
-    dns::push::resume(&runtime);
-    heartbeat::run(runtime.clone(), cancel.clone()).await;
-    runtime.shutdown().await;
+    let supervisor = supervisor::Supervisor::new(runtime.clone());
+    let http = http::start(supervisor.clone(), cancel.clone()).await?;
+    dns_push::resume(&runtime);
+    heartbeat::run(supervisor.clone(), cancel.clone()).await;
+    supervisor.shutdown().await;
     let _ = http.await;
     Ok(())
 }

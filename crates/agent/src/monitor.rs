@@ -19,10 +19,19 @@ use tokio::sync::watch;
 use crate::keeper::{Assignment, KeeperReport, PrimaryRef};
 use crate::monitor_clock::now_ms;
 use crate::monitor_rebuild::Collecting;
-use crate::runtime::{AgentRuntime, MonitorHandle};
+use crate::runtime::AgentRuntime;
+
+/// The agent's handle on a running monitor (kept by the supervisor).
+pub struct MonitorHandle {
+    pub spec: watch::Sender<MonitorSpec>,
+    pub monitor: Arc<MonitorShared>,
+    pub task: tokio::task::JoinHandle<()>,
+}
 
 pub struct MonitorShared {
     pub db: String,
+    /// The monitor's spec as the supervisor last handed it (its nodes' addresses).
+    spec: watch::Receiver<MonitorSpec>,
     /// The database's monitor token (keepers and the control plane present it).
     token: String,
     pub node: String,
@@ -210,18 +219,13 @@ impl MonitorShared {
 
     /// Tells `node`'s keeper at once that it has a new assignment.
     fn wake_keeper(&self, node: &str) {
-        let peer = {
-            let monitors = self.runtime.monitors.lock().expect("monitors lock");
-            monitors.get(&self.db).and_then(|handle| {
-                handle
-                    .spec
-                    .borrow()
-                    .nodes
-                    .iter()
-                    .find(|p| p.node == node)
-                    .cloned()
-            })
-        };
+        let peer = self
+            .spec
+            .borrow()
+            .nodes
+            .iter()
+            .find(|p| p.node == node)
+            .cloned();
         if let Some(peer) = peer {
             crate::wake::wake(&self.runtime, &self.db, &peer, &self.token);
         }
@@ -336,7 +340,7 @@ impl MonitorShared {
                         detected_at_ms: detected.map(crate::monitor_clock::wall_ms),
                     };
                     *self.last_change.lock().expect("monitor lock") = Some(change.clone());
-                    crate::dns::push::announce(&self.runtime, &change);
+                    crate::dns_push::announce(&self.runtime, &change);
                     let runtime = self.runtime.clone();
                     tokio::spawn(push_primary_change(runtime, change));
                 }
@@ -419,6 +423,7 @@ pub fn spawn(runtime: AgentRuntime, spec: MonitorSpec) -> MonitorHandle {
     };
     let monitor = Arc::new(MonitorShared {
         db: spec.db.clone(),
+        spec: rx.clone(),
         token: spec.monitor_token.clone(),
         node: spec.node.clone(),
         runtime: runtime.clone(),

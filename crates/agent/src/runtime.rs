@@ -1,11 +1,13 @@
-//! The agent's shared state: settings, PostgreSQL binaries and user, and the
-//! actors it runs (one per instance, one per monitor).
+//! The agent's shared state: settings, PostgreSQL binaries and user, its
+//! identity and HTTP clients, its DNS server, and the handles of the
+//! instance actors (which the monitors' keeper wakes reach). Below every
+//! actor: the actors themselves are started and stopped by `supervisor`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use pgfleet_core::protocol::{InstanceObserved, InstanceSpec, MonitorObserved, MonitorSpec};
+use pgfleet_core::protocol::{InstanceObserved, InstanceSpec};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -18,12 +20,6 @@ pub struct InstanceHandle {
     pub observed: Arc<Mutex<InstanceObserved>>,
     /// Makes the actor run its next step now (its monitor has news).
     pub wake: Arc<tokio::sync::Notify>,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-pub struct MonitorHandle {
-    pub spec: watch::Sender<MonitorSpec>,
-    pub monitor: Arc<crate::monitor::MonitorShared>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,7 +38,6 @@ pub struct Inner {
     /// The agent endpoint's server certificate (the host certificate).
     pub server_cert: Arc<pgfleet_tls::ReloadableCert>,
     pub instances: Mutex<HashMap<String, InstanceHandle>>,
-    pub monitors: Mutex<HashMap<String, MonitorHandle>>,
     /// Cancelled at shutdown: actors stop their servers and exit.
     pub stopping: CancellationToken,
     /// The agent's DNS server for the zone.
@@ -93,7 +88,6 @@ impl AgentRuntime {
                 peer_http: RwLock::new(peer_http),
                 server_cert,
                 instances: Mutex::new(HashMap::new()),
-                monitors: Mutex::new(HashMap::new()),
                 stopping,
                 dns,
                 beat_now: tokio::sync::Notify::new(),
@@ -126,98 +120,4 @@ impl AgentRuntime {
         *self.identity.write().expect("identity lock") = identity;
         Ok(())
     }
-
-    /// Hands new specs to the actors, starting actors for new instances.
-    pub fn apply_intent(&self, instances: Vec<InstanceSpec>, monitors: Vec<MonitorSpec>) {
-        {
-            let mut running = self.instances.lock().expect("instances lock");
-            for spec in instances {
-                match running.get(&spec.node) {
-                    Some(handle) => {
-                        update_spec(&handle.spec, &spec);
-                    }
-                    None => {
-                        let handle = crate::instance::spawn(self.clone(), spec.clone());
-                        running.insert(spec.node.clone(), handle);
-                    }
-                }
-            }
-        }
-        let mut running = self.monitors.lock().expect("monitors lock");
-        for spec in monitors {
-            // A monitor that was deleted here and is wanted again starts afresh;
-            // so does one of a new epoch (a replacement placed where a
-            // replaced monitor of the same database still ran).
-            let wanted = spec.desired != pgfleet_core::Desired::Deleted;
-            let finished = running.get(&spec.db).is_some_and(|h| h.task.is_finished());
-            let new_epoch = running
-                .get(&spec.db)
-                .is_some_and(|h| h.spec.borrow().epoch != spec.epoch);
-            if wanted && (finished || new_epoch) {
-                if let Some(old) = running.remove(&spec.db) {
-                    old.monitor.retire();
-                    old.task.abort();
-                }
-            }
-            match running.get(&spec.db) {
-                Some(handle) => {
-                    update_spec(&handle.spec, &spec);
-                }
-                None => {
-                    let handle = crate::monitor::spawn(self.clone(), spec.clone());
-                    running.insert(spec.db.clone(), handle);
-                }
-            }
-        }
-    }
-
-    pub fn observed_instances(&self) -> Vec<InstanceObserved> {
-        let running = self.instances.lock().expect("instances lock");
-        running
-            .values()
-            .map(|h| h.observed.lock().expect("observed lock").clone())
-            .collect()
-    }
-
-    pub fn observed_monitors(&self) -> Vec<MonitorObserved> {
-        let running = self.monitors.lock().expect("monitors lock");
-        running
-            .values()
-            .filter_map(|h| h.monitor.observed())
-            .collect()
-    }
-
-    /// Stops every actor (and so every PostgreSQL server), cleanly.
-    pub async fn shutdown(&self) {
-        self.stopping.cancel();
-        let instance_tasks: Vec<_> = self
-            .instances
-            .lock()
-            .expect("instances lock")
-            .drain()
-            .map(|(_, h)| h.task)
-            .collect();
-        let monitor_tasks: Vec<_> = self
-            .monitors
-            .lock()
-            .expect("monitors lock")
-            .drain()
-            .map(|(_, h)| h.task)
-            .collect();
-        for task in instance_tasks.into_iter().chain(monitor_tasks) {
-            let _ = task.await;
-        }
-    }
-}
-
-/// Hands `spec` to an actor, waking it only when something changed.
-fn update_spec<T: PartialEq + Clone>(sender: &watch::Sender<T>, spec: &T) {
-    sender.send_if_modified(|current| {
-        if current != spec {
-            *current = spec.clone();
-            true
-        } else {
-            false
-        }
-    });
 }

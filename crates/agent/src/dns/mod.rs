@@ -6,14 +6,13 @@
 //! What it serves: the control plane's last zone snapshot (from the
 //! heartbeat answer) merged with the primary changes this agent applied
 //! itself since ([`merge`]); changes come from the database's monitor host
-//! ([`push`]: `POST /dns/primary-changed` on the agent endpoint, and the
+//! (`dns_push`: `POST /dns/primary-changed` on the agent endpoint, and the
 //! monitor's own host directly). Both, and the SOA serial, are saved in
 //! `DATA_DIR/dns/zone.json` (written atomically) so a restarted agent
 //! answers the same while the control plane is down. The serial only
 //! increases: `max(previous + 1, unix seconds)` at every change.
 
 pub mod merge;
-pub mod push;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -147,13 +146,13 @@ impl AgentDns {
     }
 
     /// Records that this host's monitor announced `generation` for `db`.
-    fn announce(&self, db: &str, generation: u64) {
+    pub(crate) fn announce(&self, db: &str, generation: u64) {
         let mut announced = self.announced.lock().expect("dns lock");
         let newest = announced.entry(db.to_string()).or_insert(0);
         *newest = (*newest).max(generation);
     }
 
-    fn superseded(&self, db: &str, generation: u64) -> bool {
+    pub(crate) fn superseded(&self, db: &str, generation: u64) -> bool {
         let announced = self.announced.lock().expect("dns lock");
         announced.get(db).is_some_and(|newest| *newest > generation)
     }

@@ -24,7 +24,7 @@ use pgfleet_core::errors::error_chain;
 use pgfleet_core::protocol::PrimaryChanged;
 use pgfleet_tls::PeerCertificate;
 
-use super::merge::Refusal;
+use crate::dns::merge::Refusal;
 use crate::runtime::AgentRuntime;
 
 /// The agent endpoint's route.
