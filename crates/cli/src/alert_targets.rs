@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::cli::Cli;
 use crate::client::{Client, Result};
+use crate::globals::Globals;
 use crate::output;
 
 #[derive(Subcommand, Debug)]
@@ -78,8 +78,8 @@ fn when(value: &Value) -> String {
     }
 }
 
-pub async fn run(cli: &Cli, command: &AlertTargetCommand) -> anyhow::Result<()> {
-    let client = crate::commands::client(cli)?;
+pub async fn run(globals: &Globals, command: &AlertTargetCommand) -> anyhow::Result<()> {
+    let client = crate::globals::client(globals)?;
     match command {
         AlertTargetCommand::Create {
             name,
@@ -113,7 +113,7 @@ pub async fn run(cli: &Cli, command: &AlertTargetCommand) -> anyhow::Result<()> 
         AlertTargetCommand::List { json } => {
             let targets = client.alert_targets().await?;
             if *json {
-                crate::commands::print_json(&targets)?;
+                crate::output::print_json(&targets)?;
                 return Ok(());
             }
             let rows: Vec<Vec<String>> = targets

@@ -5,8 +5,8 @@
 use clap::Subcommand;
 use pgfleet_core::backup::{BackupListView, BackupLocation, BackupPolicyRequest, RestoreRequest};
 
-use crate::cli::Cli;
-use crate::commands::{client, print_json, wait};
+use crate::globals::{client, Globals};
+use crate::output::{print_json, wait};
 
 #[derive(Subcommand, Debug)]
 pub enum BackupLocationCommand {
@@ -96,8 +96,8 @@ pub enum BackupPolicyCommand {
     },
 }
 
-pub async fn location(cli: &Cli, command: &BackupLocationCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+pub async fn location(globals: &Globals, command: &BackupLocationCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         BackupLocationCommand::Create { name, posix } => {
             let location = client.create_backup_location(name, posix).await?;
@@ -157,8 +157,8 @@ fn render_location(location: &BackupLocation) -> String {
     text
 }
 
-pub async fn set_policy(cli: &Cli, command: &BackupPolicyCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+pub async fn set_policy(globals: &Globals, command: &BackupPolicyCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     let BackupPolicyCommand::Set { db, policy } = command;
     let Some(request) = policy.request() else {
         anyhow::bail!("--backup-location is required");
@@ -177,8 +177,13 @@ pub async fn set_policy(cli: &Cli, command: &BackupPolicyCommand) -> anyhow::Res
     Ok(())
 }
 
-pub async fn backup(cli: &Cli, db: &str, kind: Option<&str>, no_wait: bool) -> anyhow::Result<()> {
-    let client = client(cli)?;
+pub async fn backup(
+    globals: &Globals,
+    db: &str,
+    kind: Option<&str>,
+    no_wait: bool,
+) -> anyhow::Result<()> {
+    let client = client(globals)?;
     let task = client.backup(db, kind).await?;
     if no_wait {
         println!("{}", task.task_id);
@@ -199,8 +204,8 @@ pub async fn backup(cli: &Cli, db: &str, kind: Option<&str>, no_wait: bool) -> a
     Ok(())
 }
 
-pub async fn backups(cli: &Cli, db: &str, json: bool) -> anyhow::Result<()> {
-    let client = client(cli)?;
+pub async fn backups(globals: &Globals, db: &str, json: bool) -> anyhow::Result<()> {
+    let client = client(globals)?;
     let list = client.backups(db).await?;
     if json {
         return print_json(&list);

@@ -1,13 +1,11 @@
-//! Command-line definition and dispatch.
+//! Command-line definition.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// `--api` when not given.
-pub const DEFAULT_API: &str = "https://127.0.0.1:7070";
+use crate::globals::Globals;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -16,25 +14,8 @@ pub const DEFAULT_API: &str = "https://127.0.0.1:7070";
     about = "Data services manager for PostgreSQL"
 )]
 pub struct Cli {
-    /// Control plane URL (for `server` and `up`: the address to listen on).
-    #[arg(
-        long,
-        global = true,
-        env = "PGFLEET_API",
-        default_value = DEFAULT_API
-    )]
-    pub api: String,
-    /// API token (default: read DATA_DIR/admin.token).
-    #[arg(long, global = true, env = "PGFLEET_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Local fleet data directory (token file, host pid files).
-    #[arg(
-        long = "fleet-dir",
-        global = true,
-        env = "PGFLEET_DATA_DIR",
-        default_value = "./pgfleet-data"
-    )]
-    pub fleet_dir: PathBuf,
+    #[command(flatten)]
+    pub globals: Globals,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -425,20 +406,4 @@ pub fn bind_address(api: &str) -> anyhow::Result<SocketAddr> {
     trimmed
         .parse()
         .map_err(|_| anyhow::anyhow!("--api {api:?}: expected ADDRESS:PORT such as 127.0.0.1:7070"))
-}
-
-pub fn main() -> ExitCode {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(crate::commands::dispatch(cli)) {
-        Ok(code) => code,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
 }

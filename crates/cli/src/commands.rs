@@ -1,17 +1,18 @@
 //! What each CLI command does.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
+use clap::Parser;
 use pgfleet_core::api::{CreateDatabaseRequest, CreateReplicaRequest};
-use pgfleet_core::TaskState;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
     Cli, Command, DbCommand, HostCommand, NodeCommand, ReplicaCommand, TaskCommand, TokenCommand,
 };
 use crate::client::Client;
+use crate::globals::{client, Globals};
+use crate::output::{print_json, wait};
 use crate::{faults, fleet, output};
 
 fn init_logs(default: &str) {
@@ -25,83 +26,6 @@ fn init_logs(default: &str) {
 
 const SERVICE_LOGS: &str = "info,hickory_server=warn,sqlx=warn,tokio_postgres=warn";
 
-pub(crate) fn client(cli: &Cli) -> anyhow::Result<Client> {
-    let token = match &cli.token {
-        Some(token) => token.clone(),
-        None => {
-            let path = cli.fleet_dir.join("admin.token");
-            std::fs::read_to_string(&path)
-                .with_context(|| {
-                    format!(
-                        "no API token: set PGFLEET_TOKEN or run from the directory holding {}",
-                        path.display()
-                    )
-                })?
-                .trim()
-                .to_string()
-        }
-    };
-    let api = api_url(cli);
-    Ok(Client::with_ca(
-        &api,
-        &token,
-        fleet_ca(cli, &api)?.as_deref(),
-    ))
-}
-
-/// `--api`; when it is left at its default, the API the local fleet in
-/// `--fleet-dir` recorded (a `--netns` fleet serves on its bridge's address).
-pub(crate) fn api_url(cli: &Cli) -> String {
-    if cli.api == crate::cli::DEFAULT_API {
-        if let Some(record) = crate::controlplane::load(&cli.fleet_dir) {
-            return record.api;
-        }
-    }
-    cli.api.clone()
-}
-
-/// The fleet CA the CLI trusts: `PGFLEET_CA` (a file), else `FLEET_DIR/ca.crt`.
-pub(crate) fn fleet_ca(cli: &Cli, api: &str) -> anyhow::Result<Option<String>> {
-    if !api.starts_with("https://") {
-        return Ok(None);
-    }
-    let path = match std::env::var("PGFLEET_CA") {
-        Ok(path) => std::path::PathBuf::from(path),
-        Err(_) => cli.fleet_dir.join("ca.crt"),
-    };
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => Ok(Some(pem)),
-        Err(_) => Ok(None),
-    }
-}
-
-pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-/// Waits for a task with a progress bar; fails with the task's error.
-pub(crate) async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
-    let bar = output::progress_bar();
-    let task = client
-        .wait_task(task_id, Duration::from_secs(600), |task| {
-            bar.set_position(task.progress as u64);
-            if let Some(message) = &task.message {
-                bar.set_message(message.clone());
-            }
-        })
-        .await?;
-    bar.finish_and_clear();
-    if task.state == TaskState::Failed {
-        anyhow::bail!(
-            "task {} failed: {}",
-            task.id,
-            task.error.unwrap_or_default()
-        );
-    }
-    Ok(())
-}
-
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Server(crate::cli::ServerArgs {
@@ -109,9 +33,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             ..
         }) => {
             let done = match action {
-                crate::cli::ServerAction::Kill => crate::controlplane::kill_server(&cli.fleet_dir)?,
+                crate::cli::ServerAction::Kill => {
+                    crate::controlplane::kill_server(&cli.globals.fleet_dir)?
+                }
                 crate::cli::ServerAction::Start => {
-                    crate::controlplane::start_server(&cli.fleet_dir)?
+                    crate::controlplane::start_server(&cli.globals.fleet_dir)?
                 }
             };
             println!("{done}");
@@ -119,7 +45,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(args) => {
             init_logs(SERVICE_LOGS);
             let mut config = pgfleet_server::ServerConfig::local(args.data_dir.clone());
-            config.api_addr = crate::cli::bind_address(&cli.api)?;
+            config.api_addr = crate::cli::bind_address(&cli.globals.api)?;
             config.dns_addr = args.dns;
             config.zone = args.zone.clone();
             config.host_timeout_ms = args.host_timeout_ms;
@@ -179,27 +105,29 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Up(args) => {
             init_logs("warn,hickory_server=warn");
-            crate::up::run(args.clone(), crate::cli::bind_address(&cli.api)?).await?;
+            crate::up::run(args.clone(), crate::cli::bind_address(&cli.globals.api)?).await?;
         }
         Command::Demo(args) => {
             init_logs("warn");
             crate::demo::run(args.clone()).await?;
         }
         Command::Openapi => print!("{}", pgfleet_server::openapi::document_pretty()),
-        Command::Db(command) => db(&cli, command).await?,
-        Command::Replica(command) => replica(&cli, command).await?,
-        Command::Node(command) => node(&cli, command).await?,
-        Command::Token(command) => token(&cli, command).await?,
-        Command::Host(command) => host(&cli, command).await?,
-        Command::Task(command) => task(&cli, command).await?,
-        Command::AlertTarget(command) => crate::alert_targets::run(&cli, command).await?,
-        Command::BackupLocation(command) => crate::backup_commands::location(&cli, command).await?,
+        Command::Db(command) => db(&cli.globals, command).await?,
+        Command::Replica(command) => replica(&cli.globals, command).await?,
+        Command::Node(command) => node(&cli.globals, command).await?,
+        Command::Token(command) => token(&cli.globals, command).await?,
+        Command::Host(command) => host(&cli.globals, command).await?,
+        Command::Task(command) => task(&cli.globals, command).await?,
+        Command::AlertTarget(command) => crate::alert_targets::run(&cli.globals, command).await?,
+        Command::BackupLocation(command) => {
+            crate::backup_commands::location(&cli.globals, command).await?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+async fn db(globals: &Globals, command: &DbCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         DbCommand::Create {
             name,
@@ -247,7 +175,7 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
             iterations,
         } => crate::top::watch_show(&client, name, *show_password, *iterations).await?,
         DbCommand::Top { name, iterations } => {
-            crate::top::top(cli, &client, name, *iterations).await?
+            crate::top::top(globals, &client, name, *iterations).await?
         }
         DbCommand::Show {
             name,
@@ -291,18 +219,20 @@ async fn db(cli: &Cli, command: &DbCommand) -> anyhow::Result<()> {
             }
         }
         DbCommand::Backup { db, kind, no_wait } => {
-            crate::backup_commands::backup(cli, db, kind.as_deref(), *no_wait).await?
+            crate::backup_commands::backup(globals, db, kind.as_deref(), *no_wait).await?
         }
-        DbCommand::Backups { db, json } => crate::backup_commands::backups(cli, db, *json).await?,
+        DbCommand::Backups { db, json } => {
+            crate::backup_commands::backups(globals, db, *json).await?
+        }
         DbCommand::BackupPolicy(command) => {
-            crate::backup_commands::set_policy(cli, command).await?
+            crate::backup_commands::set_policy(globals, command).await?
         }
     }
     Ok(())
 }
 
-async fn replica(cli: &Cli, command: &ReplicaCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+async fn replica(globals: &Globals, command: &ReplicaCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         ReplicaCommand::Create {
             db,
@@ -379,8 +309,8 @@ async fn finish(client: &Client, task_id: i64, no_wait: bool) -> anyhow::Result<
     Ok(true)
 }
 
-async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+async fn token(globals: &Globals, command: &TokenCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         TokenCommand::Create { role, name } => {
             let created = client.create_token(name, role).await?;
@@ -411,8 +341,8 @@ async fn token(cli: &Cli, command: &TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+async fn node(globals: &Globals, command: &NodeCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         NodeCommand::Maintenance {
             db,
@@ -430,11 +360,11 @@ async fn node(cli: &Cli, command: &NodeCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
-    let data_dir = &cli.fleet_dir;
+async fn host(globals: &Globals, command: &HostCommand) -> anyhow::Result<()> {
+    let data_dir = &globals.fleet_dir;
     match command {
         HostCommand::List { json } => {
-            let hosts = client(cli)?.hosts().await?;
+            let hosts = client(globals)?.hosts().await?;
             if *json {
                 print_json(&hosts)?;
             } else {
@@ -446,18 +376,18 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
             let join_token = if fleet::has_credential(data_dir, host) {
                 None
             } else {
-                Some(client(cli)?.create_join_token(600).await?.0)
+                Some(client(globals)?.create_join_token(600).await?.0)
             };
             let pid = fleet::start_agent(data_dir, host, join_token.as_deref())?;
             println!("host {host} started (agent pid {pid})");
         }
         HostCommand::JoinToken { ttl } => {
-            let (token, expires_at_ms) = client(cli)?.create_join_token(*ttl).await?;
+            let (token, expires_at_ms) = client(globals)?.create_join_token(*ttl).await?;
             eprintln!("one-time join token, valid until {expires_at_ms} (ms since epoch):");
             println!("{token}");
         }
         HostCommand::Remove { host } => {
-            client(cli)?.remove_host(host).await?;
+            client(globals)?.remove_host(host).await?;
             println!("host {host} removed; its credential is revoked");
         }
         HostCommand::Kill { host } => {
@@ -510,8 +440,8 @@ async fn host(cli: &Cli, command: &HostCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn task(cli: &Cli, command: &TaskCommand) -> anyhow::Result<()> {
-    let client = client(cli)?;
+async fn task(globals: &Globals, command: &TaskCommand) -> anyhow::Result<()> {
+    let client = client(globals)?;
     match command {
         TaskCommand::List { json } => {
             let tasks = client.tasks().await?;
@@ -531,4 +461,20 @@ async fn task(cli: &Cli, command: &TaskCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+pub fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

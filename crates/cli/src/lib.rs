@@ -11,6 +11,7 @@ pub mod controlplane;
 pub mod demo;
 pub mod faults;
 pub mod fleet;
+pub mod globals;
 pub mod localfleet;
 pub mod metadata_pg;
 pub mod netns;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    pgfleet::cli::main()
+    pgfleet::commands::main()
 }

@@ -1,10 +1,14 @@
-//! Human-readable tables and the task progress bar.
+//! Human-readable tables, JSON output, and the task progress bar (waiting
+//! for a task).
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pgfleet_core::api::{DatabaseView, HostView};
-use pgfleet_core::Task;
+use pgfleet_core::{Task, TaskState};
+
+use crate::client::Client;
 
 pub fn lower<T: std::fmt::Debug>(value: &T) -> String {
     let text = format!("{value:?}");
@@ -232,4 +236,31 @@ pub fn progress_bar() -> ProgressBar {
     }
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos:>3}% {msg}").expect("template"));
     bar
+}
+
+pub(crate) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Waits for a task with a progress bar; fails with the task's error.
+pub(crate) async fn wait(client: &Client, task_id: i64) -> anyhow::Result<()> {
+    let bar = progress_bar();
+    let task = client
+        .wait_task(task_id, Duration::from_secs(600), |task| {
+            bar.set_position(task.progress as u64);
+            if let Some(message) = &task.message {
+                bar.set_message(message.clone());
+            }
+        })
+        .await?;
+    bar.finish_and_clear();
+    if task.state == TaskState::Failed {
+        anyhow::bail!(
+            "task {} failed: {}",
+            task.id,
+            task.error.unwrap_or_default()
+        );
+    }
+    Ok(())
 }

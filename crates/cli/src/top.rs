@@ -13,8 +13,8 @@ use pgfleet_core::api::DatabaseView;
 use pgfleet_core::NodeRole;
 use tokio::sync::mpsc;
 
-use crate::cli::Cli;
 use crate::client::Client;
+use crate::globals::Globals;
 use crate::output::{lower, table};
 
 const REFRESH: Duration = Duration::from_secs(1);
@@ -274,13 +274,13 @@ fn frame(view: &DatabaseView, commits: &str) -> String {
 }
 
 pub async fn top(
-    cli: &Cli,
+    globals: &Globals,
     client: &Client,
     name: &str,
     iterations: Option<u32>,
 ) -> anyhow::Result<()> {
-    let api = crate::commands::api_url(cli);
-    let ca = crate::commands::fleet_ca(cli, &api)?;
+    let api = crate::globals::api_url(globals);
+    let ca = crate::globals::fleet_ca(globals, &api)?;
     let rate = std::sync::Arc::new(tokio::sync::Mutex::new(CommitRate {
         connection: None,
         last: None,
