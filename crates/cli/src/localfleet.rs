@@ -443,7 +443,9 @@ impl Drop for Fleet {
         if let Err(error) = netns::teardown_recorded(&self.dir) {
             eprintln!("removing the network of {}: {error:#}", self.dir.display());
         }
-        if std::thread::panicking() || self.keep {
+        // PGFLEET_KEEP_FLEET=1 keeps every fleet's folder (logs) for study.
+        if std::thread::panicking() || self.keep || std::env::var_os("PGFLEET_KEEP_FLEET").is_some()
+        {
             eprintln!("fleet kept for inspection in {}", self.dir.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -82,8 +82,12 @@ struct Actor {
     stalled_since: Option<Instant>,
     /// Replay stopped for want of WAL with no receiver (the last observation).
     replay_final: bool,
-    /// Rung when the monitor has a new assignment for this node.
+    /// Rung when the monitor has a new assignment for this node, or waits
+    /// on its report.
     wake: Arc<tokio::sync::Notify>,
+    /// The monitor rang `wake`: the next report carries a fresh observation
+    /// (the monitor is waiting on it, e.g. a switchover target's LSN).
+    woken: bool,
     /// When the streaming receiver last heard from its upstream, as of the
     /// last observation (reported as a silence to the monitor).
     upstream_heard: Option<Instant>,
@@ -124,6 +128,7 @@ impl Actor {
             stalled_since: None,
             replay_final: false,
             wake,
+            woken: false,
             upstream_heard: None,
             roles_secured: false,
             user,
@@ -171,7 +176,7 @@ impl Actor {
             tokio::select! {
                 _ = self.runtime.stopping.cancelled() => {}
                 changed = rx.changed() => { if changed.is_err() { self.stop_server().await; return; } }
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => { self.woken = true; }
                 _ = tokio::time::sleep(interval) => {}
             }
         }

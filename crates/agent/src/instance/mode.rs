@@ -21,6 +21,17 @@ impl Actor {
         let Some(monitor) = spec.monitor.clone() else {
             return Self::spec_mode(spec);
         };
+        if std::mem::take(&mut self.woken) && self.client.is_some() {
+            // The last observation is up to an interval old: the monitor
+            // woke this keeper because it waits on what it reports now.
+            let mode = match &self.assignment {
+                Some(assignment) => assignment.mode(),
+                None => Self::spec_mode(spec),
+            };
+            if let Err(error) = self.observe(spec, &mode).await {
+                tracing::debug!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "fresh observation for a woken report failed");
+            }
+        }
         let observed = self.observed.lock().expect("observed lock").clone();
         let report = KeeperReport {
             node: spec.node.clone(),
@@ -239,7 +250,9 @@ impl Actor {
             if let Err(error) = observe::sync_peer_slots(&client, spec).await {
                 tracing::warn!(db = %spec.db, node = %spec.node, error = %format!("{error:#}"), "cannot make the standbys' slots before promoting");
             }
+            let promoting = Instant::now();
             promote(&client).await?;
+            tracing::info!(db = %spec.db, node = %spec.node, ms = promoting.elapsed().as_millis() as u64, "promoted");
             pgfleet_tls::write_durable(&self.paths.root.join("role"), b"primary")?;
             // Puts the new timeline into the control file soon (pg_rewind of the
             // old primary reads it; rejoin also checkpoints first). In the
