@@ -1,6 +1,7 @@
 //! A write workload for demos and benchmarks: a writer that inserts an
 //! increasing id every ~20 ms through the primary's DNS name (re-resolving
-//! on every reconnect) and records every acknowledged id.
+//! on every reconnect, with hedged connection attempts) and records every
+//! acknowledged id.
 
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,23 +83,11 @@ impl Writer {
             tokio::spawn(async move {
                 let mut next = start;
                 while !stop.load(Ordering::SeqCst) {
-                    let Some(server) = first_answer(&servers, &primary_name).await.first().copied()
+                    let Some((db, server)) =
+                        connect_hedged(&servers, &primary_name, &uri, &tls, &stop).await
                     else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
+                        return;
                     };
-                    let target =
-                        uri.replace(&primary_name, &server.to_string()) + "?connect_timeout=1";
-                    let connected = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio_postgres::connect(&target, tls.clone()),
-                    )
-                    .await;
-                    let Ok(Ok((db, conn))) = connected else {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    };
-                    tokio::spawn(conn);
                     if override_read_only
                         && db
                             .batch_execute("SET default_transaction_read_only = off")
@@ -153,7 +142,57 @@ impl Writer {
     }
 }
 
-/// Acknowledged ids missing from the current primary.
+/// While the writer has no connection, a new attempt (a fresh DNS answer,
+/// its own 1 s deadline) starts this often even if earlier ones still hang,
+/// as the requests arriving at an application's pool would start them; the
+/// first to connect is used. Without it the writer's attempts stay in step
+/// with the fault (one hangs on a frozen primary for the whole deadline
+/// while DNS already names the new one): the figure would measure the
+/// client's deadline, not the failover.
+const HEDGE: Duration = Duration::from_millis(250);
+
+/// Connects to whatever `primary_name` resolves to, with hedged attempts;
+/// `None` once the writer is stopped.
+async fn connect_hedged(
+    servers: &[std::net::SocketAddr],
+    primary_name: &str,
+    uri: &str,
+    tls: &tokio_postgres_rustls::MakeRustlsConnect,
+    stop: &AtomicBool,
+) -> Option<(tokio_postgres::Client, Ipv4Addr)> {
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut next_start = tokio::time::Instant::now();
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_start) => {
+                let (servers, name, uri, tls) =
+                    (servers.to_vec(), primary_name.to_string(), uri.to_string(), tls.clone());
+                attempts.spawn(async move {
+                    let server = first_answer(&servers, &name).await.first().copied()?;
+                    let target = uri.replace(&name, &server.to_string()) + "?connect_timeout=1";
+                    let (db, conn) = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        tokio_postgres::connect(&target, tls),
+                    )
+                    .await
+                    .ok()?
+                    .ok()?;
+                    tokio::spawn(conn);
+                    Some((db, server))
+                });
+                next_start = tokio::time::Instant::now() + HEDGE;
+            }
+            Some(done) = attempts.join_next() => match done {
+                Ok(Some(connected)) => return Some(connected),
+                _ => next_start = next_start.min(tokio::time::Instant::now() + Duration::from_millis(20)),
+            },
+        }
+    }
+}
+
 /// The first non-empty answer for `name` from `servers`, in order (one
 /// server: waited for up to 2 s; several: 300 ms each, so a dead one costs
 /// little).
@@ -164,6 +203,7 @@ async fn first_answer(servers: &[std::net::SocketAddr], name: &str) -> Vec<Ipv4A
     crate::localfleet::resolve_any(servers, name, Duration::from_millis(300)).await
 }
 
+/// Acknowledged ids missing from the current primary.
 pub async fn lost_writes(fleet: &Fleet, db: &str, acks: &[Ack]) -> Vec<i64> {
     let uri = cli(fleet, &["db", "uri", db, "--resolved"])
         .trim()
