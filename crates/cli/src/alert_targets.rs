@@ -26,7 +26,8 @@ pub enum AlertTargetCommand {
         secret_file: Option<PathBuf>,
         /// Comma-separated kinds to receive (all when absent): failover,
         /// switchover, degraded, recovered, host_lost, host_back,
-        /// task_failed, certificate_expiring.
+        /// task_failed, certificate_expiring, replica_not_streaming,
+        /// replica_streaming, archive_failing, archive_recovered.
         #[arg(long, value_delimiter = ',')]
         events: Vec<String>,
     },

@@ -110,6 +110,10 @@ pub struct ServerArgs {
     /// is replaced by a new one on another host.
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub monitor_replace_after_secs: u64,
+    /// A replica whose WAL receiver has not been streaming for this many
+    /// seconds raises a `replica_not_streaming` alert.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_ALERT_NOT_STREAMING_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alert_not_streaming_secs: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(subcommand)]

@@ -56,6 +56,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config.dns_update = args.dns_update.clone();
             config.dns_update_key = args.dns_update_key.clone();
             config.monitor_replace_after_secs = args.monitor_replace_after_secs;
+            config.alert_not_streaming_secs = args.alert_not_streaming_secs;
             config.tls_cert = args.tls_cert.clone();
             config.tls_key = args.tls_key.clone();
             config.ca = pgfleet_server::tls::CaFiles {

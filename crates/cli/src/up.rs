@@ -58,6 +58,10 @@ pub struct UpArgs {
     /// is replaced by a new one on another host.
     #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_MONITOR_REPLACE_AFTER_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub monitor_replace_after_secs: u64,
+    /// A replica whose WAL receiver has not been streaming for this many
+    /// seconds raises a `replica_not_streaming` alert.
+    #[arg(long, default_value_t = pgfleet_server::config::DEFAULT_ALERT_NOT_STREAMING_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alert_not_streaming_secs: u64,
     /// Metadata store URL: `sqlite:PATH` (default DATA_DIR/pgfleet.db) or
     /// `postgres://USER:PASSWORD@HOST/DB`.
     #[arg(long, env = "PGFLEET_STORE", hide_env_values = true)]
@@ -144,6 +148,7 @@ async fn serve(
     config.dns_update = args.dns_update.clone();
     config.dns_update_key = args.dns_update_key.clone();
     config.monitor_replace_after_secs = args.monitor_replace_after_secs;
+    config.alert_not_streaming_secs = args.alert_not_streaming_secs;
     if let Some(store) = &args.store {
         config.store_url = store.clone();
     }

@@ -4,74 +4,15 @@
 //! restart, and a failover is alerted.
 
 mod common;
+#[path = "alerts/receiver.rs"]
+mod receiver;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
 use common::{eventually, Fleet};
-
-/// What a receiver got: headers, body, when.
-type Received = Arc<Mutex<Vec<(HeaderMap, Bytes, Instant)>>>;
-
-/// A webhook receiver on loopback that answers 500 to its first `failures`
-/// requests, then 200. Returns its URL and what it received.
-async fn receiver(failures: Arc<AtomicUsize>) -> (String, Received) {
-    let received: Received = Arc::default();
-    let kept = received.clone();
-    let app = axum::Router::new().route(
-        "/hook/abc-path-credential",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let kept = kept.clone();
-            let failures = failures.clone();
-            async move {
-                kept.lock().unwrap().push((headers, body, Instant::now()));
-                let failing = failures
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if failing {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                } else {
-                    StatusCode::OK
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (
-        format!("http://{address}/hook/abc-path-credential"),
-        received,
-    )
-}
-
-fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) {
-    let presented = headers["x-pgfleet-signature"].to_str().unwrap();
-    let hex = presented.strip_prefix("sha256=").expect("sha256= prefix");
-    let tag: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-        .collect();
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::verify(&key, body, &tag).expect("the signature verifies with the target's secret");
-}
-
-fn secret_file(fleet: &Fleet, secret: &str) -> String {
-    use std::os::unix::fs::OpenOptionsExt;
-    let path = fleet.dir().join("hook.secret");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    std::io::Write::write_all(&mut file, secret.as_bytes()).unwrap();
-    path.display().to_string()
-}
+use receiver::{receiver, secret_file, verify, Received};
 
 async fn status(fleet: &Fleet, method: &str, path: &str, token: Option<&str>) -> u16 {
     let http = pgfleet::client::http_client(fleet.ca().as_deref(), Duration::from_secs(30));

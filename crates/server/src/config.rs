@@ -46,10 +46,16 @@ pub struct ServerConfig {
     /// A monitor whose host has been lost for this long is replaced
     /// (`--monitor-replace-after-secs`).
     pub monitor_replace_after_secs: u64,
+    /// A replica whose WAL receiver has not streamed for this long is
+    /// alerted (`replica_not_streaming`; `--alert-not-streaming-secs`).
+    pub alert_not_streaming_secs: u64,
 }
 
 /// Default of `--monitor-replace-after-secs`.
 pub const DEFAULT_MONITOR_REPLACE_AFTER_SECS: u64 = 10;
+
+/// Default of `--alert-not-streaming-secs`.
+pub const DEFAULT_ALERT_NOT_STREAMING_SECS: u64 = 30;
 
 /// Default of `--joined-host-expiry-secs`: one day.
 pub const DEFAULT_JOINED_HOST_EXPIRY_SECS: u64 = 86_400;
@@ -76,6 +82,7 @@ impl ServerConfig {
             dns_update: None,
             dns_update_key: None,
             monitor_replace_after_secs: DEFAULT_MONITOR_REPLACE_AFTER_SECS,
+            alert_not_streaming_secs: DEFAULT_ALERT_NOT_STREAMING_SECS,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Alerts to webhooks: events worth waking someone for (failover,
 //! switchover, degraded and recovered databases, hosts lost and back,
-//! failed tasks, host certificates expiring within 14 days) are POSTed as
+//! failed tasks, host certificates expiring within 14 days, replicas not
+//! streaming for `--alert-not-streaming-secs` and streaming again, WAL
+//! archiving failing and recovered) are POSTed as
 //! JSON with a Slack-compatible `text` to every alert target subscribed to
 //! their kind, signed with HMAC-SHA256 over the body
 //! (`X-Pgfleet-Signature: sha256=<hex>`) when the target has a secret.
@@ -18,11 +20,14 @@
 //! kept under `secret/alert_target/<name>`, sealed by the store
 //! (`pgfleet_store::sealed`), and lists show only the address's origin.
 //! Loops: `delivery::run` and `watch::run` (which turns observed state into
-//! degraded/recovered, host lost/back and certificate alerts).
+//! degraded/recovered, host lost/back, certificate, replica streaming and
+//! archiving alerts).
 
 pub mod api;
+mod conditions;
 mod delivery;
 mod store;
+mod streams;
 mod watch;
 
 pub use delivery::run as run_delivery;
@@ -43,6 +48,10 @@ pub const KINDS: &[&str] = &[
     "host_back",
     "task_failed",
     "certificate_expiring",
+    "replica_not_streaming",
+    "replica_streaming",
+    "archive_failing",
+    "archive_recovered",
 ];
 
 /// The alert loops' shared state (in `AppState`).

@@ -1,7 +1,9 @@
 //! The alert watcher: every 2 s compares the fleet's state with what it saw
 //! before and raises degraded/recovered (a database degraded for 10 s, and
 //! healthy again after such an alert), host lost/back, and host
-//! certificates expiring within 14 days (once per certificate and process).
+//! certificates expiring within 14 days (once per certificate and process),
+//! and the WAL stream checks of `streams.rs` (replicas not streaming for
+//! `--alert-not-streaming-secs`, archiving failing).
 //! What it knows is kept in memory: a host change is alerted only from a
 //! status it saw (not from `unknown` after a restart), while a database
 //! still degraded after a restart is alerted again once its grace passed.
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use pgfleet_core::{DbStatus, HostStatus};
 use tokio_util::sync::CancellationToken;
 
+use super::streams::StreamConditions;
 use super::{raise, Alert};
 use crate::state::AppState;
 use crate::views::{database_view, ViewContext};
@@ -29,6 +32,7 @@ struct Seen {
     hosts: HashMap<String, HostStatus>,
     /// (host, expiry) already alerted.
     certificates: HashSet<(String, i64)>,
+    streams: StreamConditions,
 }
 
 async fn pass(state: &AppState, seen: &mut Seen) -> Result<(), pgfleet_store::StoreError> {
@@ -48,12 +52,30 @@ async fn pass(state: &AppState, seen: &mut Seen) -> Result<(), pgfleet_store::St
             unfinished: &unfinished,
         };
         let mut present = HashSet::new();
+        let not_streaming_grace = Duration::from_secs(state.config.alert_not_streaming_secs);
+        seen.streams.begin();
         for db in databases
             .iter()
             .filter(|db| db.status != DbStatus::Deleting)
         {
             present.insert(db.name.clone());
             let view = database_view(db, &ctx, false);
+            if db.status != DbStatus::Creating {
+                seen.streams
+                    .check_replicas(&view, now, not_streaming_grace, &mut alerts);
+                let archive = db
+                    .backup
+                    .policy
+                    .as_ref()
+                    .and_then(|_| db.primary())
+                    .filter(|p| {
+                        observed.host_status(&p.host, state.host_timeout()) == HostStatus::Connected
+                    })
+                    .and_then(|p| observed.instance(&p.host, &p.name))
+                    .and_then(|i| i.backup.as_ref());
+                seen.streams
+                    .check_archive(&db.name, archive, now, &mut alerts);
+            }
             let degraded = view.health.degraded && db.status != DbStatus::Creating;
             if !degraded {
                 seen.degraded_since.remove(&db.name);
@@ -81,6 +103,7 @@ async fn pass(state: &AppState, seen: &mut Seen) -> Result<(), pgfleet_store::St
                 );
             }
         }
+        seen.streams.finish();
         seen.degraded_since.retain(|name, _| present.contains(name));
         seen.alerted_degraded.retain(|name| present.contains(name));
         for host in &hosts {
