@@ -27,7 +27,7 @@ async fn a_replica_cut_off_from_its_primary_is_alerted_once_and_cleared() {
         eprintln!("SKIPPED: network namespaces are unavailable here: {reason}");
         return;
     }
-    let fleet = Fleet::up_with(3, &["--netns", "--alert-not-streaming-secs", "3"]);
+    let fleet = Fleet::up_with(4, &["--netns", "--alert-not-streaming-secs", "3"]);
     let (url, received) = receiver(Arc::new(AtomicUsize::new(0))).await;
     let file = secret_file(&fleet, SECRET);
     fleet.cli_ok(&[
@@ -43,6 +43,7 @@ async fn a_replica_cut_off_from_its_primary_is_alerted_once_and_cleared() {
     ]);
     fleet.cli_ok(&["db", "create", "stream-db"]);
     fleet.cli_ok(&["replica", "create", "stream-db", "--name", "r1"]);
+    fleet.cli_ok(&["replica", "create", "stream-db", "--name", "r2"]);
     let primary = common::wait_ha_settled(&fleet, "stream-db", Duration::from_secs(90)).await;
     let view = fleet.client().database("stream-db", false).await.unwrap();
     let host_of = |name: &str| {

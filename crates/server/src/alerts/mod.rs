@@ -154,3 +154,25 @@ pub async fn raise(state: &AppState, alert: Alert) {
     }
     state.alerts.wakeup.notify_one();
 }
+
+/// A target whose last delivery attempt failed: (name, last error, alerts
+/// waiting). What the HA overview shows as failing.
+pub async fn failing_targets(
+    state: &AppState,
+) -> Result<Vec<(String, String, u64)>, pgfleet_store::StoreError> {
+    let _guard = state.alerts.lock.lock().await;
+    let targets = store::targets(state.store.as_ref()).await?;
+    let outbox = store::outbox(state.store.as_ref()).await?;
+    let mut failing = Vec::new();
+    for target in targets {
+        let Some(error) = target.last_error else {
+            continue;
+        };
+        if target.last_success_ms >= target.last_attempt_ms {
+            continue;
+        }
+        let pending = outbox.iter().filter(|p| p.target == target.name).count() as u64;
+        failing.push((target.name, error, pending));
+    }
+    Ok(failing)
+}

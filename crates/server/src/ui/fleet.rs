@@ -226,11 +226,17 @@ struct HaPage {
     /// Databases with something to fix, worst first.
     attention: Vec<HaRow>,
     healthy: Vec<HaRow>,
+    /// Everything needing attention, worst first (`health::health_items`).
+    health: Vec<super::health::HealthItem>,
 }
 
 pub async fn ha(State(state): State<AppState>, viewer: Viewer) -> Response {
     let databases = match crate::api::databases::list(State(state.clone())).await {
         Ok(Json(databases)) => databases,
+        Err(error) => return render::error_page(&viewer.session, error),
+    };
+    let health = match fleet_health(&state, &databases).await {
+        Ok(health) => health,
         Err(error) => return render::error_page(&viewer.session, error),
     };
     let mut counts = HaCounts::default();
@@ -251,9 +257,33 @@ pub async fn ha(State(state): State<AppState>, viewer: Viewer) -> Response {
         counts,
         attention,
         healthy,
+        health,
     };
     if viewer.fragment.is_some() {
         return page(&ha_page.as_live());
     }
     page(&ha_page)
+}
+
+/// The health picture from the same views the API answers with.
+async fn fleet_health(
+    state: &AppState,
+    databases: &[DatabaseView],
+) -> Result<Vec<super::health::HealthItem>, ApiError> {
+    let Json(hosts) = crate::api::hosts::list(State(state.clone())).await?;
+    let failing = crate::alerts::failing_targets(state)
+        .await?
+        .into_iter()
+        .map(|(name, error, pending)| super::health::FailingTarget {
+            name,
+            error,
+            pending,
+        })
+        .collect::<Vec<_>>();
+    Ok(super::health::health_items(
+        databases,
+        &hosts,
+        &failing,
+        now_ms(),
+    ))
 }

@@ -19,6 +19,7 @@ mod database;
 mod databases;
 mod events;
 mod fleet;
+mod health;
 mod login;
 mod node_actions;
 mod not_found;
