@@ -192,6 +192,12 @@ pub struct InstanceObserved {
     /// Archiving and backups, when the spec has a backup policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<crate::backup::BackupObserved>,
+    /// The oldest transaction id not yet completed (the xmax of a fresh
+    /// snapshot): it rises by one per writing transaction that ends, so its
+    /// rate is the server's write commit rate (read-only transactions, such
+    /// as the agent's own queries, take no id). Also on a standby (replayed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_xid: Option<u64>,
 }
 
 /// Intent for a monitor on a host.

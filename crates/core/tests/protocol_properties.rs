@@ -297,6 +297,7 @@ fn instance_observed() -> BoxedStrategy<InstanceObserved> {
                 ha_state,
                 generation,
                 backup: None,
+                next_xid: None,
             },
         )
         .boxed()

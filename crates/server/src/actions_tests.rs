@@ -84,6 +84,7 @@ fn running(name: &str, primary: bool, ha_state: Option<&str>) -> InstanceObserve
         ha_state: ha_state.map(str::to_string),
         generation: 1,
         backup: None,
+        next_xid: None,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod backup;
 pub mod config;
 pub mod dns_sync;
 pub mod error;
+pub mod history;
 pub mod host_identity;
 pub mod metrics;
 pub mod monitor_replacer;
@@ -141,6 +142,7 @@ pub async fn start(
         state.clone(),
         cancel.clone(),
     )));
+    handles.push(tokio::spawn(history::run(state.clone(), cancel.clone())));
     handles.push(tokio::spawn(backup::schedule::run(
         state.clone(),
         cancel.clone(),

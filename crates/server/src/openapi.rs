@@ -71,6 +71,7 @@ impl Modify for LockoutAnswer {
         api::databases::delete,
         api::databases::create_replica,
         api::databases::events,
+        crate::history::api::show,
         api::databases::promote,
         api::databases::delete_replica,
         api::databases::set_maintenance,

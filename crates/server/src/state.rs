@@ -55,6 +55,8 @@ pub struct Inner {
     pub metrics: crate::metrics::Metrics,
     /// Alert targets' outbox lock and the delivery loop's wakeup.
     pub alerts: crate::alerts::Alerts,
+    /// The databases' last hour in memory (`history::run` feeds it).
+    pub history: crate::history::History,
 }
 
 impl std::ops::Deref for AppState {
@@ -108,6 +110,7 @@ impl AppState {
                 attempts: Default::default(),
                 metrics: Default::default(),
                 alerts: Default::default(),
+                history: Default::default(),
             }),
         })
     }

@@ -47,6 +47,7 @@ pub fn spawn(runtime: AgentRuntime, spec: InstanceSpec) -> InstanceHandle {
         ha_state: None,
         generation: 0,
         backup: None,
+        next_xid: None,
     }));
     let wake = Arc::new(tokio::sync::Notify::new());
     let actor = Actor::new(runtime, &spec, observed.clone(), wake.clone());

@@ -61,6 +61,7 @@ impl Actor {
         observed.lag_seconds = obs.lag_seconds;
         observed.standbys = obs.standbys;
         observed.sync_standby_names = Some(obs.sync_standby_names);
+        observed.next_xid = Some(obs.next_xid);
         let ha_state = self
             .assignment
             .as_ref()

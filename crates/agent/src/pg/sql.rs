@@ -206,13 +206,16 @@ pub struct Observation {
     pub lag_seconds: Option<f64>,
     pub standbys: Vec<StandbyObserved>,
     pub sync_standby_names: String,
+    /// The xmax of a fresh snapshot (`InstanceObserved::next_xid`).
+    pub next_xid: u64,
 }
 
 pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), current_setting('synchronous_standby_names'), \
-             (SELECT timeline_id FROM pg_control_checkpoint())::int",
+             (SELECT timeline_id FROM pg_control_checkpoint())::int, \
+             txid_snapshot_xmax(txid_current_snapshot())",
             &[],
         )
         .await?;
@@ -220,6 +223,7 @@ pub async fn observe(client: &Client) -> anyhow::Result<Observation> {
         in_recovery: row.get(0),
         sync_standby_names: row.get(1),
         timeline: row.get::<_, i32>(2) as u32,
+        next_xid: row.get::<_, i64>(3).max(0) as u64,
         ..Default::default()
     };
     if obs.in_recovery {

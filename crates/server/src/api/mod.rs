@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/databases/{db}/uri", get(databases::uri))
         .route("/databases/{db}/events", get(databases::events))
+        .route("/databases/{db}/history", get(crate::history::api::show))
         .route("/databases/{db}/replicas", post(databases::create_replica))
         .route(
             "/databases/{db}/replicas/{node}",
