@@ -60,6 +60,17 @@ impl History {
         let inner = self.inner.lock().expect("history lock");
         inner.first_writes.at(db, generation)
     }
+
+    /// Adds a sample of `db` as the sampling loop would (page tests).
+    #[cfg(test)]
+    pub(crate) fn record(&self, db: &str, sample: Sample) {
+        let mut inner = self.inner.lock().expect("history lock");
+        inner
+            .series
+            .entry(db.to_string())
+            .or_default()
+            .record(sample);
+    }
 }
 
 /// What `db` looks like in the observations now.

@@ -1,7 +1,9 @@
 //! The Database page: its header (name, status, HA status; live) and the
 //! *Summary*, *Tasks* and *Events* tabs, the connection URI (its password
-//! shown only on an explicit click) and deleting the database. The *Cluster
-//! Settings* tab lives in `cluster`.
+//! shown only on an explicit click) and deleting the database. The summary
+//! also charts the last hour (replication lag, commit rate) and draws the
+//! latest failover timelines from the history endpoint (`charts`). The
+//! *Cluster Settings* tab lives in `cluster`.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -11,6 +13,7 @@ use axum::Json;
 use pgfleet_core::api::DatabaseView;
 use pgfleet_core::NodeRole;
 
+use super::charts::{self, Chart, Timeline};
 use super::confirm::{Confirm, ConfirmPage};
 use super::events::{event_rows, EventRow};
 use super::login::Empty;
@@ -19,6 +22,7 @@ use super::session::{is_htmx, Protected, Session};
 use super::tasks::{task_rows, TaskRow};
 use crate::api::databases::{ShowQuery, UriQuery};
 use crate::error::ApiError;
+use crate::history::api::DatabaseHistory;
 use crate::state::AppState;
 
 /// The database header every tab shows.
@@ -83,7 +87,7 @@ pub struct UriBox {
 }
 
 #[derive(Template)]
-#[template(path = "db_summary.html", blocks = ["head", "live", "uri"])]
+#[template(path = "db_summary.html", blocks = ["head", "live", "uri", "history"])]
 struct SummaryPage {
     layout: Layout,
     head: DbHead,
@@ -91,9 +95,30 @@ struct SummaryPage {
     created: String,
     nodes: Vec<NodeName>,
     uri: UriBox,
+    lag: Chart,
+    commits: Chart,
+    /// The latest failovers and switchovers, newest first.
+    timelines: Vec<Timeline>,
+    /// More were recorded than are drawn (the *Events* tab lists them all).
+    more_timelines: bool,
 }
 
-fn summary_page(layout: Layout, view: DatabaseView, revealed: Option<String>) -> SummaryPage {
+/// Failover timelines the summary draws; the *Events* tab lists every one.
+const TIMELINES_SHOWN: usize = 3;
+
+/// The database's history as `GET /api/v1/databases/{db}/history` answers.
+async fn load_history(state: &AppState, name: &str) -> Result<DatabaseHistory, ApiError> {
+    let Json(history) =
+        crate::history::api::show(State(state.clone()), Path(name.to_string())).await?;
+    Ok(history)
+}
+
+fn summary_page(
+    layout: Layout,
+    view: DatabaseView,
+    history: DatabaseHistory,
+    revealed: Option<String>,
+) -> SummaryPage {
     let nodes = view
         .nodes
         .iter()
@@ -110,6 +135,13 @@ fn summary_page(layout: Layout, view: DatabaseView, revealed: Option<String>) ->
         ),
         revealed,
     };
+    let now_ms = pgfleet_core::time::now_ms();
+    let timelines = history
+        .failovers
+        .iter()
+        .take(TIMELINES_SHOWN)
+        .map(charts::timeline)
+        .collect();
     SummaryPage {
         layout,
         head: head(&view, "summary"),
@@ -117,6 +149,10 @@ fn summary_page(layout: Layout, view: DatabaseView, revealed: Option<String>) ->
         nodes,
         uri,
         view,
+        lag: charts::lag_chart(&history.points, now_ms),
+        commits: charts::commit_chart(&history.points, now_ms),
+        timelines,
+        more_timelines: history.failovers.len() > TIMELINES_SHOWN,
     }
 }
 
@@ -139,12 +175,18 @@ pub async fn summary(
     Path(name): Path<String>,
     viewer: Viewer,
 ) -> Response {
-    let view = match load(&state, &name).await {
-        Ok(view) => view,
+    let loaded = match load(&state, &name).await {
+        Ok(view) => load_history(&state, &name)
+            .await
+            .map(|history| (view, history)),
+        Err(error) => Err(error),
+    };
+    let (view, history) = match loaded {
+        Ok(loaded) => loaded,
         Err(error) => return render::error_page(&viewer.session, error),
     };
-    let summary = summary_page(viewer.layout("databases"), view, None);
-    respond!(viewer, summary, { "uri-box" => as_uri })
+    let summary = summary_page(viewer.layout("databases"), view, history, None);
+    respond!(viewer, summary, { "uri-box" => as_uri, "db-history" => as_history })
 }
 
 /// `POST /databases/{db}/uri`: the summary with the full connection URI.
@@ -161,12 +203,20 @@ pub async fn reveal_uri(
     )
     .await;
     let view = load(&state, &name).await;
-    let (Json(uri), view) = match (uri, view) {
-        (Ok(uri), Ok(view)) => (uri, view),
-        (Err(error), _) | (_, Err(error)) => return render::error_page(&session, error),
+    let history = load_history(&state, &name).await;
+    let (Json(uri), view, history) = match (uri, view, history) {
+        (Ok(uri), Ok(view), Ok(history)) => (uri, view, history),
+        (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+            return render::error_page(&session, error)
+        }
     };
     tracing::info!(db = %name, "ui revealed the connection uri");
-    let summary = summary_page(Layout::new(&session, "databases"), view, Some(uri.uri));
+    let summary = summary_page(
+        Layout::new(&session, "databases"),
+        view,
+        history,
+        Some(uri.uri),
+    );
     if is_htmx(&headers) {
         return page(&summary.as_uri());
     }

@@ -12,6 +12,7 @@
 
 mod assets;
 mod backups;
+mod charts;
 mod cluster;
 mod confirm;
 mod csrf;

@@ -555,3 +555,94 @@ async fn the_backups_tab_shows_the_policy_and_back_up_now_answers_in_words() {
         "{flashed}"
     );
 }
+
+#[tokio::test]
+async fn the_summary_charts_the_last_hour_and_draws_failover_timelines() {
+    let ui = start().await;
+    let request = pgfleet_core::api::CreateDatabaseRequest {
+        name: "charted".into(),
+        version: Some(15),
+        admin_user: None,
+        database: None,
+        backup_policy: None,
+        restore: None,
+    };
+    let (status, _) = crate::api::databases::create(
+        axum::extract::State(ui.state.clone()),
+        crate::api::ApiJson(request),
+    )
+    .await
+    .expect("database stored");
+    assert_eq!(status, axum::http::StatusCode::ACCEPTED);
+    let cookie = ui.session().await;
+    let html = ui
+        .get("/databases/charted", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for shown in [
+        "id=\"lag-chart\"",
+        "id=\"commit-chart\"",
+        "No data yet",
+        "No failover or switchover yet.",
+        // The page's own content stays.
+        "Connection URI",
+    ] {
+        assert!(html.contains(shown), "{shown} missing: {html}");
+    }
+
+    let now = pgfleet_core::time::now_ms();
+    for (ago_ms, xid, lag) in [(20_000, 100, 0), (10_000, 600, 4096)] {
+        let sample = crate::history::series::Sample {
+            at_ms: now - ago_ms,
+            primary: Some(("p".into(), xid)),
+            replicas: vec![crate::history::series::ReplicaLagPoint {
+                node: "r1".into(),
+                lag_bytes: Some(lag),
+                lag_seconds: None,
+                streaming: true,
+            }],
+        };
+        ui.state.history.record("charted", sample);
+    }
+    let event = serde_json::json!({
+        "at_ms": now, "kind": "failover", "reason": "failover", "old_primary": "p",
+        "new_primary": "r1", "generation": 5, "detected_at_ms": now - 2_000,
+        "promoted_at_ms": now - 500, "dns_switched_at_ms": now - 400,
+    });
+    ui.state
+        .store
+        .insert_event("charted", &event)
+        .await
+        .expect("event stored");
+    let fragment = ui
+        .client
+        .get(format!("{}/databases/charted", ui.base))
+        .header(COOKIE, &cookie)
+        .header("HX-Request", "true")
+        .header("HX-Target", "db-history")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!fragment.contains("Connection URI"), "{fragment}");
+    for shown in [
+        "id=\"lag-svg\"",
+        "id=\"commits-svg\"",
+        "data-series=\"r1\"",
+        "<polyline points=",
+        "4.0 KiB",
+        "50/s",
+        "Failover: p → r1",
+        "data-step=\"Promoted\"",
+        "+1.5 s",
+        "data-step=\"First write\"",
+        "not seen",
+    ] {
+        assert!(fragment.contains(shown), "{shown} missing: {fragment}");
+    }
+    assert!(!fragment.contains("No data yet"), "{fragment}");
+}
