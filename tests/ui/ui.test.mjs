@@ -195,6 +195,27 @@ step('the Tasks and Events tabs show the history', async () => {
   await screenshot(page, '14-database-events');
 });
 
+step('the summary charts the last hour and draws the switchover\'s timeline', async () => {
+  const tabs = page.getByRole('navigation', { name: 'Database sections' });
+  await tabs.getByRole('link', { name: 'Summary' }).click();
+  await page.waitForURL(new RegExp(`/databases/${DB}$`));
+  await page.evaluate(() => { window.__noReload = true; });
+  // One point every 10 s: the lag chart draws the replicas once sampled, the
+  // commit rate once the new primary has two points (the region polls).
+  const drawn = (chart) => page.locator(`${chart} g.series`).filter({ has: page.locator('polyline, circle') });
+  await waitFor('replication lag drawn for the replicas', async () => (await drawn('#lag-svg').count()) >= 2, 60_000);
+  await waitFor('the commit rate drawn', async () => (await drawn('#commits-svg').count()) === 1, 60_000);
+  await expectText(page.locator('#lag-chart .legend'), /pg-dev-db-1[\s\S]*pg-replica-2|pg-replica-2[\s\S]*pg-dev-db-1/, 5_000);
+  const timeline = page.locator('#failover-timelines figure.timeline').first();
+  await expectText(timeline.locator('figcaption'), /Switchover: pg-dev-db-1 → pg-replica-1/, 5_000);
+  for (const label of ['Switchover began', 'Promoted', 'DNS switched', 'First write']) {
+    assert.equal(await timeline.locator(`g.step[data-step="${label}"]`).count(), 1, `a ${label} row`);
+  }
+  await expectText(timeline.locator('g.step[data-step="Promoted"] text').last(), /^\+\d/, 5_000);
+  assert.equal(await page.evaluate(() => window.__noReload), true, 'the page was not reloaded');
+  await screenshot(page, '14b-database-summary-charts');
+});
+
 step('the fleet pages: hosts, tasks and the HA overview', async () => {
   const nav = page.getByRole('navigation', { name: 'Main' });
   // A second, standalone database gives the HA overview something to flag.
