@@ -35,6 +35,8 @@ pub enum Injected {
         spinners: Vec<std::thread::JoinHandle<()>>,
         pgbench: Option<Child>,
     },
+    /// The primary host's PostgreSQL servers on a throttled disk.
+    IoStall(super::io_stall::IoStall),
     /// The primary host's agent stopped and continued in a loop.
     AgentStalls {
         stalling: Arc<AtomicBool>,
@@ -60,6 +62,7 @@ pub fn unavailable(kind: Kind) -> Option<String> {
         Kind::SlowPrimary => pgfleet::faults::netem_available()
             .err()
             .map(|e| format!("{e:#}")),
+        Kind::IoStallPrimary => super::io_stall::unavailable(),
         _ => None,
     }
 }
@@ -155,6 +158,14 @@ pub fn inject(
         }
         Kind::CpuSaturation => saturate(fleet, uri)?,
         Kind::StallPrimaryAgent => stall_agent(fleet, primary)?,
+        Kind::IoStallPrimary => {
+            let postmasters = pgfleet::fleet::postgres_pids(fleet.dir(), primary);
+            let (stall, said) = super::io_stall::IoStall::start(
+                &pgfleet::fleet::host_dir(fleet.dir(), primary),
+                &postmasters,
+            )?;
+            (Injected::IoStall(stall), format!("{primary}: {said}"))
+        }
     })
 }
 
@@ -280,6 +291,7 @@ pub fn heal(fleet: &Fleet, injected: Injected) -> anyhow::Result<String> {
             }
             "busy loops and pgbench stopped".into()
         }
+        Injected::IoStall(stall) => stall.heal(),
         Injected::AgentStalls { stalling, staller } => {
             stalling.store(false, Ordering::SeqCst);
             let stalls = staller.join().unwrap_or(0);

@@ -24,6 +24,7 @@ pub enum Kind {
     KillControlPlaneThenPrimary,
     CpuSaturation,
     StallPrimaryAgent,
+    IoStallPrimary,
 }
 
 /// What a round of a kind must show.
@@ -39,7 +40,7 @@ pub enum Expectation {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::KillPrimary,
         Kind::FreezePrimary,
         Kind::IsolatePrimary,
@@ -54,6 +55,7 @@ impl Kind {
         Kind::KillControlPlaneThenPrimary,
         Kind::CpuSaturation,
         Kind::StallPrimaryAgent,
+        Kind::IoStallPrimary,
     ];
 
     pub fn name(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::KillControlPlaneThenPrimary => "kill-control-plane-then-primary",
             Kind::CpuSaturation => "cpu-saturation",
             Kind::StallPrimaryAgent => "stall-primary-agent",
+            Kind::IoStallPrimary => "io-stall-primary",
         }
     }
 
@@ -94,7 +97,9 @@ impl Kind {
             | Kind::CpuSaturation
             // The keeper, heartbeats and the host's DNS pause; PostgreSQL
             // does not.
-            | Kind::StallPrimaryAgent => Expectation::NoFailover,
+            | Kind::StallPrimaryAgent
+            // A slow disk: commits crawl, the host is alive.
+            | Kind::IoStallPrimary => Expectation::NoFailover,
         }
     }
 

@@ -120,6 +120,8 @@ pub async fn run(args: Options) -> anyhow::Result<Report> {
     if let Some(reason) = Fleet::netns_unavailable() {
         anyhow::bail!("bench/chaos needs network namespaces: {reason}");
     }
+    // Disk throttles a run that died left behind.
+    super::io_stall::clean_leftovers();
     let requested = args.faults.clone();
     let mut unavailable = Vec::new();
     let mut runnable = Vec::new();
