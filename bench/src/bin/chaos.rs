@@ -11,7 +11,8 @@ use pgfleet_bench::chaos::run::{run, Options};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value_t = 14)]
+    /// Rounds (default: one per fault kind).
+    #[arg(long, default_value_t = kinds::Kind::ALL.len())]
     rounds: usize,
     /// Seed of the fault plan (default: from the clock; printed).
     #[arg(long)]
