@@ -38,8 +38,21 @@ impl Actor {
             Duration::from_secs(3),
         )
         .await?;
-        source_client.batch_execute("CHECKPOINT").await?;
+        // The promotion's own background checkpoint usually did it already.
+        let control_behind: bool = source_client
+            .query_one(
+                "SELECT (SELECT timeline_id FROM pg_control_checkpoint()) \
+                     < ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+                &[],
+            )
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(true);
+        if control_behind {
+            source_client.batch_execute("CHECKPOINT").await?;
+        }
         drop(source_client);
+        let checkpointed = started.elapsed();
         match process::rewind(
             &rt.bin,
             &self.user,
@@ -50,7 +63,7 @@ impl Actor {
         .await
         {
             Ok(()) => {
-                tracing::info!(db = %spec.db, node = %spec.node, ms = started.elapsed().as_millis() as u64, "rewound onto new primary")
+                tracing::info!(db = %spec.db, node = %spec.node, ms = started.elapsed().as_millis() as u64, checkpoint_ms = checkpointed.as_millis() as u64, source_checkpointed = control_behind, "rewound onto new primary")
             }
             Err(error) => {
                 tracing::warn!(db = %spec.db, node = %spec.node, error = %format_args!("{error:#}"), "pg_rewind failed; cloning again");
