@@ -41,7 +41,11 @@ async fn main() -> anyhow::Result<()> {
             if pgfleet::localfleet::ha_settled(&view).is_some() {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "{name}: not HA complete in 60 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{name}: not HA complete in 60 s: {}",
+                serde_json::to_string_pretty(&view)?
+            );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let complete = started.elapsed().as_secs_f64();

@@ -40,13 +40,14 @@ impl Supervisor {
         {
             let mut running = self.runtime.instances.lock().expect("instances lock");
             for spec in instances {
-                match running.get(&spec.node) {
+                let key = crate::pg::process::instance_key(&spec.db, &spec.node);
+                match running.get(&key) {
                     Some(handle) => {
                         update_spec(&handle.spec, &spec);
                     }
                     None => {
                         let handle = crate::instance::spawn(self.runtime.clone(), spec.clone());
-                        running.insert(spec.node.clone(), handle);
+                        running.insert(key, handle);
                     }
                 }
             }

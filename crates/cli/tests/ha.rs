@@ -260,7 +260,7 @@ async fn a_replica_added_long_after_creation_clones_without_restarting_the_prima
         .join("hosts")
         .join(&primary.host)
         .join("pg")
-        .join(&primary.name)
+        .join(format!("{}.{}", "late-ha", primary.name))
         .join("data/postmaster.pid");
     let postmaster = || std::fs::read_to_string(&pid_file).unwrap_or_default();
     let before = postmaster();

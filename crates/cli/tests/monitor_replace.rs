@@ -169,7 +169,7 @@ fn keeper_generation(fleet: &Fleet, node: &NodeView) -> u64 {
         .join("hosts")
         .join(&node.host)
         .join("pg")
-        .join(&node.name)
+        .join(format!("{DB}.{}", node.name))
         .join("assignment.json");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();

@@ -390,7 +390,7 @@ async fn postgresql_speaks_tls_only_and_internal_roles_need_client_certificates(
         .join("hosts")
         .join(&primary.host)
         .join("pg")
-        .join(&primary.name)
+        .join(format!("{}.{}", "pgtls-db", primary.name))
         .join("tls");
     let read = |name: &str| std::fs::read_to_string(tls_dir.join(name)).unwrap();
     assert!(private(&tls_dir.join("pgfleet.key")) && private(&tls_dir.join("replication.key")));

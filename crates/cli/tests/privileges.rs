@@ -45,7 +45,7 @@ async fn superuser(fleet: &Fleet, db: &str) -> Option<tokio_postgres::Client> {
         .join("hosts")
         .join(&primary.host)
         .join("pg")
-        .join(&primary.name)
+        .join(format!("{}.{}", db, primary.name))
         .join("tls");
     let read = |name: &str| std::fs::read_to_string(tls_dir.join(name)).ok();
     let tls = pgfleet_tls::postgres_tls(
@@ -188,7 +188,7 @@ async fn a_database_admin_manages_roles_but_never_reaches_the_server() {
         .join("hosts")
         .join(&node.host)
         .join("pg")
-        .join(&node.name);
+        .join(format!("{}.{}", "priv-db", node.name));
     let log_path = node_dir.join("postgres.log");
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("permission denied"), "the refusals are logged");

@@ -43,7 +43,10 @@ async fn databases_on_one_host_are_template_copies_with_identities_of_their_own(
     for db in ["tpl-a", "tpl-b"] {
         let view = client.database(db, false).await.unwrap();
         let node = &view.nodes[0];
-        let data = host_dir.join("pg").join(&node.name).join("data");
+        let data = host_dir
+            .join("pg")
+            .join(format!("{db}.{}", node.name))
+            .join("data");
         identifiers.push(system_identifier(&data));
         // The admin role works and writes: the copy is a whole server.
         let uri = fleet
@@ -122,5 +125,59 @@ async fn two_replicas_at_once_make_the_database_complete() {
         tasks.matches("CreateReplica").count(),
         1,
         "one task: {tasks}"
+    );
+}
+
+/// Replica names repeat across databases (every database's first replica is
+/// `pg-replica-1`). Two HA databases on the same four hosts, both alive, must
+/// each get their own servers, folders and HA state; and a database deleted
+/// and made again under its name starts from nothing. (An agent keyed its
+/// servers by node name alone: the second database's replicas took the
+/// first one's actor, its assignment generations were ignored as old, and
+/// it never became Complete; two such live databases shared a data folder.)
+#[tokio::test(flavor = "multi_thread")]
+async fn databases_with_the_same_replica_names_on_the_same_hosts_stay_apart() {
+    use pgfleet_core::HaStatus;
+    let fleet = Fleet::up(4);
+    for db in ["twin-a", "twin-b"] {
+        fleet.cli_ok(&["db", "create", db]);
+        fleet.cli_ok(&["replica", "create", db, "--count", "2"]);
+        common::wait_ha_settled(&fleet, db, std::time::Duration::from_secs(60)).await;
+    }
+    let client = fleet.client();
+    let mut dirs = std::collections::HashSet::new();
+    for db in ["twin-a", "twin-b"] {
+        let view = client.database(db, false).await.unwrap();
+        assert_eq!(view.ha_status, HaStatus::Complete, "{view:?}");
+        for node in view.nodes.iter().filter(|n| n.port != 0) {
+            let dir = fleet
+                .dir()
+                .join("hosts")
+                .join(&node.host)
+                .join("pg")
+                .join(format!("{db}.{}", node.name));
+            assert!(dir.join("data").exists(), "{}", dir.display());
+            assert!(dirs.insert(dir), "two nodes share a folder");
+        }
+        // Writes go to this database and only to it.
+        let uri = fleet.cli_ok(&["db", "uri", db, "--resolved"]);
+        let (sql, conn) = tokio_postgres::connect(uri.trim(), fleet.pg_tls())
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        sql.batch_execute(&format!("CREATE TABLE only_in_{} ()", db.replace('-', "_")))
+            .await
+            .unwrap();
+    }
+    // Made again under the same name: a new incarnation, HA Complete again.
+    fleet.cli_ok(&["db", "delete", "twin-a"]);
+    fleet.cli_ok(&["db", "create", "twin-a"]);
+    fleet.cli_ok(&["replica", "create", "twin-a", "--count", "2"]);
+    common::wait_ha_settled(&fleet, "twin-a", std::time::Duration::from_secs(60)).await;
+    let view = client.database("twin-b", false).await.unwrap();
+    assert_eq!(
+        view.ha_status,
+        HaStatus::Complete,
+        "the twin is untouched: {view:?}"
     );
 }

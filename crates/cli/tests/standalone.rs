@@ -111,7 +111,7 @@ async fn database_lifecycle_through_dns_and_fleet_restart() {
             .join("hosts")
             .join(&primary.host)
             .join("pg")
-            .join("pg-dev-db-1")
+            .join("pg-dev-db-1.pg-dev-db-1")
             .exists(),
         "data removed"
     );

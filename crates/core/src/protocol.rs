@@ -164,6 +164,14 @@ pub struct StandbyObserved {
     pub replay_lag_ms: Option<u64>,
 }
 
+/// The one name of an instance on its host, `<db>.<node>`: node names are
+/// unique only within a database (names are DNS labels, so the dot is
+/// unambiguous). Agents key their servers and folders by it, the control
+/// plane its observations.
+pub fn instance_key(db: &str, node: &str) -> String {
+    format!("{db}.{node}")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct InstanceObserved {
     pub db: String,

@@ -139,7 +139,10 @@ fn observed(
             monitors: HashMap::new(),
         };
         if let Some(instance) = instances.iter().find(|i| i.node == node.name) {
-            host.instances.insert(node.name.clone(), instance.clone());
+            host.instances.insert(
+                pgfleet_core::protocol::instance_key(&instance.db, &node.name),
+                instance.clone(),
+            );
         }
         if node.role == NodeRole::Monitor {
             let state = match &monitor {

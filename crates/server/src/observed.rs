@@ -31,7 +31,10 @@ impl Observed {
     pub fn record(&mut self, beat: &HeartbeatRequest, now_ms: i64) {
         let mut instances = HashMap::new();
         for instance in &beat.instances {
-            instances.insert(instance.node.clone(), instance.clone());
+            instances.insert(
+                pgfleet_core::protocol::instance_key(&instance.db, &instance.node),
+                instance.clone(),
+            );
         }
         let mut monitors = HashMap::new();
         for monitor in &beat.monitors {
@@ -58,10 +61,14 @@ impl Observed {
         }
     }
 
-    /// The last instance report of `node` on `host`, however old: callers
-    /// that need a live one check `host_status` too.
-    pub fn instance(&self, host: &str, node: &str) -> Option<&InstanceObserved> {
-        self.hosts.get(host).and_then(|h| h.instances.get(node))
+    /// The last instance report of `node` of `db` on `host`, however old:
+    /// callers that need a live one check `host_status` too. (Node names
+    /// are unique only within a database.)
+    pub fn instance(&self, host: &str, db: &str, node: &str) -> Option<&InstanceObserved> {
+        self.hosts.get(host).and_then(|h| {
+            h.instances
+                .get(&pgfleet_core::protocol::instance_key(db, node))
+        })
     }
 
     /// The host was told to delete its monitor of `db`, has beaten since,

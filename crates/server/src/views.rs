@@ -93,7 +93,7 @@ fn node_view(
         };
         return view;
     }
-    let Some(instance) = ctx.observed.instance(&node.host, &node.name) else {
+    let Some(instance) = ctx.observed.instance(&node.host, &db.name, &node.name) else {
         view.status = if node.ready {
             NodeStatus::Offline
         } else {
@@ -231,7 +231,7 @@ pub fn database_view(db: &Database, ctx: &ViewContext, show_password: bool) -> D
             reasons.push(error.to_string());
         }
         if let Some(p) = primary {
-            if let Some(inst) = ctx.observed.instance(&p.host, &p.name) {
+            if let Some(inst) = ctx.observed.instance(&p.host, &db.name, &p.name) {
                 match inst.sync_standby_names.as_deref() {
                     Some(names) if !names.is_empty() => sync_mode = "sync".into(),
                     Some(_) if db.replicas().count() > 0 => {

@@ -109,7 +109,13 @@ impl Actor {
         observed: Arc<Mutex<InstanceObserved>>,
         wake: Arc<tokio::sync::Notify>,
     ) -> Actor {
-        let paths = InstancePaths::new(&runtime.host_dir, &spec.node, &spec.address, spec.port);
+        let paths = InstancePaths::new(
+            &runtime.host_dir,
+            &spec.db,
+            &spec.node,
+            &spec.address,
+            spec.port,
+        );
         let assignment = keeper::load(&paths.root);
         let user = runtime.user;
         Actor {
@@ -144,8 +150,25 @@ impl Actor {
         if let Ok(user) = tokio::task::spawn_blocking(move || shared.for_database(&db)).await {
             self.user = user;
         }
+        // Set once this instance was deleted: a spec wanting it again is a
+        // new incarnation (the database or node made again under the same
+        // name) and starts from nothing (no assignment, generation or fence
+        // of the one that was deleted).
+        let mut deleted = false;
         loop {
             let spec = rx.borrow_and_update().clone();
+            if deleted && spec.desired != Desired::Deleted {
+                tracing::info!(db = %spec.db, node = %spec.node, "made again after its deletion: starting afresh");
+                let user = self.user;
+                self = Actor::new(
+                    self.runtime.clone(),
+                    &spec,
+                    self.observed.clone(),
+                    self.wake.clone(),
+                );
+                self.user = user;
+                deleted = false;
+            }
             if self.runtime.stopping.is_cancelled() {
                 self.stop_server().await;
                 return;
@@ -155,7 +178,11 @@ impl Actor {
                 self.ensure_client_tls(&spec);
             }
             let result = match spec.desired {
-                Desired::Deleted => self.delete(&spec).await,
+                Desired::Deleted => {
+                    let result = self.delete(&spec).await;
+                    deleted = result.is_ok();
+                    result
+                }
                 Desired::Stopped => {
                     self.stop_server().await;
                     self.set_phase(&spec, InstancePhase::Stopped, None);

@@ -364,7 +364,7 @@ mod tests {
 
     #[test]
     fn the_node_config_names_the_repository_and_this_node_as_pg1() {
-        let paths = InstancePaths::new(Path::new("/h"), "db-a", "127.0.0.2", 5433);
+        let paths = InstancePaths::new(Path::new("/h"), "db-a", "db-a", "127.0.0.2", 5433);
         let spec = BackupSpec {
             stanza: "db-a-1".into(),
             repo_path: "/backups/db-a-1".into(),
@@ -375,12 +375,12 @@ mod tests {
         let text = render(&spec, &paths, 5433);
         assert!(text.contains("repo1-path=/backups/db-a-1\n"));
         assert!(text.contains("repo1-retention-full=3\n"));
-        assert!(text.contains("[db-a-1]\npg1-path=/h/pg/db-a/data\npg1-port=5433\n"));
-        assert!(text.contains("lock-path=/h/pg/db-a/pgbackrest/lock\n"));
+        assert!(text.contains("[db-a-1]\npg1-path=/h/pg/db-a.db-a/data\npg1-port=5433\n"));
+        assert!(text.contains("lock-path=/h/pg/db-a.db-a/pgbackrest/lock\n"));
         assert!(!text.contains("pgfleet:"), "no password in the config");
         assert_eq!(
             archive_command(&paths, "db-a-1"),
-            "/usr/bin/pgbackrest --config=/h/pg/db-a/pgbackrest.conf --stanza=db-a-1 archive-push %p"
+            "/usr/bin/pgbackrest --config=/h/pg/db-a.db-a/pgbackrest.conf --stanza=db-a-1 archive-push %p"
         );
     }
 

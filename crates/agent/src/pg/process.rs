@@ -11,7 +11,12 @@ use nix::unistd::Pid;
 use super::bin::PgBin;
 use super::user::PgUser;
 
-/// Files of one instance: `<host dir>/pg/<node>/{data,postgres.log}`.
+/// Files of one instance: `<host dir>/pg/<db>.<node>/{data,postgres.log}`
+/// (names are DNS labels, so the dot is unambiguous). Node names are unique
+/// only within a database (every HA database may have a `pg-replica-1`), so
+/// the folder is named by both. Instances made before carry the node name
+/// alone: such a folder is used where its settings name this instance's port
+/// (ports are unique per host), never renamed under a running server.
 #[derive(Debug, Clone)]
 pub struct InstancePaths {
     pub root: PathBuf,
@@ -21,8 +26,14 @@ pub struct InstancePaths {
 }
 
 impl InstancePaths {
-    pub fn new(host_dir: &Path, node: &str, address: &str, port: u16) -> InstancePaths {
-        let root = host_dir.join("pg").join(node);
+    pub fn new(host_dir: &Path, db: &str, node: &str, address: &str, port: u16) -> InstancePaths {
+        let scoped = host_dir.join("pg").join(instance_key(db, node));
+        let legacy = host_dir.join("pg").join(node);
+        let root = if !scoped.exists() && legacy_owned_by(&legacy, port) {
+            legacy
+        } else {
+            scoped
+        };
         InstancePaths {
             data: root.join("data"),
             log: root.join("postgres.log"),
@@ -36,6 +47,15 @@ impl InstancePaths {
     pub fn ready_marker(&self) -> PathBuf {
         self.root.join("ready")
     }
+}
+
+pub use pgfleet_core::protocol::instance_key;
+
+/// Whether a folder of the older `pg/<node>` layout holds the instance that
+/// listens on `port` (its settings file says so).
+fn legacy_owned_by(legacy: &Path, port: u16) -> bool {
+    std::fs::read_to_string(legacy.join("data").join("pgfleet.conf"))
+        .is_ok_and(|conf| conf.lines().any(|l| l.trim() == format!("port = '{port}'")))
 }
 
 pub(super) async fn run_tool(
@@ -298,7 +318,7 @@ mod tests {
     use super::*;
 
     fn paths_in(dir: &Path) -> InstancePaths {
-        let mut paths = InstancePaths::new(dir, "n1", "127.0.0.9", 5432);
+        let mut paths = InstancePaths::new(dir, "db", "n1", "127.0.0.9", 5432);
         paths.socket_dir = dir.join("socket");
         paths
     }

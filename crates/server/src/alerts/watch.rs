@@ -71,7 +71,7 @@ async fn pass(state: &AppState, seen: &mut Seen) -> Result<(), pgfleet_store::St
                     .filter(|p| {
                         observed.host_status(&p.host, state.host_timeout()) == HostStatus::Connected
                     })
-                    .and_then(|p| observed.instance(&p.host, &p.name))
+                    .and_then(|p| observed.instance(&p.host, &db.name, &p.name))
                     .and_then(|i| i.backup.as_ref());
                 seen.streams
                     .check_archive(&db.name, archive, now, &mut alerts);

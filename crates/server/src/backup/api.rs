@@ -166,7 +166,7 @@ pub async fn list_backups(
             continue;
         }
         let Some(backup) = observed
-            .instance(&node.host, &node.name)
+            .instance(&node.host, &db.name, &node.name)
             .and_then(|i| i.backup.as_ref())
         else {
             continue;

@@ -68,7 +68,7 @@ pub fn health_reasons(db: &Database, ctx: &ViewContext) -> Vec<String> {
     }
     let Some(backup) = ctx
         .observed
-        .instance(&primary.host, &primary.name)
+        .instance(&primary.host, &db.name, &primary.name)
         .and_then(|i| i.backup.as_ref())
     else {
         return reasons;

@@ -115,7 +115,7 @@ async fn archive_events(
                 continue;
             }
             let Some(backup) = observed
-                .instance(&primary.host, &primary.name)
+                .instance(&primary.host, &db.name, &primary.name)
                 .and_then(|i| i.backup.clone())
             else {
                 continue;

@@ -80,13 +80,13 @@ fn sample(db: &Database, observed: &Observed, timeout: Duration, now_ms: i64) ->
         if !connected(&p.host) {
             return None;
         }
-        let xid = observed.instance(&p.host, &p.name)?.next_xid?;
+        let xid = observed.instance(&p.host, &db.name, &p.name)?.next_xid?;
         Some((p.name.clone(), xid))
     });
     let mut replicas = Vec::new();
     for node in db.replicas() {
         let instance = connected(&node.host)
-            .then(|| observed.instance(&node.host, &node.name))
+            .then(|| observed.instance(&node.host, &db.name, &node.name))
             .flatten();
         replicas.push(ReplicaLagPoint {
             node: node.name.clone(),
@@ -115,7 +115,7 @@ fn pass(state: &AppState, databases: &[Database]) {
         present.insert(db.name.clone());
         for node in db.replicas() {
             let standby = observed
-                .instance(&node.host, &node.name)
+                .instance(&node.host, &db.name, &node.name)
                 .filter(|i| i.is_primary == Some(false));
             if let Some(xid) = standby.and_then(|i| i.next_xid) {
                 inner
@@ -132,7 +132,7 @@ fn pass(state: &AppState, databases: &[Database]) {
             .copied();
         let primary_xid = standby_xid.or_else(|| {
             observed
-                .instance(&primary.host, &primary.name)
+                .instance(&primary.host, &db.name, &primary.name)
                 .and_then(|i| i.next_xid)
         });
         inner
@@ -140,8 +140,9 @@ fn pass(state: &AppState, databases: &[Database]) {
             .primary_is(&db.name, &primary.name, db.ha_generation, primary_xid);
         if inner.first_writes.waits_on(&db.name, &primary.name) {
             let report = observed.hosts.get(&primary.host).and_then(|host| {
-                let xid = host.instances.get(&primary.name)?.next_xid?;
-                let is_primary = host.instances.get(&primary.name)?.is_primary == Some(true);
+                let key = pgfleet_core::protocol::instance_key(&db.name, &primary.name);
+                let xid = host.instances.get(&key)?.next_xid?;
+                let is_primary = host.instances.get(&key)?.is_primary == Some(true);
                 is_primary.then_some((xid, host.last_seen_ms))
             });
             if let Some((xid, seen_ms)) = report {

@@ -139,7 +139,7 @@ fn primary_changes(families: &Families, db: &str, events: &[Value]) {
 fn is_synchronous(state: &AppState, view: &DatabaseView, replica: &str) -> Option<bool> {
     let primary = view.nodes.iter().find(|n| n.role == NodeRole::Primary)?;
     let observed = state.observed.lock().expect("observed lock");
-    let instance = observed.instance(&primary.host, &primary.name)?;
+    let instance = observed.instance(&primary.host, &view.name, &primary.name)?;
     Some(instance.standbys.iter().any(|standby| {
         standby.application_name == replica
             && matches!(standby.sync_state.as_str(), "sync" | "quorum")

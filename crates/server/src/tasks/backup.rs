@@ -72,7 +72,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 let node = db.node(&backup_run.node).cloned().ok_or_else(|| {
                     TaskError::Refused(format!("node {} no longer exists", backup_run.node))
                 })?;
-                let label = wait_run_finished(&state, &node, task_id).await?;
+                let label = wait_run_finished(&state, &db.name, &node, task_id).await?;
                 request.label = Some(label.clone());
                 run.task.params = params::TaskParams::Backup(request.clone()).to_json();
                 run.message(format!("backup {label} done")).await?;
@@ -96,8 +96,8 @@ async fn clear_request(state: &AppState, db: &str, task_id: i64) -> Result<(), T
     Ok(())
 }
 
-fn observed_node(state: &AppState, node: &Node) -> Option<InstanceObserved> {
-    let (status, observed) = wait::instance(state, &node.host, &node.name);
+fn observed_node(state: &AppState, db: &str, node: &Node) -> Option<InstanceObserved> {
+    let (status, observed) = wait::instance(state, &node.host, db, &node.name);
     (status == HostStatus::Connected)
         .then_some(observed)
         .flatten()
@@ -112,7 +112,7 @@ async fn wait_stanza_ready(state: &AppState, db: &Database) -> Result<PgLocation
         .ok_or_else(|| TaskError::Refused("the database has no primary".into()))?;
     let timeout = Duration::from_millis(state.config.step_timeout_ms);
     wait::until(state, timeout, "the primary's stanza", |state| {
-        let Some(observed) = observed_node(state, &primary) else {
+        let Some(observed) = observed_node(state, &db.name, &primary) else {
             return Check::Wait;
         };
         let Some(backup) = observed.backup else {
@@ -142,7 +142,7 @@ fn choose_node(state: &AppState, db: &Database, primary_location: PgLocation) ->
         .collect();
     replicas.sort_by_key(|n| n.name.clone());
     for replica in replicas {
-        let Some(observed) = observed_node(state, replica) else {
+        let Some(observed) = observed_node(state, &db.name, replica) else {
             continue;
         };
         let healthy = observed.phase == InstancePhase::Running
@@ -166,6 +166,7 @@ fn choose_node(state: &AppState, db: &Database, primary_location: PgLocation) ->
 /// Waits for the node's agent to report run `task_id` finished.
 async fn wait_run_finished(
     state: &AppState,
+    db: &str,
     node: &Node,
     task_id: i64,
 ) -> Result<String, TaskError> {
@@ -173,7 +174,7 @@ async fn wait_run_finished(
     let mut lost_since: Option<tokio::time::Instant> = None;
     let what = format!("the backup on {}", node.name);
     wait::until(state, BACKUP_TIMEOUT, &what, |state| {
-        let Some(observed) = observed_node(state, node) else {
+        let Some(observed) = observed_node(state, db, node) else {
             let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
             if since.elapsed() > lost_limit {
                 return Check::Fail(format!("host {} of {} is lost", node.host, node.name));

@@ -144,6 +144,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                 wait_running(
                     &state,
                     &primary.host,
+                    &db.name,
                     &primary.name,
                     Duration::from_millis(state.config.step_timeout_ms),
                 )
@@ -170,6 +171,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
 pub async fn wait_running(
     state: &AppState,
     host: &str,
+    db: &str,
     node: &str,
     timeout: Duration,
 ) -> Result<(), TaskError> {
@@ -180,7 +182,7 @@ pub async fn wait_running(
         timeout,
         &format!("{node} to start on {host}"),
         |state| {
-            let (status, observed) = wait::instance(state, host, node);
+            let (status, observed) = wait::instance(state, host, db, node);
             if status != HostStatus::Connected {
                 let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
                 if since.elapsed() > host_timeout {

@@ -137,7 +137,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                         &format!("{node_name} to clone and stream"),
                         |state| {
                             let (status, observed) =
-                                wait::instance(state, &replica.host, &replica.name);
+                                wait::instance(state, &replica.host, &db.name, &replica.name);
                             if status != HostStatus::Connected {
                                 return Check::Wait;
                             }

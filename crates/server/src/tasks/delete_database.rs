@@ -51,7 +51,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                         let done = if node.role == NodeRole::Monitor {
                             observed.monitor(&node.host, &name).is_none()
                         } else {
-                            observed.instance(&node.host, &node.name).is_none_or(|i| i.phase == InstancePhase::Deleted)
+                            observed.instance(&node.host, &name, &node.name).is_none_or(|i| i.phase == InstancePhase::Deleted)
                         };
                         if !done {
                             pending.push(node.name.clone());

@@ -41,7 +41,7 @@ pub async fn run(run: &mut TaskRun) -> Result<(), TaskError> {
                     "the primary to drop the replica from its synchronous set",
                     |state| {
                         let (status, observed) =
-                            wait::instance(state, &primary.host, &primary.name);
+                            wait::instance(state, &primary.host, &name, &primary.name);
                         if status != HostStatus::Connected {
                             // Nothing to wait for on a primary we cannot see.
                             let since = *since_lost.get_or_insert_with(tokio::time::Instant::now);
@@ -147,7 +147,7 @@ async fn wait_deleted(
             let gone = match role {
                 NodeRole::Monitor => observed.monitor(host, db).is_none(),
                 _ => observed
-                    .instance(host, node)
+                    .instance(host, db, node)
                     .is_none_or(|i| i.phase == InstancePhase::Deleted),
             };
             if gone {

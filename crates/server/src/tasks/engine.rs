@@ -147,7 +147,7 @@ async fn reap_deleted_nodes(state: &AppState) {
                             || db.monitor().is_some_and(|m| m.host == node.host)
                     }
                     _ => observed
-                        .instance(&node.host, &node.name)
+                        .instance(&node.host, &db.name, &node.name)
                         .is_none_or(|i| i.phase == pgfleet_core::protocol::InstancePhase::Deleted),
                 };
                 if confirmed {

@@ -212,7 +212,7 @@ fn new_monitor_in_charge(state: &AppState, db: &Database, node: &str, host: &str
         let reachable = observed.host_status(&data.host, state.host_timeout())
             == HostStatus::Connected
             && observed
-                .instance(&data.host, &data.name)
+                .instance(&data.host, &db.name, &data.name)
                 .is_some_and(|i| i.phase == InstancePhase::Running);
         if !reachable {
             continue;

@@ -44,13 +44,15 @@ where
     }
 }
 
-/// The latest report of `node` on `host`, or `None` when the host is not connected.
+/// The latest report of `node` of `db` on `host`, or `None` when the host
+/// is not connected.
 pub fn instance(
     state: &AppState,
     host: &str,
+    db: &str,
     node: &str,
 ) -> (HostStatus, Option<InstanceObserved>) {
     let observed = state.observed.lock().expect("observed lock");
     let status = observed.host_status(host, state.host_timeout());
-    (status, observed.instance(host, node).cloned())
+    (status, observed.instance(host, db, node).cloned())
 }
