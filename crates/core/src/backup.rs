@@ -12,16 +12,21 @@ pub const DEFAULT_ARCHIVE_TIMEOUT_SECS: u32 = 60;
 /// Default number of full backups kept.
 pub const DEFAULT_RETENTION_FULL: u32 = 7;
 
-/// A place backups go. Only POSIX folders for now; in production the folder
-/// must be a mount every host of the databases that use it shares.
+/// A place backups go: a POSIX folder (in production a mount every host
+/// of the databases that use it shares) or an S3 bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BackupLocation {
     pub name: String,
-    /// `posix`.
+    /// `posix` or `s3`.
     pub kind: String,
-    /// Absolute folder; each stanza (one per database) gets its own
-    /// sub-folder owned by that database's OS user.
+    /// `posix`: absolute folder; each stanza (one per database) gets its
+    /// own sub-folder owned by that database's OS user. `s3`: the prefix in
+    /// the bucket (`/` by default); each stanza gets `<path>/<stanza>`.
     pub path: String,
+    /// The bucket of an `s3` location (its credentials are kept sealed
+    /// apart and never shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
     pub created_at_ms: i64,
     /// Every stanza ever configured here, kept after its database is
     /// deleted (its backups stay restorable while the files are there).
@@ -47,6 +52,56 @@ impl BackupLocation {
     pub fn repo_path(&self, stanza: &str) -> String {
         format!("{}/{stanza}", self.path.trim_end_matches('/'))
     }
+}
+
+/// Where an S3 location's bucket is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct S3Location {
+    /// `https://host[:port]`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// The CA certificate (PEM) the endpoint's certificate is checked
+    /// against, when it is not one the system trusts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl S3Location {
+    /// Host and port of the endpoint (the control plane stores it as
+    /// `https://host:port`).
+    pub fn host_port(&self) -> Option<(String, u16)> {
+        let authority = self.endpoint.strip_prefix("https://")?;
+        let authority = authority.trim_end_matches('/');
+        match authority.rsplit_once(':') {
+            Some((host, port)) => Some((host.to_string(), port.parse().ok()?)),
+            None => Some((authority.to_string(), 443)),
+        }
+    }
+}
+
+/// An S3 access key. Its `Debug` hides the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct S3Credentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<hidden>")
+            .finish()
+    }
+}
+
+/// What an agent needs to reach an S3 repository (in instance specs only,
+/// sent over mutual TLS; never stored on a database record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct S3RepoSpec {
+    pub location: S3Location,
+    pub credentials: S3Credentials,
 }
 
 /// A database's backup policy (stored intent).
@@ -116,6 +171,10 @@ pub enum RestoreTarget {
 pub struct BackupSpec {
     pub stanza: String,
     pub repo_path: String,
+    /// The repository is in this S3 bucket (`repo_path` is then the prefix
+    /// in it); a POSIX folder otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3RepoSpec>,
     pub retention_full: u32,
     pub archive_timeout_secs: u32,
     /// A backup this node's agent is asked to take.
@@ -148,6 +207,12 @@ pub struct RestoreSpec {
     pub stanza: String,
     pub repo_path: String,
     pub target: RestoreTarget,
+    /// The location the source's stanza is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Filled in the instance spec only (from `location`), never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3RepoSpec>,
 }
 
 /// What an agent reports about archiving and backups of one node.
@@ -214,8 +279,29 @@ pub struct BackupRunResult {
 #[serde(deny_unknown_fields)]
 pub struct CreateBackupLocationRequest {
     pub name: String,
-    /// Absolute folder (a shared mount in production).
-    pub posix_path: String,
+    /// Absolute folder (a shared mount in production); or `s3`.
+    #[serde(default)]
+    pub posix_path: Option<String>,
+    #[serde(default)]
+    pub s3: Option<CreateS3Location>,
+}
+
+/// An S3 location to create: checked with a signed PUT and DELETE of a
+/// probe object before it is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateS3Location {
+    /// `https://host[:port]`.
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    /// Prefix in the bucket (default `/`).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// PEM of a private CA that signed the endpoint's certificate.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    pub credentials: S3Credentials,
 }
 
 /// The backup settings of `db create` and `db backup-policy set`.

@@ -76,10 +76,10 @@ impl Actor {
             self.backups.stanza_ready = std::fs::read_to_string(files.dir.join("stanza")).ok();
         }
         let (user, paths) = (self.user, self.paths.clone());
-        let (repo, stanza_spec) = (backup.repo_path.clone(), backup.clone());
+        let stanza_spec = backup.clone();
         let (port, password) = (spec.port, spec.superuser_password.clone());
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-            backrest::ensure_repository(&repo, &user)?;
+            backrest::ensure_repository(&stanza_spec, &user)?;
             backrest::write(&stanza_spec, &paths, port, &password, &user)
         })
         .await??;
@@ -106,7 +106,11 @@ impl Actor {
         self.backups.error = archiver.failing().then(|| {
             let cause = backrest::last_archive_error(&self.paths.log)
                 .unwrap_or_else(|| "see the node's postgres.log".into());
-            match backrest::free_bytes(&backup.repo_path) {
+            let free = match backup.s3 {
+                Some(_) => None,
+                None => backrest::free_bytes(&backup.repo_path),
+            };
+            match free {
                 Some(free) if free < backrest::LOW_SPACE_BYTES => {
                     format!("{cause} (the backup location has {} KiB free)", free / 1024)
                 }

@@ -48,7 +48,11 @@ impl Actor {
             std::fs::remove_dir_all(&self.paths.data)?;
         }
         let own_user = self.user;
-        self.user = repository_owner(&restore.repo_path, own_user)?;
+        // A POSIX repository is readable by the source's OS user only; an
+        // S3 one by whoever has the location's key (in the restore config).
+        if restore.s3.is_none() {
+            self.user = repository_owner(&restore.repo_path, own_user)?;
+        }
         let restored = self.restore_as_repository_owner(spec, restore).await;
         self.stop_server().await;
         self.user = own_user;

@@ -5,11 +5,15 @@
 //! the archive settings of `pgfleet.conf`, and the commands the agent runs
 //! as the database's OS user: `stanza-create`, `backup` (from a standby
 //! with `--backup-standby`), `info --output=json`, `restore`. The
-//! repository is `<location>/<stanza>`, a folder private to that user.
+//! repository is `<location>/<stanza>`, a folder private to that user, or
+//! `<path>/<stanza>` in an S3 bucket: then the config also holds the
+//! bucket's access key (the file is 0600 in a 0700 folder, like the
+//! password file) and the CA file the endpoint is checked with is
+//! `<node>/pgbackrest/s3-ca.crt`.
 
 use std::path::{Path, PathBuf};
 
-use pgfleet_core::backup::{BackupSpec, PgLocation, RestoreSpec, RestoreTarget};
+use pgfleet_core::backup::{BackupSpec, PgLocation, RestoreSpec, RestoreTarget, S3RepoSpec};
 
 use super::process::{run_tool, InstancePaths};
 use super::user::PgUser;
@@ -43,9 +47,23 @@ pub fn archive_command(paths: &InstancePaths, stanza: &str) -> String {
     )
 }
 
-fn global_section(text: &mut String, repo_path: &str, dir: &Path, retention_full: Option<u32>) {
+/// The CA certificate an S3 endpoint is checked with.
+fn s3_ca_file(dir: &Path) -> PathBuf {
+    dir.join("s3-ca.crt")
+}
+
+fn global_section(
+    text: &mut String,
+    repo_path: &str,
+    s3: Option<&S3RepoSpec>,
+    dir: &Path,
+    retention_full: Option<u32>,
+) {
     text.push_str("[global]\n");
     text.push_str(&format!("repo1-path={repo_path}\n"));
+    if let Some(s3) = s3 {
+        repo_s3_lines(text, s3, dir);
+    }
     if let Some(full) = retention_full {
         text.push_str(&format!("repo1-retention-full={full}\n"));
     }
@@ -56,11 +74,53 @@ fn global_section(text: &mut String, repo_path: &str, dir: &Path, retention_full
     text.push_str("start-fast=y\ncompress-type=lz4\nprocess-max=2\n");
 }
 
+/// `repo1` in an S3 bucket, path-style addressing (works with any
+/// S3-protocol server), the endpoint checked against the location's CA
+/// when it has one.
+fn repo_s3_lines(text: &mut String, s3: &S3RepoSpec, dir: &Path) {
+    let location = &s3.location;
+    let (host, port) = location
+        .host_port()
+        .unwrap_or_else(|| (location.endpoint.clone(), 443));
+    text.push_str("repo1-type=s3\n");
+    text.push_str(&format!("repo1-s3-endpoint={host}\n"));
+    text.push_str(&format!("repo1-s3-port={port}\n"));
+    text.push_str(&format!("repo1-s3-bucket={}\n", location.bucket));
+    text.push_str(&format!("repo1-s3-region={}\n", location.region));
+    text.push_str("repo1-s3-uri-style=path\n");
+    if location.ca_pem.is_some() {
+        text.push_str(&format!("repo1-s3-ca-file={}\n", s3_ca_file(dir).display()));
+    }
+    text.push_str(&format!("repo1-s3-key={}\n", s3.credentials.access_key_id));
+    text.push_str(&format!(
+        "repo1-s3-key-secret={}\n",
+        s3.credentials.secret_access_key
+    ));
+}
+
+/// Writes the S3 location's CA certificate where the config names it.
+fn write_s3_ca(s3: Option<&S3RepoSpec>, dir: &Path, user: &PgUser) -> anyhow::Result<()> {
+    let Some(pem) = s3.and_then(|s| s.location.ca_pem.as_ref()) else {
+        return Ok(());
+    };
+    let path = s3_ca_file(dir);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(pem.as_str()) {
+        super::conf::write_owned(&path, pem, user)?;
+    }
+    Ok(())
+}
+
 /// The config of a data node: repository, retention, this node as `pg1`.
 pub fn render(spec: &BackupSpec, paths: &InstancePaths, port: u16) -> String {
     let dir = BackrestPaths::of(paths).dir;
     let mut text = String::from("# Written by the pgfleet agent; do not edit.\n");
-    global_section(&mut text, &spec.repo_path, &dir, Some(spec.retention_full));
+    global_section(
+        &mut text,
+        &spec.repo_path,
+        spec.s3.as_ref(),
+        &dir,
+        Some(spec.retention_full),
+    );
     text.push_str(&format!("\n[{}]\n", spec.stanza));
     text.push_str(&format!("pg1-path={}\n", paths.data.display()));
     text.push_str(&format!("pg1-port={port}\n"));
@@ -79,6 +139,7 @@ pub fn write(
 ) -> anyhow::Result<()> {
     let files = BackrestPaths::of(paths);
     make_private_dirs(&files.dir, user)?;
+    write_s3_ca(spec.s3.as_ref(), &files.dir, user)?;
     let text = render(spec, paths, port);
     if std::fs::read_to_string(&files.config).ok().as_deref() != Some(text.as_str()) {
         super::conf::write_owned(&files.config, &text, user)?;
@@ -109,10 +170,14 @@ fn make_private_dirs(dir: &Path, user: &PgUser) -> anyhow::Result<()> {
 }
 
 /// Creates the stanza's repository folder (0700, the database's OS user)
-/// when it is missing. An existing folder is left as it is.
-pub fn ensure_repository(repo_path: &str, user: &PgUser) -> anyhow::Result<()> {
+/// when it is missing. An existing folder is left as it is; an S3
+/// repository needs nothing (pgBackRest makes its objects).
+pub fn ensure_repository(spec: &BackupSpec, user: &PgUser) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let repo = Path::new(repo_path);
+    if spec.s3.is_some() {
+        return Ok(());
+    }
+    let repo = Path::new(&spec.repo_path);
     if repo.exists() {
         return Ok(());
     }
@@ -293,9 +358,16 @@ pub async fn restore(
     use std::os::unix::fs::PermissionsExt;
     let files = BackrestPaths::of(paths);
     make_private_dirs(&files.dir, user)?;
+    write_s3_ca(restore.s3.as_ref(), &files.dir, user)?;
     let restore_config = files.dir.join("restore.conf");
     let mut text = String::from("# Written by the pgfleet agent for a restore.\n");
-    global_section(&mut text, &restore.repo_path, &files.dir, None);
+    global_section(
+        &mut text,
+        &restore.repo_path,
+        restore.s3.as_ref(),
+        &files.dir,
+        None,
+    );
     text.push_str(&format!(
         "\n[{}]\npg1-path={}\n",
         restore.stanza,
@@ -368,6 +440,7 @@ mod tests {
         let spec = BackupSpec {
             stanza: "db-a-1".into(),
             repo_path: "/backups/db-a-1".into(),
+            s3: None,
             retention_full: 3,
             archive_timeout_secs: 60,
             run: None,
@@ -381,6 +454,51 @@ mod tests {
         assert_eq!(
             archive_command(&paths, "db-a-1"),
             "/usr/bin/pgbackrest --config=/h/pg/db-a.db-a/pgbackrest.conf --stanza=db-a-1 archive-push %p"
+        );
+    }
+
+    #[test]
+    fn an_s3_repository_is_repo1_with_its_bucket_key_and_ca_file() {
+        use pgfleet_core::backup::{S3Credentials, S3Location};
+        let paths = InstancePaths::new(Path::new("/h"), "db-a", "127.0.0.2", 5433);
+        let spec = BackupSpec {
+            stanza: "db-a-1".into(),
+            repo_path: "/fleet/db-a-1".into(),
+            s3: Some(S3RepoSpec {
+                location: S3Location {
+                    endpoint: "https://127.0.0.9:9443".into(),
+                    bucket: "backups".into(),
+                    region: "us-east-1".into(),
+                    ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+                },
+                credentials: S3Credentials {
+                    access_key_id: "AKID".into(),
+                    secret_access_key: "s3cr3t".into(),
+                },
+            }),
+            retention_full: 3,
+            archive_timeout_secs: 60,
+            run: None,
+        };
+        let text = render(&spec, &paths, 5433);
+        for line in [
+            "repo1-path=/fleet/db-a-1\n",
+            "repo1-type=s3\n",
+            "repo1-s3-endpoint=127.0.0.9\n",
+            "repo1-s3-port=9443\n",
+            "repo1-s3-bucket=backups\n",
+            "repo1-s3-region=us-east-1\n",
+            "repo1-s3-uri-style=path\n",
+            "repo1-s3-ca-file=/h/pg/db-a/pgbackrest/s3-ca.crt\n",
+            "repo1-s3-key=AKID\n",
+            "repo1-s3-key-secret=s3cr3t\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        let secret = format!("{:?}", spec.s3);
+        assert!(
+            !secret.contains("s3cr3t"),
+            "Debug hides the secret: {secret}"
         );
     }
 

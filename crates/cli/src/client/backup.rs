@@ -3,7 +3,7 @@
 use pgfleet_core::api::TaskRef;
 use pgfleet_core::backup::{
     BackupListView, BackupLocation, BackupPolicy, BackupPolicyRequest, BackupRequest,
-    CreateBackupLocationRequest,
+    CreateBackupLocationRequest, CreateS3Location,
 };
 
 use super::{Client, Result};
@@ -16,7 +16,23 @@ impl Client {
     ) -> Result<BackupLocation> {
         let request = CreateBackupLocationRequest {
             name: name.to_string(),
-            posix_path: posix_path.to_string(),
+            posix_path: Some(posix_path.to_string()),
+            s3: None,
+        };
+        self.send(self.http.post(self.url("/backup-locations")).json(&request))
+            .await
+    }
+
+    /// The access key travels in the body, over the API's TLS only.
+    pub async fn create_s3_backup_location(
+        &self,
+        name: &str,
+        bucket: CreateS3Location,
+    ) -> Result<BackupLocation> {
+        let request = CreateBackupLocationRequest {
+            name: name.to_string(),
+            posix_path: None,
+            s3: Some(bucket),
         };
         self.send(self.http.post(self.url("/backup-locations")).json(&request))
             .await

@@ -60,6 +60,7 @@ pub async fn heartbeat(
     let databases = state.store.list_databases().await?;
     let (mut instances, mut monitors) =
         crate::specs::host_intent(&databases, &hosts, &beat.host.name);
+    crate::backup::attach_s3(&state, &databases, &mut instances).await?;
     let pg_client = crate::tls::pg_client_tls(&state, &beat.host.name).await?;
     for spec in instances.iter_mut() {
         let mut tls =

@@ -28,7 +28,15 @@ pub async fn create_location(
     State(state): State<AppState>,
     crate::api::ApiJson(request): crate::api::ApiJson<CreateBackupLocationRequest>,
 ) -> Result<(StatusCode, Json<BackupLocation>), ApiError> {
-    let location = locations::create(&state, &request.name, &request.posix_path).await?;
+    let location = match (&request.posix_path, &request.s3) {
+        (Some(path), None) => locations::create(&state, &request.name, path).await?,
+        (None, Some(s3)) => locations::create_s3(&state, &request.name, s3).await?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "a backup location is either posix_path or s3",
+            ))
+        }
+    };
     Ok((StatusCode::CREATED, Json(location)))
 }
 
@@ -238,11 +246,12 @@ async fn restore_spec(
         (None, None) => RestoreTarget::Latest,
     };
     let source = state.store.get_database(&request.from).await?;
-    let (stanza, repo_path, version, admin_user, database_name) = match source
+    let (location, stanza, repo_path, version, admin_user, database_name) = match source
         .as_ref()
         .and_then(|s| s.backup.policy.clone().map(|p| (s, p)))
     {
         Some((source, policy)) => (
+            policy.location,
             policy.stanza,
             policy.repo_path,
             source.version,
@@ -251,6 +260,7 @@ async fn restore_spec(
         ),
         None => match locations::find_stanza(state, &request.from).await? {
             Some((location, record)) => (
+                location.name.clone(),
                 record.stanza.clone(),
                 location.repo_path(&record.stanza),
                 record.version,
@@ -273,6 +283,8 @@ async fn restore_spec(
         stanza,
         repo_path,
         target: target.clone(),
+        location: Some(location),
+        s3: None,
     });
     Ok(target)
 }

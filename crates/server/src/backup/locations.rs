@@ -4,11 +4,14 @@
 //! not inside the control plane's data dir (except its `backups/`), a
 //! directory this process can create and write a probe file into. On a
 //! local fleet every agent shares the machine, so that check is theirs
-//! too; in production the folder must be a mount all hosts share.
+//! too; in production the folder must be a mount all hosts share. An S3
+//! location is checked with a signed PUT and DELETE of a probe object
+//! (`s3`); its access key is kept apart, sealed by the store under
+//! `secret/backup_location/<name>`, and never returned by the API.
 
 use std::path::{Component, Path};
 
-use pgfleet_core::backup::{BackupLocation, StanzaRecord};
+use pgfleet_core::backup::{BackupLocation, CreateS3Location, S3Credentials, StanzaRecord};
 use pgfleet_core::names::validate_database_name;
 use pgfleet_core::time::now_ms;
 
@@ -16,6 +19,31 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 const META_KEY: &str = "backup_locations";
+
+/// Where an S3 location's access key is kept (sealed: the prefix is the
+/// store's `SECRET_META_PREFIX`).
+fn secret_key(name: &str) -> String {
+    format!(
+        "{}backup_location/{name}",
+        pgfleet_store::sealed::SECRET_META_PREFIX
+    )
+}
+
+/// The access key of S3 location `name` (none for a POSIX one).
+pub async fn credentials(state: &AppState, name: &str) -> Result<Option<S3Credentials>, ApiError> {
+    let Some(text) = state.store.get_meta(&secret_key(name)).await? else {
+        return Ok(None);
+    };
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let credentials = serde_json::from_str(&text).map_err(|e| {
+        ApiError::internal(format!(
+            "stored credentials of backup location {name:?} unreadable: {e}"
+        ))
+    })?;
+    Ok(Some(credentials))
+}
 
 /// Serialises changes of the location list.
 static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -97,6 +125,54 @@ fn check_writable(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Creates an S3 location once a probe object could be written and
+/// deleted with its credentials; the error says what failed.
+pub async fn create_s3(
+    state: &AppState,
+    name: &str,
+    request: &CreateS3Location,
+) -> Result<BackupLocation, ApiError> {
+    validate_database_name(name)
+        .map_err(|e| ApiError::bad_request(format!("invalid backup location name: {e}")))?;
+    let checked = super::s3::check_shape(request)
+        .map_err(|e| ApiError::bad_request(format!("backup location {name:?}: {e}")))?;
+    if list(state).await?.iter().any(|l| l.name == name) {
+        return Err(ApiError::conflict(format!(
+            "backup location {name:?} already exists"
+        )));
+    }
+    super::s3::probe(&checked, &request.credentials)
+        .await
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "backup location {name:?}: bucket {:?} at {} cannot be used: {e}",
+                checked.location.bucket, checked.location.endpoint
+            ))
+        })?;
+    let _guard = LOCK.lock().await;
+    let mut locations = list(state).await?;
+    if locations.iter().any(|l| l.name == name) {
+        return Err(ApiError::conflict(format!(
+            "backup location {name:?} already exists"
+        )));
+    }
+    let secret = serde_json::to_string(&request.credentials)
+        .map_err(|e| ApiError::internal(format!("backup location credentials: {e}")))?;
+    state.store.put_meta(&secret_key(name), &secret).await?;
+    let location = BackupLocation {
+        name: name.to_string(),
+        kind: "s3".into(),
+        path: checked.path.clone(),
+        s3: Some(checked.location.clone()),
+        created_at_ms: now_ms(),
+        stanzas: Vec::new(),
+    };
+    locations.push(location.clone());
+    save(state, &locations).await?;
+    tracing::info!(location = %name, endpoint = %checked.location.endpoint, bucket = %checked.location.bucket, path = %checked.path, "s3 backup location created");
+    Ok(location)
+}
+
 pub async fn create(state: &AppState, name: &str, path: &str) -> Result<BackupLocation, ApiError> {
     validate_database_name(name)
         .map_err(|e| ApiError::bad_request(format!("invalid backup location name: {e}")))?;
@@ -118,6 +194,7 @@ pub async fn create(state: &AppState, name: &str, path: &str) -> Result<BackupLo
         name: name.to_string(),
         kind: "posix".into(),
         path: path.trim_end_matches('/').to_string(),
+        s3: None,
         created_at_ms: now_ms(),
         stanzas: Vec::new(),
     };
@@ -151,9 +228,13 @@ pub async fn delete(state: &AppState, name: &str) -> Result<(), ApiError> {
         .filter(|d| {
             d.backup.policy.as_ref().is_some_and(|p| p.location == name)
                 || d.backup.restore.as_ref().is_some_and(|r| {
-                    d.status == pgfleet_core::DbStatus::Creating
-                        && r.repo_path
-                            .starts_with(&format!("{}/", location_path(&locations, name)))
+                    let from_here = match &r.location {
+                        Some(location) => location == name,
+                        None => r
+                            .repo_path
+                            .starts_with(&format!("{}/", location_path(&locations, name))),
+                    };
+                    d.status == pgfleet_core::DbStatus::Creating && from_here
                 })
         })
         .map(|d| d.name.as_str())
@@ -164,8 +245,12 @@ pub async fn delete(state: &AppState, name: &str) -> Result<(), ApiError> {
             users.join(", ")
         )));
     }
+    let was_s3 = locations.iter().any(|l| l.name == name && l.s3.is_some());
     locations.retain(|l| l.name != name);
     save(state, &locations).await?;
+    if was_s3 {
+        state.store.put_meta(&secret_key(name), "").await?;
+    }
     tracing::info!(location = %name, "backup location deleted");
     Ok(())
 }

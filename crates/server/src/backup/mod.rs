@@ -8,11 +8,12 @@
 
 pub mod api;
 pub mod locations;
+pub mod s3;
 pub mod schedule;
 
 use pgfleet_core::backup::{
-    BackupPolicy, BackupPolicyRequest, BackupRunSpec, BackupSpec, RestoreSpec, StanzaRecord,
-    DEFAULT_ARCHIVE_TIMEOUT_SECS, DEFAULT_RETENTION_FULL,
+    BackupPolicy, BackupPolicyRequest, BackupRunSpec, BackupSpec, RestoreSpec, S3RepoSpec,
+    StanzaRecord, DEFAULT_ARCHIVE_TIMEOUT_SECS, DEFAULT_RETENTION_FULL,
 };
 use pgfleet_core::{Database, Desired, HostStatus, Node, NodeRole};
 
@@ -40,6 +41,7 @@ pub fn instance_backup_spec(db: &Database, node: &Node) -> Option<BackupSpec> {
     Some(BackupSpec {
         stanza: policy.stanza.clone(),
         repo_path: policy.repo_path.clone(),
+        s3: None,
         retention_full: policy.retention_full,
         archive_timeout_secs: policy.archive_timeout_secs,
         run,
@@ -52,6 +54,64 @@ pub fn instance_restore_spec(db: &Database, node: &Node) -> Option<RestoreSpec> 
         return None;
     }
     db.backup.restore.clone()
+}
+
+/// Adds what agents need to reach S3 repositories (bucket and access key)
+/// to the instance specs of one heartbeat answer; POSIX ones need nothing.
+pub async fn attach_s3(
+    state: &AppState,
+    databases: &[Database],
+    instances: &mut [pgfleet_core::protocol::InstanceSpec],
+) -> Result<(), ApiError> {
+    let wants_location = |spec: &pgfleet_core::protocol::InstanceSpec| {
+        let policy = spec.backup.as_ref().and_then(|_| {
+            let db = databases.iter().find(|d| d.name == spec.db)?;
+            db.backup.policy.as_ref().map(|p| p.location.clone())
+        });
+        let restore = spec.restore.as_ref().and_then(|r| r.location.clone());
+        (policy, restore)
+    };
+    if instances
+        .iter()
+        .all(|spec| wants_location(spec) == (None, None))
+    {
+        return Ok(());
+    }
+    let all = locations::list(state).await?;
+    let mut found: std::collections::HashMap<String, Option<S3RepoSpec>> = Default::default();
+    for spec in instances.iter_mut() {
+        let (policy, restore) = wants_location(spec);
+        for (name, is_restore) in [(policy, false), (restore, true)] {
+            let Some(name) = name else { continue };
+            if !found.contains_key(&name) {
+                let repo = match all
+                    .iter()
+                    .find(|l| l.name == name)
+                    .and_then(|l| l.s3.clone())
+                {
+                    Some(location) => {
+                        locations::credentials(state, &name)
+                            .await?
+                            .map(|credentials| S3RepoSpec {
+                                location,
+                                credentials,
+                            })
+                    }
+                    None => None,
+                };
+                found.insert(name.clone(), repo);
+            }
+            let repo = found.get(&name).cloned().flatten();
+            if is_restore {
+                if let Some(restore) = spec.restore.as_mut() {
+                    restore.s3 = repo;
+                }
+            } else if let Some(backup) = spec.backup.as_mut() {
+                backup.s3 = repo;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Why the database's archiving is unhealthy, read from its primary's report.
