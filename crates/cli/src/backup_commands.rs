@@ -2,20 +2,33 @@
 //! `pgfleet db backup|backups|backup-policy set`, and the backup and
 //! restore options of `pgfleet db create`.
 
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use clap::Subcommand;
-use pgfleet_core::backup::{BackupListView, BackupLocation, BackupPolicyRequest, RestoreRequest};
+use pgfleet_core::backup::{
+    BackupListView, BackupLocation, BackupPolicyRequest, CreateS3Location, RestoreRequest,
+    S3Credentials,
+};
 
 use crate::globals::{client, Globals};
 use crate::output::{print_json, wait};
 
 #[derive(Subcommand, Debug)]
 pub enum BackupLocationCommand {
-    /// Add a location (checked: the folder is made if missing and written to).
+    /// Add a location (checked: the folder is made if missing and written
+    /// to; in a bucket, a probe object is written and deleted).
     Create {
         name: String,
         /// A folder; in production a mount every host shares.
-        #[arg(long)]
-        posix: String,
+        #[arg(
+            long,
+            required_unless_present = "s3_endpoint",
+            conflicts_with = "s3_endpoint"
+        )]
+        posix: Option<String>,
+        #[command(flatten)]
+        s3: S3Args,
     },
     List {
         #[arg(long)]
@@ -29,6 +42,97 @@ pub enum BackupLocationCommand {
     },
     /// Refused while a database's policy names it; its files stay.
     Delete { name: String },
+}
+
+/// An S3 location of `backup-location create`. The access key comes from
+/// `--s3-key-file` or from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
+/// never from the command line.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct S3Args {
+    /// `https://host[:port]` of an S3-protocol server.
+    #[arg(long, requires_all = ["bucket", "region"])]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, requires = "s3_endpoint")]
+    pub bucket: Option<String>,
+    #[arg(long, requires = "s3_endpoint")]
+    pub region: Option<String>,
+    /// Prefix in the bucket (default /); each database gets <path>/<stanza>.
+    #[arg(long, requires = "s3_endpoint")]
+    pub path: Option<String>,
+    /// A file (mode 0600) with the access key id on its first line and the
+    /// secret access key on its second.
+    #[arg(long, requires = "s3_endpoint")]
+    pub s3_key_file: Option<PathBuf>,
+    /// PEM of the CA that signed the endpoint's certificate (a private CA).
+    #[arg(long, requires = "s3_endpoint")]
+    pub s3_ca_file: Option<PathBuf>,
+}
+
+impl S3Args {
+    fn request(&self) -> anyhow::Result<Option<CreateS3Location>> {
+        let Some(endpoint) = self.s3_endpoint.clone() else {
+            return Ok(None);
+        };
+        let credentials = match &self.s3_key_file {
+            Some(path) => read_key_file(path)?,
+            None => credentials_from_environment()?,
+        };
+        let ca_pem = match &self.s3_ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the S3 CA file {}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Some(CreateS3Location {
+            endpoint,
+            bucket: self.bucket.clone().unwrap_or_default(),
+            region: self.region.clone().unwrap_or_default(),
+            path: self.path.clone(),
+            ca_pem,
+            credentials,
+        }))
+    }
+}
+
+/// The access key id and secret of a key file, which only its owner may read.
+fn read_key_file(path: &Path) -> anyhow::Result<S3Credentials> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("reading the S3 key file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the S3 key file {} is readable by others (mode {mode:o}): chmod 600 it",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the S3 key file {}", path.display()))?;
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    match (lines.next(), lines.next(), lines.next()) {
+        (Some(id), Some(secret), None) => Ok(S3Credentials {
+            access_key_id: id.to_string(),
+            secret_access_key: secret.to_string(),
+        }),
+        _ => anyhow::bail!(
+            "the S3 key file {} must hold two lines: the access key id, then the secret access key",
+            path.display()
+        ),
+    }
+}
+
+fn credentials_from_environment() -> anyhow::Result<S3Credentials> {
+    let read = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match (read("AWS_ACCESS_KEY_ID"), read("AWS_SECRET_ACCESS_KEY")) {
+        (Some(access_key_id), Some(secret_access_key)) => Ok(S3Credentials {
+            access_key_id,
+            secret_access_key,
+        }),
+        _ => anyhow::bail!(
+            "an S3 location needs an access key: --s3-key-file FILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+        ),
+    }
 }
 
 /// Backup settings of `db create` and `db backup-policy set`.
@@ -99,11 +203,16 @@ pub enum BackupPolicyCommand {
 pub async fn location(globals: &Globals, command: &BackupLocationCommand) -> anyhow::Result<()> {
     let client = client(globals)?;
     match command {
-        BackupLocationCommand::Create { name, posix } => {
-            let location = client.create_backup_location(name, posix).await?;
+        BackupLocationCommand::Create { name, posix, s3 } => {
+            let location = match (posix, s3.request()?) {
+                (Some(path), None) => client.create_backup_location(name, path).await?,
+                (None, Some(bucket)) => client.create_s3_backup_location(name, bucket).await?,
+                _ => anyhow::bail!("give --posix PATH or --s3-endpoint URL"),
+            };
             println!(
                 "backup location {} created at {}",
-                location.name, location.path
+                location.name,
+                where_it_is(&location)
             );
         }
         BackupLocationCommand::List { json } => {
@@ -118,7 +227,7 @@ pub async fn location(globals: &Globals, command: &BackupLocationCommand) -> any
                     location.name,
                     location.kind,
                     location.stanzas.len(),
-                    location.path
+                    where_it_is(&location)
                 );
             }
         }
@@ -137,11 +246,37 @@ pub async fn location(globals: &Globals, command: &BackupLocationCommand) -> any
     Ok(())
 }
 
+/// The folder of a POSIX location; endpoint, bucket and prefix of an S3 one.
+fn where_it_is(location: &BackupLocation) -> String {
+    match &location.s3 {
+        Some(s3) => format!(
+            "{}/{}{}",
+            s3.endpoint,
+            s3.bucket,
+            location.path.trim_end_matches('/')
+        ),
+        None => location.path.clone(),
+    }
+}
+
 fn render_location(location: &BackupLocation) -> String {
     let mut text = format!(
         "backup location {} ({}) at {}\n",
-        location.name, location.kind, location.path
+        location.name,
+        location.kind,
+        where_it_is(location)
     );
+    if let Some(s3) = &location.s3 {
+        text.push_str(&format!(
+            "region {}, TLS checked against {}\n",
+            s3.region,
+            if s3.ca_pem.is_some() {
+                "the location's CA"
+            } else {
+                "the system's CAs"
+            }
+        ));
+    }
     text.push_str(&format!("{:<32} {:<20} STATE\n", "STANZA", "DATABASE"));
     for stanza in &location.stanzas {
         let state = if stanza.deleted {

@@ -388,6 +388,13 @@ impl Fleet {
         self.run_cli(Command::new(Self::bin()), args)
     }
 
+    /// Runs the CLI with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = Command::new(Self::bin());
+        command.envs(env.iter().copied());
+        self.run_cli(command, args)
+    }
+
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let output = self.cli(args);
         assert!(
