@@ -235,6 +235,19 @@ fn explain_transport(endpoint: &str, error: &reqwest::Error) -> String {
     format!("{endpoint} is unreachable: {chain}")
 }
 
+/// At most the first 4 KiB of an error answer (its code and message).
+async fn error_body(mut answer: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = answer.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() >= 4096 {
+            break;
+        }
+    }
+    body.truncate(4096);
+    String::from_utf8_lossy(&body).to_string()
+}
+
 /// Writes and deletes a probe object with `credentials`: `Err` says what
 /// failed.
 pub async fn probe(checked: &CheckedS3, credentials: &S3Credentials) -> Result<(), String> {
@@ -294,7 +307,7 @@ pub async fn probe(checked: &CheckedS3, credentials: &S3Credentials) -> Result<(
             .map_err(|e| explain_transport(endpoint, &e.without_url()))?;
         let status = answer.status();
         if !status.is_success() {
-            let body = answer.text().await.unwrap_or_default();
+            let body = error_body(answer).await;
             let what = explain_refusal(status.as_u16(), &body, &checked.location.bucket);
             return Err(format!("{method} of a probe object failed: {what}"));
         }
