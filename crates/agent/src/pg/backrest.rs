@@ -460,7 +460,7 @@ mod tests {
     #[test]
     fn an_s3_repository_is_repo1_with_its_bucket_key_and_ca_file() {
         use pgfleet_core::backup::{S3Credentials, S3Location};
-        let paths = InstancePaths::new(Path::new("/h"), "db-a", "127.0.0.2", 5433);
+        let paths = InstancePaths::new(Path::new("/h"), "db-a", "db-a", "127.0.0.2", 5433);
         let spec = BackupSpec {
             stanza: "db-a-1".into(),
             repo_path: "/fleet/db-a-1".into(),
@@ -489,7 +489,7 @@ mod tests {
             "repo1-s3-bucket=backups\n",
             "repo1-s3-region=us-east-1\n",
             "repo1-s3-uri-style=path\n",
-            "repo1-s3-ca-file=/h/pg/db-a/pgbackrest/s3-ca.crt\n",
+            "repo1-s3-ca-file=/h/pg/db-a.db-a/pgbackrest/s3-ca.crt\n",
             "repo1-s3-key=AKID\n",
             "repo1-s3-key-secret=s3cr3t\n",
         ] {
