@@ -275,7 +275,12 @@ async fn a_database_server_cannot_read_another_databases_files() {
     let fleet = Fleet::up(1);
     fleet.cli_ok(&["db", "create", "tenant-a"]);
     fleet.cli_ok(&["db", "create", "tenant-b"]);
-    let node_dir = |db: &str| fleet.dir().join("hosts/host-1/pg").join(db);
+    let node_dir = |db: &str| {
+        fleet
+            .dir()
+            .join("hosts/host-1/pg")
+            .join(format!("{db}.{db}"))
+    };
     let uid_of = |db: &str| {
         let pid_file = node_dir(db).join("data/postmaster.pid");
         let pid = std::fs::read_to_string(pid_file).unwrap();
