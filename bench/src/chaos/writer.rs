@@ -1,7 +1,7 @@
 //! Writers in the clients' namespace: each inserts increasing ids (its own
 //! residue class, so writers never collide) through `primary.<db>.<zone>`,
 //! resolved from pgfleet's DNS on every reconnect, with a 1 s deadline on
-//! every connect and statement, and logs every acknowledged insert with the
+//! every connect and statement and hedged reconnects (`pgfleet::workload::connect_hedged`), and logs every acknowledged insert with the
 //! address that acknowledged it and monotonic send/ack times.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -9,22 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgfleet::localfleet::{resolve_any, Fleet};
+use pgfleet::localfleet::Fleet;
 use serde::{Deserialize, Serialize};
 
 /// The client-side deadline of every connect and statement.
-pub const DEADLINE: Duration = Duration::from_secs(1);
-
-/// While a writer has no connection, a new attempt (a fresh DNS answer, its
-/// own [`DEADLINE`]) starts this often even if earlier ones still hang, as
-/// the requests that keep arriving at an application's pool would start
-/// them; the first to connect is used. Without it every writer's attempts
-/// stay in step with the fault (all of them hang at once and time out
-/// together), which measures the client's deadline more than the failover.
-pub const HEDGE: Duration = Duration::from_millis(250);
-
-/// A pause after an attempt failed at once (refused, no answer from DNS).
-const RETRY: Duration = Duration::from_millis(50);
+pub use pgfleet::workload::DEADLINE;
 
 /// One acknowledged insert. Times are ms since the run's origin (monotonic).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,52 +97,6 @@ impl Writers {
     }
 }
 
-/// Connects to whatever `primary.<db>.<zone>` names, with hedged attempts
-/// (see [`HEDGE`]); `None` once the writers are stopped.
-async fn connect_hedged(
-    target: &Target,
-    stop: &AtomicBool,
-) -> Option<(tokio_postgres::Client, Ipv4Addr)> {
-    let mut attempts = tokio::task::JoinSet::new();
-    let mut next_start = tokio::time::Instant::now();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return None;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_start) => {
-                let target = target.clone();
-                attempts.spawn(async move { attempt(&target).await });
-                next_start = tokio::time::Instant::now() + HEDGE;
-            }
-            Some(done) = attempts.join_next() => match done {
-                Ok(Some(connected)) => return Some(connected),
-                _ => next_start = next_start.min(tokio::time::Instant::now() + RETRY),
-            },
-        }
-    }
-}
-
-/// One connection attempt: resolve, then connect within [`DEADLINE`].
-async fn attempt(target: &Target) -> Option<(tokio_postgres::Client, Ipv4Addr)> {
-    let server = resolve_any(&target.dns, &target.primary_name, DEADLINE)
-        .await
-        .first()
-        .copied()?;
-    let address = target
-        .uri
-        .replace(&target.primary_name, &server.to_string());
-    let (client, connection) = tokio::time::timeout(
-        DEADLINE,
-        tokio_postgres::connect(&address, target.tls.clone()),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    tokio::spawn(connection);
-    Some((client, server))
-}
-
 pub fn ms_since(origin: Instant) -> f64 {
     origin.elapsed().as_secs_f64() * 1000.0
 }
@@ -168,7 +111,15 @@ async fn write_loop(
 ) {
     let mut next = i64::from(writer) + 1;
     while !stop.load(Ordering::SeqCst) {
-        let Some((client, server)) = connect_hedged(&target, &stop).await else {
+        let Some((client, server)) = pgfleet::workload::connect_hedged(
+            &target.dns,
+            &target.primary_name,
+            &target.uri,
+            &target.tls,
+            &stop,
+        )
+        .await
+        else {
             return;
         };
         while !stop.load(Ordering::SeqCst) {

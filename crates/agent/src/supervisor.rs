@@ -40,7 +40,7 @@ impl Supervisor {
         {
             let mut running = self.runtime.instances.lock().expect("instances lock");
             for spec in instances {
-                let key = crate::pg::process::instance_key(&spec.db, &spec.node);
+                let key = pgfleet_core::protocol::instance_key(&spec.db, &spec.node);
                 match running.get(&key) {
                     Some(handle) => {
                         update_spec(&handle.spec, &spec);

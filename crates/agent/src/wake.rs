@@ -49,7 +49,7 @@ pub fn wake(runtime: &AgentRuntime, db: &str, peer: &PeerSpec, token: &str) {
 /// spec holds for its monitor.
 fn wake_local(runtime: &AgentRuntime, db: &str, node: &str, token: &str) -> StatusCode {
     let instances = runtime.instances.lock().expect("instances lock");
-    let Some(handle) = instances.get(&crate::pg::process::instance_key(db, node)) else {
+    let Some(handle) = instances.get(&pgfleet_core::protocol::instance_key(db, node)) else {
         return StatusCode::NOT_FOUND;
     };
     let spec = handle.spec.borrow();

@@ -142,20 +142,25 @@ impl Writer {
     }
 }
 
-/// While the writer has no connection, a new attempt (a fresh DNS answer,
+/// While a writer has no connection, a new attempt (a fresh DNS answer,
 /// its own 1 s deadline) starts this often even if earlier ones still hang,
 /// as the requests arriving at an application's pool would start them; the
-/// first to connect is used. Without it the writer's attempts stay in step
+/// first to connect is used. Without it a writer's attempts stay in step
 /// with the fault (one hangs on a frozen primary for the whole deadline
 /// while DNS already names the new one): the figure would measure the
 /// client's deadline, not the failover.
-const HEDGE: Duration = Duration::from_millis(250);
+pub const HEDGE: Duration = Duration::from_millis(250);
 
-/// Connects to whatever `primary_name` resolves to, with hedged attempts;
-/// `None` once the writer is stopped.
-async fn connect_hedged(
+/// The client-side deadline of a connection attempt (DNS, then connect).
+pub const DEADLINE: Duration = Duration::from_secs(1);
+
+/// Connects to whatever `name` resolves to through `servers` (asked at
+/// once, first answer taken), `name` in `uri` replaced by the address, with
+/// hedged attempts ([`HEDGE`]); `None` once `stop` is set. Used by this
+/// writer and by bench/chaos's.
+pub async fn connect_hedged(
     servers: &[std::net::SocketAddr],
-    primary_name: &str,
+    name: &str,
     uri: &str,
     tls: &tokio_postgres_rustls::MakeRustlsConnect,
     stop: &AtomicBool,
@@ -169,13 +174,15 @@ async fn connect_hedged(
         tokio::select! {
             _ = tokio::time::sleep_until(next_start) => {
                 let (servers, name, uri, tls) =
-                    (servers.to_vec(), primary_name.to_string(), uri.to_string(), tls.clone());
+                    (servers.to_vec(), name.to_string(), uri.to_string(), tls.clone());
                 attempts.spawn(async move {
-                    let server = first_answer(&servers, &name).await.first().copied()?;
-                    let target = uri.replace(&name, &server.to_string()) + "?connect_timeout=1";
+                    let server = crate::localfleet::resolve_any(&servers, &name, DEADLINE)
+                        .await
+                        .first()
+                        .copied()?;
                     let (db, conn) = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        tokio_postgres::connect(&target, tls),
+                        DEADLINE,
+                        tokio_postgres::connect(&uri.replace(&name, &server.to_string()), tls),
                     )
                     .await
                     .ok()?
@@ -185,9 +192,11 @@ async fn connect_hedged(
                 });
                 next_start = tokio::time::Instant::now() + HEDGE;
             }
+            // An attempt that failed at once (refused, no DNS answer) is
+            // followed by the next one shortly.
             Some(done) = attempts.join_next() => match done {
                 Ok(Some(connected)) => return Some(connected),
-                _ => next_start = next_start.min(tokio::time::Instant::now() + Duration::from_millis(20)),
+                _ => next_start = next_start.min(tokio::time::Instant::now() + Duration::from_millis(50)),
             },
         }
     }

@@ -105,7 +105,7 @@ impl Actor {
         let now = Instant::now();
         self.fence.watch(watched, now);
         let timeout = Duration::from_millis(self.runtime.config.failure_timeout_ms);
-        if self.fence.silent(now, timeout) {
+        if !self.fence.fenced() && self.fence.silent(now, timeout) {
             // What the node last heard may be old (its process paused):
             // look at the standbys now, before deciding.
             let streaming = self.standby_streaming_now().await;

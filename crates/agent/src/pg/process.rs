@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use pgfleet_core::protocol::instance_key;
 
 use super::bin::PgBin;
 use super::user::PgUser;
@@ -48,8 +49,6 @@ impl InstancePaths {
         self.root.join("ready")
     }
 }
-
-pub use pgfleet_core::protocol::instance_key;
 
 /// Whether a folder of the older `pg/<node>` layout holds the instance that
 /// listens on `port` (its settings file says so).
